@@ -1,0 +1,22 @@
+"""llm-keda-scaler: a KEDA external scaler for vLLM and Triton inference deployments.
+
+Public surface: ``parse_metadata`` / ``ScalerConfig`` (the metadata contract), ``Signals`` (inputs),
+``decide`` / ``Decision`` / ``State`` (the pure core).
+"""
+
+from scaler.config import ConfigError, ScalerConfig, parse_metadata
+from scaler.decision import Decision, SignalVerdict, State, decide
+from scaler.signal import SignalName, Signals
+
+__all__ = [
+    "ConfigError",
+    "Decision",
+    "ScalerConfig",
+    "SignalName",
+    "SignalVerdict",
+    "Signals",
+    "State",
+    "decide",
+    "parse_metadata",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,94 @@
+"""Backend profiles: which Prometheus series give each signal, as data (no class hierarchy).
+
+Metric names and units are from ../shared/metrics/REFERENCE.md (vLLM 0.33.0, Triton core, dcgm-exporter).
+Every series is expected to carry ``namespace`` and ``pod`` labels, as the Prometheus Operator adds them
+for a PodMonitor (and dcgm-exporter with ``-k`` for GPU series).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from scaler.config import Backend, LatencyMetric
+
+
+class LatencyKind(StrEnum):
+    HISTOGRAM = "histogram"  # cumulative *_bucket series with an ``le`` label
+    SUMMARY = "summary"  # pre-computed per-pod quantiles with a ``quantile`` label
+    MEAN = "mean"  # rate(sum counter) / rate(count counter); not a quantile, reported as such
+
+
+@dataclass(frozen=True)
+class LatencySource:
+    kind: LatencyKind
+    metric: str  # bucket series, summary series, or the duration-sum counter for MEAN
+    to_seconds: float  # multiply the metric's unit by this to get seconds
+    count_metric: str | None = None  # MEAN only: the request counter
+
+
+@dataclass(frozen=True)
+class BackendProfile:
+    """Where one serving backend publishes the numbers the scaler needs."""
+
+    backend: Backend
+    model_label: str
+    # One series per serving pod (per model): a pod that has it is reporting.
+    presence_metric: str
+    # Gauges summed per pod: requests in flight.
+    queue_metrics: tuple[str, ...]
+    # Counters whose summed rate is the throughput signal (tokens/s for vLLM, inferences/s for Triton).
+    throughput_counters: tuple[str, ...]
+    # Latency sources per metric, tried in order: the first that has data is used.
+    latency: dict[LatencyMetric, tuple[LatencySource, ...]]
+
+
+VLLM = BackendProfile(
+    backend=Backend.VLLM,
+    model_label="model_name",
+    presence_metric="vllm:num_requests_running",
+    queue_metrics=("vllm:num_requests_waiting", "vllm:num_requests_running"),
+    throughput_counters=("vllm:generation_tokens_total", "vllm:prompt_tokens_total"),
+    latency={
+        LatencyMetric.E2E: (
+            LatencySource(LatencyKind.HISTOGRAM, "vllm:e2e_request_latency_seconds_bucket", 1.0),
+        ),
+        LatencyMetric.TTFT: (
+            LatencySource(LatencyKind.HISTOGRAM, "vllm:time_to_first_token_seconds_bucket", 1.0),
+        ),
+    },
+)
+
+TRITON = BackendProfile(
+    backend=Backend.TRITON,
+    model_label="model",
+    presence_metric="nv_inference_pending_request_count",
+    queue_metrics=("nv_inference_pending_request_count",),
+    throughput_counters=("nv_inference_count",),
+    latency={
+        # Triton's request-duration summary is off by default (--metrics-config summary_latencies=true);
+        # without it the mean from the always-on counters is the best there is, and it is labelled "mean".
+        LatencyMetric.E2E: (
+            LatencySource(LatencyKind.SUMMARY, "nv_inference_request_summary_us", 1e-6),
+            LatencySource(
+                LatencyKind.MEAN,
+                "nv_inference_request_duration_us",
+                1e-6,
+                count_metric="nv_inference_request_success",
+            ),
+        ),
+        # histogram_latencies=true; default buckets 100, 500, 2000, 5000 ms are coarse but real.
+        LatencyMetric.TTFT: (
+            LatencySource(LatencyKind.HISTOGRAM, "nv_inference_first_response_histogram_ms_bucket", 1e-3),
+        ),
+    },
+)
+
+PROFILES: dict[Backend, BackendProfile] = {VLLM.backend: VLLM, TRITON.backend: TRITON}
+
+# dcgm-exporter: GPU utilisation in percent (0-100), one series per GPU, namespace/pod attached with -k.
+DCGM_GPU_UTIL_METRIC = "DCGM_FI_DEV_GPU_UTIL"
+
+
+def profile_for(backend: Backend) -> BackendProfile:
+    return PROFILES[backend]

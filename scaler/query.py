@@ -1,0 +1,251 @@
+"""PromQL for a batch of ScaledObjects, and the pure reduction of its results into ``Signals``.
+
+One refresh asks one Prometheus a bounded set of queries (at most ``1 + 6 per backend + 1``), grouped
+``by (namespace, pod, <model label>)`` and confined to the namespaces of the ScaledObjects it serves.
+The per-ScaledObject work (which pods belong to which Deployment, which model) is done here, in
+Python, so no metadata value other than a validated namespace ever enters PromQL.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from scaler.config import Backend, LatencyMetric, ScalerConfig
+from scaler.profile import DCGM_GPU_UTIL_METRIC, LatencyKind, LatencySource, profile_for
+from scaler.signal import SignalName, Signals
+
+Labels = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: Labels
+    value: float
+
+
+@dataclass(frozen=True)
+class Target:
+    """One ScaledObject as the refresher knows it."""
+
+    namespace: str
+    name: str
+    config: ScalerConfig
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Query:
+    """A named PromQL query; ``kind`` is a bounded label for the scaler's own metrics."""
+
+    kind: str
+    promql: str
+
+
+@dataclass
+class QueryPlan:
+    queries: list[Query] = field(default_factory=list)
+
+    def add(self, kind: str, promql: str) -> None:
+        if all(q.kind != kind for q in self.queries):
+            self.queries.append(Query(kind, promql))
+
+
+def _namespace_matcher(targets: Iterable[Target]) -> str:
+    # Namespaces are validated RFC 1123 labels ([a-z0-9-]), so they are regex- and string-safe as is.
+    names = sorted({t.namespace for t in targets})
+    return f'namespace=~"{"|".join(names)}"'
+
+
+def _names_matcher(metrics: Sequence[str]) -> str:
+    return f'__name__=~"{"|".join(re.escape(m) for m in metrics)}"'
+
+
+def plan_queries(targets: Sequence[Target], rate_window: str) -> QueryPlan:
+    """The queries one refresh needs for ``targets`` (all on one Prometheus)."""
+    plan = QueryPlan()
+    if not targets:
+        return plan
+    ns = _namespace_matcher(targets)
+    plan.add("up", f"max by (namespace, pod) (up{{{ns}}})")
+    for backend in sorted({t.config.backend for t in targets}):
+        prof = profile_for(backend)
+        by = f"namespace, pod, {prof.model_label}"
+        plan.add(f"{backend}:presence", f"count by ({by}) ({prof.presence_metric}{{{ns}}})")
+        plan.add(f"{backend}:queue", f"sum by ({by}) ({{{_names_matcher(prof.queue_metrics)}, {ns}}})")
+        plan.add(
+            f"{backend}:throughput",
+            f"sum by ({by}) (rate({{{_names_matcher(prof.throughput_counters)}, {ns}}}[{rate_window}]))",
+        )
+        metrics = {
+            t.config.latency_metric for t in targets if t.config.backend == backend and t.config.latency_slo_s
+        }
+        for metric in sorted(metrics):
+            for i, src in enumerate(prof.latency[metric]):
+                kind = f"{backend}:latency:{metric}:{i}"
+                if src.kind == LatencyKind.HISTOGRAM:
+                    plan.add(kind, f"sum by ({by}, le) (rate({src.metric}{{{ns}}}[{rate_window}]))")
+                elif src.kind == LatencyKind.SUMMARY:
+                    plan.add(kind, f"max by ({by}, quantile) ({src.metric}{{{ns}}})")
+                else:
+                    plan.add(kind, f"sum by ({by}) (rate({src.metric}{{{ns}}}[{rate_window}]))")
+                    plan.add(
+                        kind + ":count", f"sum by ({by}) (rate({src.count_metric}{{{ns}}}[{rate_window}]))"
+                    )
+    if any(t.config.target_gpu_util_percent is not None for t in targets):
+        plan.add("dcgm:gpu_util", f'{DCGM_GPU_UTIL_METRIC}{{{ns}, pod!=""}}')
+    return plan
+
+
+def pod_pattern(deployment: str) -> re.Pattern[str]:
+    """Pods of a Deployment are ``<deployment>-<pod-template-hash>-<suffix>``.
+
+    Anchored with exactly two segments after the name, so Deployment ``llama`` does not claim the pods
+    of Deployment ``llama-8b`` (``llama-8b-6f9c7b8d5-x2kqp`` has three segments after ``llama-``).
+    """
+    return re.compile(rf"{re.escape(deployment)}-[a-z0-9]+-[a-z0-9]+")
+
+
+def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
+    """Prometheus' ``histogram_quantile`` on cumulative bucket counts (or rates) keyed by ``le``.
+
+    Linear interpolation inside the bucket where the rank falls; the lowest bucket starts at 0; a rank
+    in the +Inf bucket returns the highest finite bound. ``None`` when there were no observations.
+    Worked example: buckets {0.5: 2, 1: 8, +Inf: 10}, q=0.5: rank 5 falls in (0.5, 1] holding 6, at
+    (5-2)/6 of it: 0.5 + 0.5 x 0.5 = 0.75.
+    """
+    if not buckets or math.inf not in buckets:
+        return None
+    bounds = sorted(buckets)
+    counts = [buckets[b] for b in bounds]
+    # Enforce monotonicity, as Prometheus does, against scrape skew between bucket series.
+    for i in range(1, len(counts)):
+        counts[i] = max(counts[i], counts[i - 1])
+    total = counts[-1]
+    if not total > 0:
+        return None
+    rank = q * total
+    idx = next(i for i, c in enumerate(counts) if c >= rank)
+    if bounds[idx] == math.inf:
+        return bounds[-2] if len(bounds) > 1 else None
+    start = bounds[idx - 1] if idx > 0 else 0.0
+    below = counts[idx - 1] if idx > 0 else 0.0
+    in_bucket = counts[idx] - below
+    if in_bucket <= 0:
+        return bounds[idx]
+    return start + (bounds[idx] - start) * (rank - below) / in_bucket
+
+
+def _finite(samples: Iterable[Sample]) -> list[Sample]:
+    return [s for s in samples if math.isfinite(s.value)]
+
+
+def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> Signals:
+    """Turn one refresh's query results into the ``Signals`` of one ScaledObject."""
+    cfg = target.config
+    prof = profile_for(cfg.backend)
+    pods = pod_pattern(cfg.deployment)
+
+    def mine(kind: str, model_filter: bool = True) -> list[Sample]:
+        out = []
+        for s in results.get(kind, ()):
+            if s.labels.get("namespace") != target.namespace or not pods.fullmatch(s.labels.get("pod", "")):
+                continue
+            if model_filter and cfg.model is not None and s.labels.get(prof.model_label) != cfg.model:
+                continue
+            out.append(s)
+        return out
+
+    backend = cfg.backend.value
+    up = {s.labels["pod"]: s.value for s in mine("up", model_filter=False)}
+    presence = {s.labels["pod"] for s in _finite(mine(f"{backend}:presence"))}
+    unreadable = sorted(p for p, v in up.items() if v != 1)
+    ready_pods = presence - set(unreadable)
+    current = len(set(up) | presence)
+    notes: dict[str, str] = {}
+    no_traffic: set[SignalName] = set()
+
+    def total(kind: str) -> float | None:
+        samples = _finite(mine(kind))
+        return sum(s.value for s in samples) if samples else None
+
+    queue = total(f"{backend}:queue")
+    tokens = total(f"{backend}:throughput")
+    if cfg.backend == Backend.TRITON:
+        notes["tokens"] = "inferences/s (nv_inference_count)"
+
+    gpu: float | None = None
+    if cfg.target_gpu_util_percent is not None:
+        gpus = _finite(mine("dcgm:gpu_util", model_filter=False))
+        if gpus:
+            # Average over the Deployment's GPUs (a TP=4 pod has four series), as the HPA would.
+            gpu = sum(s.value for s in gpus) / len(gpus)
+            notes["gpu"] = f"average of {len(gpus)} GPU(s)"
+
+    latency: float | None = None
+    if cfg.latency_slo_s is not None:
+        latency, note, idle = _latency(
+            cfg.latency_metric, cfg.latency_quantile, prof.latency[cfg.latency_metric], backend, mine
+        )
+        if note:
+            notes["latency"] = note
+        if idle:
+            no_traffic.add(SignalName.LATENCY)
+
+    if unreadable:
+        notes["pods"] = f"{len(unreadable)} pod(s) not scraped successfully: {', '.join(unreadable[:5])}"
+    return Signals(
+        current_replicas=current,
+        ready_replicas=len(ready_pods),
+        queue_requests=queue,
+        tokens_per_s=tokens,
+        gpu_util_percent=gpu,
+        latency_s=latency,
+        notes=notes,
+        unreadable_pods=len(unreadable),
+        no_traffic=frozenset(no_traffic),
+    )
+
+
+def _latency(
+    metric: LatencyMetric,
+    quantile: float,
+    sources: Sequence[LatencySource],
+    backend: str,
+    mine: Callable[[str], list[Sample]],
+) -> tuple[float | None, str, bool]:
+    """(seconds, note, no_traffic) from the first source with data."""
+    for i, src in enumerate(sources):
+        kind = f"{backend}:latency:{metric}:{i}"
+        samples = _finite(mine(kind))
+        if not samples:
+            continue
+        if src.kind == LatencyKind.HISTOGRAM:
+            buckets: dict[float, float] = defaultdict(float)
+            for s in samples:
+                buckets[float(s.labels.get("le", "nan"))] += s.value
+            buckets.pop(math.nan, None)
+            value = histogram_quantile(quantile, buckets)
+            if value is None:
+                return None, f"p{quantile * 100:g} of {src.metric}: no requests in the window", True
+            return value * src.to_seconds, f"p{quantile * 100:g} from {src.metric}", False
+        if src.kind == LatencyKind.SUMMARY:
+            by_q: dict[float, list[float]] = defaultdict(list)
+            for s in samples:
+                by_q[float(s.labels.get("quantile", "nan"))].append(s.value)
+            usable = sorted(q for q in by_q if q >= quantile) or sorted(by_q)[-1:]
+            q = usable[0]
+            return max(by_q[q]) * src.to_seconds, f"summary quantile {q:g}, max over pods", False
+        counts = _finite(mine(kind + ":count"))
+        requests_per_s = sum(s.value for s in counts)
+        if requests_per_s <= 0:
+            return None, "mean request duration: no requests in the window", True
+        mean = sum(s.value for s in samples) / requests_per_s
+        return mean * src.to_seconds, "mean request duration (enable summary_latencies for a quantile)", False
+    return None, "", False

@@ -1,0 +1,234 @@
+"""The refresher: reads every known ScaledObject's signals in bounded batches and keeps the decisions.
+
+RPCs never query Prometheus themselves: they answer from the latest snapshot, so KEDA's double polling
+(operator + HPA) costs Prometheus nothing extra. A trigger seen for the first time (or with changed
+metadata) is fetched at once, so its first answer is real. The wall clock is read here and only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from scaler.config import parse_metadata, validate_namespace
+from scaler.decision import Decision, State, decide
+from scaler.query import Target
+from scaler.signal import Signals
+from scaler.telemetry import Telemetry
+
+log = logging.getLogger("scaler.refresher")
+
+Key = tuple[str, str, str]
+
+
+class Source(Protocol):
+    """Anything that reads Signals for a batch of targets: Prometheus in production, memory in simulation."""
+
+    def collect(self, targets: Sequence[Target]) -> Mapping[Key, Signals]: ...
+
+
+class Unavailable(RuntimeError):
+    """The scaler does not know (no data, stale data, source down): KEDA should apply its fallback."""
+
+
+@dataclass
+class Entry:
+    target: Target
+    url: str
+    last_used_s: float
+    decision: Decision | None = None
+    refreshed_at_s: float | None = None
+    error: str | None = None
+    subscribers: set[asyncio.Queue[Decision]] = field(default_factory=set)
+
+
+def target_from_ref(namespace: str, name: str, metadata: Mapping[str, str]) -> Target:
+    """Validate a ScaledObjectRef; raises ConfigError naming the key."""
+    validate_namespace(namespace)
+    if not name or len(name) > 253:
+        from scaler.config import ConfigError
+
+        raise ConfigError("name", "the ScaledObject name must be 1-253 characters")
+    return Target(namespace=namespace, name=name, config=parse_metadata(metadata))
+
+
+class Refresher:
+    """Owns the snapshot of decisions. All methods run on one asyncio loop."""
+
+    def __init__(
+        self,
+        *,
+        default_url: str | None,
+        source_for: Callable[[str], Source],
+        telemetry: Telemetry,
+        period_s: float = 2.0,
+        staleness_s: float = 60.0,
+        expire_s: float = 900.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._default_url = default_url
+        self._source_for = source_for
+        self._sources: dict[str, Source] = {}
+        self.telemetry = telemetry
+        self.period_s = period_s
+        self.staleness_s = staleness_s
+        self.expire_s = expire_s
+        self._clock = clock
+        self._entries: dict[Key, Entry] = {}
+        self._pending: dict[Key, asyncio.Future[None]] = {}
+        self.refreshes = 0
+
+    # -- lookups ---------------------------------------------------------------------------------------
+    def url_for(self, target: Target) -> str:
+        url = target.config.server_address or self._default_url
+        if url is None:
+            from scaler.config import ConfigError
+
+            raise ConfigError(
+                "serverAddress", "is required because the scaler was started without --prometheus-url"
+            )
+        return url
+
+    def source(self, url: str) -> Source:
+        if url not in self._sources:
+            self._sources[url] = self._source_for(url)
+        return self._sources[url]
+
+    @property
+    def entries(self) -> Mapping[Key, Entry]:
+        return self._entries
+
+    # -- the RPC side --------------------------------------------------------------------------------
+    async def ensure(self, target: Target) -> Entry:
+        """The entry for ``target``, fetched at once if it is new or its metadata changed."""
+        key = (target.namespace, target.name, target.config.deployment)
+        url = self.url_for(target)
+        entry = self._entries.get(key)
+        now = self._clock()
+        if entry is not None and entry.target == target and entry.url == url:
+            entry.last_used_s = now
+            return entry
+        pending = self._pending.get(key)
+        if pending is None:
+            if entry is None:
+                entry = Entry(target=target, url=url, last_used_s=now)
+                self._entries[key] = entry
+            else:
+                entry.target, entry.url, entry.decision, entry.refreshed_at_s = target, url, None, None
+            self.telemetry.scaledobjects.set(len(self._entries))
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._pending[key] = fut
+            try:
+                await self._refresh_group(url, [entry])
+            finally:
+                self._pending.pop(key, None)
+                fut.set_result(None)
+        else:
+            await asyncio.shield(pending)
+        return self._entries[key]
+
+    def answer(self, entry: Entry) -> Decision:
+        """The current decision; Unavailable if it is missing, invalid or older than the staleness bound."""
+        now = self._clock()
+        if entry.decision is None or entry.refreshed_at_s is None:
+            raise Unavailable(f"no data yet for {_name(entry)}: {entry.error or 'first read pending'}")
+        age = now - entry.refreshed_at_s
+        if age > self.staleness_s:
+            raise Unavailable(
+                f"data for {_name(entry)} is {age:.0f} s old (staleness bound {self.staleness_s:g} s); "
+                f"last error: {entry.error or 'none'}"
+            )
+        if not entry.decision.valid:
+            raise Unavailable(f"{_name(entry)}: {entry.decision.reason}")
+        return entry.decision
+
+    def subscribe(self, entry: Entry) -> asyncio.Queue[Decision]:
+        queue: asyncio.Queue[Decision] = asyncio.Queue(maxsize=1)
+        entry.subscribers.add(queue)
+        self.telemetry.streams.inc()
+        return queue
+
+    def unsubscribe(self, entry: Entry, queue: asyncio.Queue[Decision]) -> None:
+        if queue in entry.subscribers:
+            entry.subscribers.discard(queue)
+            self.telemetry.streams.dec()
+
+    # -- the refresh loop ----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Refresh forever, every ``period_s``; cancellation stops it."""
+        while True:
+            started = time.monotonic()
+            try:
+                await self.refresh_all()
+            except Exception:  # one bad refresh must not stop the loop; entries keep their last data
+                log.exception("refresh failed")
+            await asyncio.sleep(max(0.0, self.period_s - (time.monotonic() - started)))
+
+    async def refresh_all(self) -> None:
+        self._expire()
+        groups: dict[str, list[Entry]] = defaultdict(list)
+        for key, entry in self._entries.items():
+            if key not in self._pending:
+                groups[entry.url].append(entry)
+        await asyncio.gather(*(self._refresh_group(url, entries) for url, entries in groups.items()))
+        self.refreshes += 1
+
+    async def _refresh_group(self, url: str, entries: list[Entry]) -> None:
+        targets = [e.target for e in entries]
+        started = time.perf_counter()
+        try:
+            signals = await asyncio.to_thread(self.source(url).collect, targets)
+        except Exception as exc:  # the source names the server and query; keep last good data
+            message = str(exc) or type(exc).__name__
+            log.warning("refresh of %d ScaledObject(s) on %s failed: %s", len(entries), url, message)
+            for e in entries:
+                e.error = message
+            return
+        finally:
+            self.telemetry.refresh_duration.observe(time.perf_counter() - started)
+        now = self._clock()
+        for e in entries:
+            key = (e.target.namespace, e.target.name, e.target.config.deployment)
+            s = signals.get(key)
+            if s is None:
+                e.error = "source returned no signals for this ScaledObject"
+                continue
+            decision = decide(s, State(), e.target.config, now)
+            previous = e.decision
+            e.decision, e.refreshed_at_s, e.error = decision, now, None
+            self.telemetry.record(key, decision, now)
+            if previous is None or previous.active != decision.active or previous.valid != decision.valid:
+                log.info(
+                    "%s: desired=%d active=%s reason=%s",
+                    _name(e),
+                    decision.desired_replicas,
+                    decision.active,
+                    decision.reason,
+                )
+            self._notify(e, decision)
+
+    def _notify(self, entry: Entry, decision: Decision) -> None:
+        for queue in list(entry.subscribers):
+            with contextlib.suppress(asyncio.QueueEmpty):
+                queue.get_nowait()  # keep only the newest
+            queue.put_nowait(decision)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        for key, entry in list(self._entries.items()):
+            if not entry.subscribers and now - entry.last_used_s > self.expire_s and key not in self._pending:
+                del self._entries[key]
+                self.telemetry.forget(key)
+                log.info("forgot %s: not polled for %.0f s", _name(entry), now - entry.last_used_s)
+        self.telemetry.scaledobjects.set(len(self._entries))
+
+
+def _name(entry: Entry) -> str:
+    t = entry.target
+    return f"{t.namespace}/{t.name} ({t.config.deployment})"

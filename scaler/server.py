@@ -1,0 +1,146 @@
+"""Assembles the process: gRPC (scaler + health + reflection), the metrics port, and the refresher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from scaler._generated import externalscaler_pb2 as pb
+from scaler._generated import externalscaler_pb2_grpc as pb_grpc
+from scaler.prometheus import PrometheusAuth, PrometheusSource
+from scaler.refresher import Refresher, Source
+from scaler.service import ExternalScalerService
+from scaler.telemetry import Telemetry
+
+log = logging.getLogger("scaler.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name  # "externalscaler.ExternalScaler"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    grpc_port: int = 9090
+    metrics_port: int = 8080
+    bind_address: str = "[::]"
+    prometheus_url: str | None = None
+    refresh_s: float = 2.0
+    staleness_s: float = 60.0
+    query_timeout_s: float = 5.0
+    rate_window: str = "1m"
+    auth: PrometheusAuth = field(default_factory=PrometheusAuth)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+
+
+class ScalerServer:
+    """A running scaler: ``await start()``, then ``await stop()``. Ports 0 pick free ones."""
+
+    def __init__(
+        self,
+        options: ServeOptions,
+        *,
+        registry: CollectorRegistry | None = None,
+        source_for: Callable[[str], Source] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.options = options
+        self.registry = registry or CollectorRegistry()
+        self.telemetry = Telemetry(self.registry)
+
+        def prometheus(url: str) -> Source:
+            return PrometheusSource(
+                url,
+                timeout_s=options.query_timeout_s,
+                rate_window=options.rate_window,
+                auth=options.auth,
+                observe=self.telemetry.observe_query,
+            )
+
+        self.refresher = Refresher(
+            default_url=options.prometheus_url,
+            source_for=source_for or prometheus,
+            telemetry=self.telemetry,
+            period_s=options.refresh_s,
+            staleness_s=options.staleness_s,
+            clock=clock or time.time,
+        )
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self.server: grpc.aio.Server | None = None
+        self.grpc_port = 0
+        self.metrics_port = 0
+        self._metrics_http: object | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        server = grpc.aio.server()
+        pb_grpc.add_ExternalScalerServicer_to_server(ExternalScalerService(self.refresher), server)  # type: ignore[no-untyped-call]
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        address = f"{self.options.bind_address}:{self.options.grpc_port}"
+        credentials = self._credentials()
+        if credentials is None:
+            self.grpc_port = server.add_insecure_port(address)
+        else:
+            self.grpc_port = server.add_secure_port(address, credentials)
+        await server.start()
+        self.server = server
+        if self.options.metrics_port >= 0:
+            httpd, _thread = start_http_server(self.options.metrics_port, registry=self.registry)
+            self._metrics_http = httpd
+            self.metrics_port = httpd.server_port
+        self._task = asyncio.create_task(self.refresher.run(), name="refresher")
+        # SERVING once every RPC can be answered: the servicer is registered and the refresher runs.
+        # Answers about a particular Prometheus are per-ScaledObject (UNAVAILABLE until it answers).
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving gRPC on %s (port %d), metrics on :%d", address, self.grpc_port, self.metrics_port)
+
+    def _credentials(self) -> grpc.ServerCredentials | None:
+        o = self.options
+        if not o.tls_cert and not o.tls_key:
+            return None
+        if not (o.tls_cert and o.tls_key):
+            raise ValueError("--tls-cert and --tls-key must be given together")
+        from scaler.tls import server_credentials
+
+        return server_credentials(o.tls_cert, o.tls_key, o.tls_client_ca)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.server is not None:
+            await self.server.stop(grace_s)
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()  # type: ignore[attr-defined]
+            self._metrics_http.server_close()  # type: ignore[attr-defined]
+
+
+async def serve_forever(options: ServeOptions) -> None:
+    """Run until SIGTERM or SIGINT, then drain: NOT_SERVING first, so probes and KEDA move away."""
+    server = ScalerServer(options)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()

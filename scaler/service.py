@@ -1,0 +1,135 @@
+"""The gRPC edge: KEDA's ``externalscaler.ExternalScaler`` served from the refresher's snapshot.
+
+Contract (see ../shared/KEDA.md): one metric per trigger with target 1; its value is the desired
+replica count, so the HPA's ``ceil(value / target)`` is exactly our decision. Bad metadata is
+INVALID_ARGUMENT naming the key; no data, stale data or a source down is UNAVAILABLE, which KEDA
+counts toward its ``fallback`` and which never scales a fleet to zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from scaler._generated import externalscaler_pb2 as pb
+from scaler._generated import externalscaler_pb2_grpc as pb_grpc
+from scaler.config import ConfigError
+from scaler.query import Target
+from scaler.refresher import Refresher, Unavailable, target_from_ref
+
+log = logging.getLogger("scaler.service")
+
+T = TypeVar("T")
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+# The HPA's target: the metric value *is* the replica count (KEDA.md: "target 1, value = desired").
+METRIC_TARGET = 1.0
+
+
+def metric_name(target: Target) -> str:
+    """The metric's name; KEDA exposes it to the HPA as ``s<trigger index>-<this>``."""
+    return f"llm-{target.config.deployment}"
+
+
+class ExternalScalerService(pb_grpc.ExternalScalerServicer):
+    def __init__(self, refresher: Refresher) -> None:
+        self.refresher = refresher
+        self.telemetry = refresher.telemetry
+
+    async def _call(self, method: str, context: Ctx, body: Callable[[], Awaitable[T]]) -> T:
+        started = time.perf_counter()
+        try:
+            return await body()
+        except ConfigError as exc:
+            self.telemetry.rpc_errors.labels(method, "INVALID_ARGUMENT").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except Unavailable as exc:
+            self.telemetry.rpc_errors.labels(method, "UNAVAILABLE").inc()
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        finally:
+            self.telemetry.rpc_duration.labels(method).observe(time.perf_counter() - started)
+        raise AssertionError("unreachable: context.abort raises")
+
+    @staticmethod
+    def _target(ref: pb.ScaledObjectRef) -> Target:
+        return target_from_ref(ref.namespace, ref.name, dict(ref.scalerMetadata))
+
+    async def GetMetricSpec(self, request: pb.ScaledObjectRef, context: Ctx) -> pb.GetMetricSpecResponse:
+        async def body() -> pb.GetMetricSpecResponse:
+            target = self._target(request)
+            # Registering here means the first GetMetrics already has data (KEDA calls this first).
+            await self.refresher.ensure(target)
+            spec = pb.MetricSpec(
+                metricName=metric_name(target), targetSize=int(METRIC_TARGET), targetSizeFloat=METRIC_TARGET
+            )
+            return pb.GetMetricSpecResponse(metricSpecs=[spec])
+
+        return await self._call("GetMetricSpec", context, body)
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest, context: Ctx) -> pb.GetMetricsResponse:
+        async def body() -> pb.GetMetricsResponse:
+            target = self._target(request.scaledObjectRef)
+            expected = metric_name(target)
+            # KEDA strips its "s<i>-" prefix before calling; accept either form, refuse anything else.
+            asked = request.metricName
+            if (
+                asked
+                and asked != expected
+                and not (asked.startswith("s") and asked.split("-", 1)[-1] == expected)
+            ):
+                raise ConfigError(
+                    "metricName", f"unknown metric {asked[:80]!r}; this trigger serves {expected!r}"
+                )
+            decision = self.refresher.answer(await self.refresher.ensure(target))
+            value = pb.MetricValue(
+                metricName=expected,
+                metricValue=decision.desired_replicas,
+                metricValueFloat=float(decision.desired_replicas),
+            )
+            return pb.GetMetricsResponse(metricValues=[value])
+
+        return await self._call("GetMetrics", context, body)
+
+    async def IsActive(self, request: pb.ScaledObjectRef, context: Ctx) -> pb.IsActiveResponse:
+        async def body() -> pb.IsActiveResponse:
+            target = self._target(request)
+            decision = self.refresher.answer(await self.refresher.ensure(target))
+            return pb.IsActiveResponse(result=decision.active)
+
+        return await self._call("IsActive", context, body)
+
+    async def StreamIsActive(
+        self, request: pb.ScaledObjectRef, context: Ctx
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        """Push the current state at once, then every change of it, without waiting for KEDA's poll."""
+        try:
+            target = self._target(request)
+            entry = await self.refresher.ensure(target)
+        except ConfigError as exc:
+            self.telemetry.rpc_errors.labels("StreamIsActive", "INVALID_ARGUMENT").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return
+        queue = self.refresher.subscribe(entry)
+        try:
+            last: bool | None = None
+            decision = entry.decision
+            while True:
+                if decision is not None and decision.valid and decision.active != last:
+                    last = decision.active
+                    yield pb.IsActiveResponse(result=last)
+                decision = await queue.get()
+        finally:
+            self.refresher.unsubscribe(entry, queue)
+
+    async def StreamMetricSpec(
+        self, request: pb.ScaledObjectRef, context: Ctx
+    ) -> AsyncIterator[pb.GetMetricSpecResponse]:
+        # Our target never changes (it is always 1), so there is nothing to push; KEDA falls back silently.
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "StreamMetricSpec: the metric target is fixed at 1"
+        )
+        yield pb.GetMetricSpecResponse()  # pragma: no cover - makes this an async generator

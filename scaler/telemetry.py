@@ -1,0 +1,162 @@
+"""The scaler's own Prometheus metrics (served on ``--metrics-port``).
+
+Every metric takes its ``registry``, so tests use a fresh ``CollectorRegistry``. Labels are bounded:
+namespace, scaledobject, deployment, signal (4 values), reason (a handful), query kind, RPC method.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from scaler.decision import Decision
+
+_SO = ("namespace", "scaledobject", "deployment")
+_RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Telemetry:
+    """All metrics of one scaler process."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.desired_replicas = Gauge(
+            "llm_scaler_desired_replicas",
+            "Replicas the scaler asks for (the value returned to KEDA).",
+            _SO,
+            registry=registry,
+        )
+        self.current_replicas = Gauge(
+            "llm_scaler_current_replicas",
+            "Pods of the Deployment that exist, as the scaler sees them.",
+            _SO,
+            registry=registry,
+        )
+        self.ready_replicas = Gauge(
+            "llm_scaler_ready_replicas",
+            "Pods of the Deployment that serve and report metrics.",
+            _SO,
+            registry=registry,
+        )
+        self.active = Gauge(
+            "llm_scaler_active", "1 if the scaler reports the ScaledObject active.", _SO, registry=registry
+        )
+        self.signal_value = Gauge(
+            "llm_scaler_signal_value",
+            "Measured value of each signal (queue: requests, tokens: per s, gpu: percent, latency: s).",
+            (*_SO, "signal"),
+            registry=registry,
+        )
+        self.signal_desired_replicas = Gauge(
+            "llm_scaler_signal_desired_replicas",
+            "Replicas each signal alone would ask for.",
+            (*_SO, "signal"),
+            registry=registry,
+        )
+        self.signal_missing = Gauge(
+            "llm_scaler_signal_missing",
+            "1 if the signal had no usable data at the last refresh.",
+            (*_SO, "signal"),
+            registry=registry,
+        )
+        self.decisions = Counter(
+            "llm_scaler_decisions",
+            "Decisions made, by the reason that won.",
+            (*_SO, "reason"),
+            registry=registry,
+        )
+        self.last_refresh = Gauge(
+            "llm_scaler_last_refresh_timestamp_seconds",
+            "When this ScaledObject's data was last read successfully.",
+            _SO,
+            registry=registry,
+        )
+        self.query_duration = Histogram(
+            "llm_scaler_prometheus_query_duration_seconds",
+            "Duration of Prometheus queries, by query kind.",
+            ("query",),
+            registry=registry,
+        )
+        self.query_errors = Counter(
+            "llm_scaler_prometheus_query_errors",
+            "Failed Prometheus queries, by query kind.",
+            ("query",),
+            registry=registry,
+        )
+        self.refresh_duration = Histogram(
+            "llm_scaler_refresh_duration_seconds",
+            "Duration of one refresh of all ScaledObjects on one Prometheus.",
+            registry=registry,
+        )
+        self.queries_per_refresh = Gauge(
+            "llm_scaler_queries_per_refresh",
+            "Prometheus queries in the last refresh (all servers).",
+            registry=registry,
+        )
+        self.scaledobjects = Gauge(
+            "llm_scaler_scaledobjects", "ScaledObjects the scaler currently tracks.", registry=registry
+        )
+        self.rpc_duration = Histogram(
+            "llm_scaler_rpc_duration_seconds",
+            "gRPC handling time by method.",
+            ("method",),
+            buckets=_RPC_BUCKETS,
+            registry=registry,
+        )
+        self.rpc_errors = Counter(
+            "llm_scaler_rpc_errors",
+            "gRPC calls answered with an error, by method and status code.",
+            ("method", "code"),
+            registry=registry,
+        )
+        self.streams = Gauge("llm_scaler_active_streams", "Open StreamIsActive streams.", registry=registry)
+
+    def observe_query(self, kind: str, seconds: float, error: Exception | None) -> None:
+        # The query kind's first two parts ("vllm:queue") keep the label set bounded.
+        label = ":".join(kind.split(":")[:2])
+        self.query_duration.labels(label).observe(seconds)
+        if error is not None:
+            self.query_errors.labels(label).inc()
+
+    def record(self, key: tuple[str, str, str], decision: Decision, refreshed_at_s: float) -> None:
+        """Publish one decision: the same numbers explain prints."""
+        self.desired_replicas.labels(*key).set(decision.desired_replicas)
+        self.active.labels(*key).set(1 if decision.active else 0)
+        if decision.current_replicas is not None:
+            self.current_replicas.labels(*key).set(decision.current_replicas)
+        if decision.ready_replicas is not None:
+            self.ready_replicas.labels(*key).set(decision.ready_replicas)
+        for v in decision.signals:
+            name = v.signal.value
+            self.signal_missing.labels(*key, name).set(1 if v.status == "missing" else 0)
+            if v.value is not None:
+                self.signal_value.labels(*key, name).set(v.value)
+            if v.desired_replicas is not None:
+                self.signal_desired_replicas.labels(*key, name).set(v.desired_replicas)
+            else:
+                self._remove(self.signal_desired_replicas, (*key, name))
+        self.decisions.labels(*key, decision.reason.split(":")[0]).inc()
+        self.last_refresh.labels(*key).set(refreshed_at_s)
+
+    def forget(self, key: tuple[str, str, str]) -> None:
+        """Drop every series of a ScaledObject that is no longer polled, so cardinality stays bounded."""
+        for metric in (
+            self.desired_replicas,
+            self.active,
+            self.current_replicas,
+            self.ready_replicas,
+            self.last_refresh,
+        ):
+            self._remove(metric, key)
+        for metric in (self.signal_value, self.signal_desired_replicas, self.signal_missing):
+            for signal in ("queue", "tokens", "gpu", "latency"):
+                self._remove(metric, (*key, signal))
+        for labels in list(self.decisions._metrics):  # no public API lists children
+            if tuple(labels[:3]) == key:
+                self.decisions.remove(*labels)
+
+    @staticmethod
+    def _remove(metric: Gauge | Counter, labels: tuple[str, ...]) -> None:
+        with contextlib.suppress(KeyError):
+            metric.remove(*labels)
