@@ -1,0 +1,1 @@
+"""Real servers for tests: Prometheus, a metrics exporter, the scaler, and a KEDA-side client."""

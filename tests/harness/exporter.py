@@ -1,0 +1,291 @@
+"""A small test exporter: vLLM, Triton and dcgm-exporter series for a set of fake pods, over HTTP.
+
+It speaks the exposition format of ../shared/metrics/*.prom (same names, types, labels and buckets).
+Each pod is its own scrape target (``/pods/<namespace>/<pod>/metrics``), listed in a file_sd file, so
+Prometheus attaches ``namespace``/``pod`` target labels and an ``up`` series per pod exactly as a
+PodMonitor would. GPU series come from one ``/dcgm/metrics`` target with ``namespace``/``pod`` in the
+payload (dcgm-exporter ``-k``), scraped with ``honor_labels``.
+
+Counters and histograms are generated from *rates* against the wall clock, so ``rate()`` in Prometheus
+returns exactly the configured tokens/s and the configured latency distribution.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+VLLM_E2E_BUCKETS = (
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+)
+VLLM_TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+)
+TRITON_FIRST_RESPONSE_MS_BUCKETS = (100.0, 500.0, 2000.0, 5000.0)
+
+
+@dataclass
+class FakePod:
+    """What one pod reports. Latencies are the fixed latency of every request (a point distribution),
+    so the expected quantile is known exactly up to Prometheus' linear interpolation."""
+
+    namespace: str
+    name: str
+    backend: str = "vllm"  # "vllm" | "triton"
+    model: str = "meta-llama/Llama-3.1-8B-Instruct"
+    waiting: float = 0.0
+    running: float = 0.0
+    generation_tokens_per_s: float = 0.0
+    prompt_tokens_per_s: float = 0.0
+    requests_per_s: float = 0.0
+    e2e_latency_s: float = 1.0
+    ttft_s: float = 0.05
+    gpu_util_percent: tuple[float, ...] = (0.0,)
+    scrape_ok: bool = True  # False: /metrics answers 500, so Prometheus records up == 0
+    summary_latencies: bool = False  # Triton --metrics-config summary_latencies=true
+    _t0: float = field(default_factory=time.time)
+    _base: dict[str, float] = field(default_factory=dict)
+
+    def _counter(self, key: str, per_s: float, now: float) -> float:
+        # Counters restart from the current accumulated value when the rate changes (see set_rates).
+        return self._base.get(key, 1000.0) + per_s * (now - self._t0)
+
+    def set(self, **changes: object) -> None:
+        """Change values; counters keep their accumulated totals (no spurious reset)."""
+        now = time.time()
+        for key in ("gen", "prompt", "req"):
+            self._base[key] = self._counter(key, self._rate(key), now)
+        for name in ("e2e", "ttft"):
+            for le in (*VLLM_E2E_BUCKETS, *VLLM_TTFT_BUCKETS, *TRITON_FIRST_RESPONSE_MS_BUCKETS, math.inf):
+                k = f"{name}:{le}"
+                self._base[k] = self._bucket(name, le, now)
+        self._base["e2e_sum"] = self._counter("e2e_sum", self.requests_per_s * self.e2e_latency_s, now)
+        self._t0 = now
+        for k, v in changes.items():
+            setattr(self, k, v)
+
+    def _rate(self, key: str) -> float:
+        return {
+            "gen": self.generation_tokens_per_s,
+            "prompt": self.prompt_tokens_per_s,
+            "req": self.requests_per_s,
+        }[key]
+
+    def _bucket(self, name: str, le: float, now: float) -> float:
+        latency = self.e2e_latency_s if name == "e2e" else self.ttft_s
+        if name == "ttft" and self.backend == "triton":
+            latency *= 1000.0  # Triton's histogram is in ms
+        per_s = self.requests_per_s if latency <= le else 0.0
+        return self._base.get(f"{name}:{le}", 0.0) + per_s * (now - self._t0)
+
+    def render(self) -> str:
+        now = time.time()
+        return self._render_vllm(now) if self.backend == "vllm" else self._render_triton(now)
+
+    def _render_vllm(self, now: float) -> str:
+        lb = f'engine="0",model_name="{self.model}"'
+        out = [
+            "# TYPE vllm:num_requests_running gauge",
+            f"vllm:num_requests_running{{{lb}}} {self.running}",
+            "# TYPE vllm:num_requests_waiting gauge",
+            f"vllm:num_requests_waiting{{{lb}}} {self.waiting}",
+            "# TYPE vllm:kv_cache_usage_perc gauge",
+            f"vllm:kv_cache_usage_perc{{{lb}}} 0.25",
+            "# TYPE vllm:prompt_tokens_total counter",
+            f"vllm:prompt_tokens_total{{{lb}}} {self._counter('prompt', self.prompt_tokens_per_s, now)}",
+            "# TYPE vllm:generation_tokens_total counter",
+            f"vllm:generation_tokens_total{{{lb}}} {self._counter('gen', self.generation_tokens_per_s, now)}",
+        ]
+        for family, name, buckets, latency in (
+            ("vllm:e2e_request_latency_seconds", "e2e", VLLM_E2E_BUCKETS, self.e2e_latency_s),
+            ("vllm:time_to_first_token_seconds", "ttft", VLLM_TTFT_BUCKETS, self.ttft_s),
+        ):
+            out.append(f"# TYPE {family} histogram")
+            for le in (*buckets, math.inf):
+                le_text = "+Inf" if le == math.inf else repr(float(le))
+                out.append(f'{family}_bucket{{{lb},le="{le_text}"}} {self._bucket(name, le, now)}')
+            count = self._bucket(name, math.inf, now)
+            out.append(f"{family}_count{{{lb}}} {count}")
+            out.append(f"{family}_sum{{{lb}}} {count * latency}")
+        return "\n".join(out) + "\n"
+
+    def _render_triton(self, now: float) -> str:
+        lb = f'model="{self.model}",version="1"'
+        requests = self._counter("req", self.requests_per_s, now)
+        out = [
+            "# TYPE nv_inference_request_success counter",
+            f"nv_inference_request_success{{{lb}}} {requests}",
+            "# TYPE nv_inference_count counter",
+            f"nv_inference_count{{{lb}}} {requests}",
+            "# TYPE nv_inference_pending_request_count gauge",
+            f"nv_inference_pending_request_count{{{lb}}} {self.waiting}",
+            "# TYPE nv_inference_request_duration_us counter",
+            f"nv_inference_request_duration_us{{{lb}}} "
+            f"{self._counter('e2e_sum', self.requests_per_s * self.e2e_latency_s, now) * 1e6}",
+            "# TYPE nv_inference_first_response_histogram_ms histogram",
+        ]
+        for le in (*TRITON_FIRST_RESPONSE_MS_BUCKETS, math.inf):
+            le_text = "+Inf" if le == math.inf else f"{le:g}"
+            out.append(
+                f'nv_inference_first_response_histogram_ms_bucket{{le="{le_text}",{lb}}} '
+                f"{self._bucket('ttft', le, now)}"
+            )
+        count = self._bucket("ttft", math.inf, now)
+        out.append(f"nv_inference_first_response_histogram_ms_count{{{lb}}} {count}")
+        out.append(f"nv_inference_first_response_histogram_ms_sum{{{lb}}} {count * self.ttft_s * 1000}")
+        if self.summary_latencies:
+            out.append("# TYPE nv_inference_request_summary_us summary")
+            for q in (0.5, 0.9, 0.95, 0.99, 0.999):
+                out.append(
+                    f'nv_inference_request_summary_us{{{lb},quantile="{q}"}} {self.e2e_latency_s * 1e6}'
+                )
+            out.append(f"nv_inference_request_summary_us_count{{{lb}}} {requests}")
+            out.append(f"nv_inference_request_summary_us_sum{{{lb}}} {requests * self.e2e_latency_s * 1e6}")
+        return "\n".join(out) + "\n"
+
+
+class FakeFleet:
+    """Pods and GPUs served over HTTP, with the file_sd target list Prometheus reads."""
+
+    def __init__(self, sd_file: Path) -> None:
+        self.sd_file = sd_file
+        self.pods: dict[tuple[str, str], FakePod] = {}
+        self.extra_series: list[str] = []  # raw lines appended to /dcgm/metrics (e.g. activation gauges)
+        self._lock = threading.Lock()
+        fleet = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body, status = fleet._route(self.path)
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        self.write_sd()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _route(self, path: str) -> tuple[str, int]:
+        with self._lock:
+            if path == "/dcgm/metrics":
+                return self._render_dcgm(), 200
+            parts = path.strip("/").split("/")
+            if len(parts) == 4 and parts[0] == "pods" and parts[3] == "metrics":
+                pod = self.pods.get((parts[1], parts[2]))
+                if pod is None:
+                    return "no such pod\n", 404
+                if not pod.scrape_ok:
+                    return "engine not responding\n", 500
+                return pod.render(), 200
+        return "not found\n", 404
+
+    def _render_dcgm(self) -> str:
+        out = ["# TYPE DCGM_FI_DEV_GPU_UTIL gauge"]
+        gpu = 0
+        for pod in self.pods.values():
+            for util in pod.gpu_util_percent:
+                out.append(
+                    f'DCGM_FI_DEV_GPU_UTIL{{gpu="{gpu % 8}",UUID="GPU-{gpu:08d}",device="nvidia{gpu % 8}",'
+                    f'modelName="NVIDIA H100 80GB HBM3",Hostname="node-{gpu // 8}",container="{pod.backend}",'
+                    f'namespace="{pod.namespace}",pod="{pod.name}"}} {util}'
+                )
+                gpu += 1
+        # An unallocated GPU, as dcgm-exporter reports it: empty pod and namespace labels.
+        out.append(
+            'DCGM_FI_DEV_GPU_UTIL{gpu="7",UUID="GPU-idle",device="nvidia7",modelName="NVIDIA H100 80GB HBM3",'
+            'Hostname="node-idle",container="",namespace="",pod=""} 0'
+        )
+        out.extend(self.extra_series)
+        return "\n".join(out) + "\n"
+
+    def add(self, pod: FakePod) -> FakePod:
+        with self._lock:
+            self.pods[(pod.namespace, pod.name)] = pod
+        self.write_sd()
+        return pod
+
+    def remove(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self.pods.pop((namespace, name), None)
+        self.write_sd()
+
+    def write_sd(self) -> None:
+        with self._lock:
+            groups = [
+                {
+                    "targets": [self.address],
+                    "labels": {
+                        "__metrics_path__": f"/pods/{p.namespace}/{p.name}/metrics",
+                        "namespace": p.namespace,
+                        "pod": p.name,
+                        "job": f"{p.namespace}/{p.backend}",
+                    },
+                }
+                for p in self.pods.values()
+            ]
+        tmp = self.sd_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(groups))
+        tmp.replace(self.sd_file)  # atomic: Prometheus never reads half a file
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

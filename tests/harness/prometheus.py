@@ -1,0 +1,142 @@
+"""A real Prometheus (Debian's ``prometheus`` binary) on loopback, scraping the test exporter."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SCRAPE_INTERVAL_S = 1
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_prometheus() -> str:
+    """Path of the prometheus binary. Under CI=true a missing binary fails; locally it skips loudly."""
+    path = shutil.which("prometheus")
+    if path is None:
+        message = (
+            "the 'prometheus' binary is not installed: integration tests need Debian's prometheus package "
+            "(apt-get install prometheus; .ci/run installs it)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip("SKIPPING INTEGRATION TEST: " + message)
+    return path
+
+
+class PrometheusProcess:
+    """``start()`` writes a config, launches Prometheus on 127.0.0.1 and waits until it is ready."""
+
+    def __init__(self, workdir: Path, exporter_address: str, sd_file: Path, extra_scrape: str = "") -> None:
+        self.workdir = workdir
+        self.exporter_address = exporter_address
+        self.sd_file = sd_file
+        self.extra_scrape = extra_scrape
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        return f"""
+global:
+  scrape_interval: {SCRAPE_INTERVAL_S}s
+  scrape_timeout: {SCRAPE_INTERVAL_S}s
+  evaluation_interval: {SCRAPE_INTERVAL_S}s
+scrape_configs:
+  - job_name: pods
+    file_sd_configs:
+      - files: ["{self.sd_file}"]
+        refresh_interval: 1s
+  - job_name: dcgm
+    honor_labels: true
+    metrics_path: /dcgm/metrics
+    static_configs:
+      - targets: ["{self.exporter_address}"]
+{self.extra_scrape}
+"""
+
+    def start(self, port: int | None = None) -> None:
+        binary = require_prometheus()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cfg = self.workdir / "prometheus.yml"
+        cfg.write_text(self.config())
+        self.port = port or self.port or free_port()
+        log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={cfg}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=1h",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=log,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"prometheus exited: {(self.workdir / 'prometheus.log').read_text()[-2000:]}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("prometheus did not become ready in time")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = json.load(r)
+        return list(body["data"]["result"])
+
+    def wait_until(
+        self, promql: str, check: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 30.0
+    ) -> None:
+        """Poll ``promql`` until ``check(result)`` holds; bounded in time."""
+        deadline = time.monotonic() + timeout_s
+        result: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            result = self.query(promql)
+            if check(result):
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"{promql!r} never satisfied the check; last result: {result}")
