@@ -1,6 +1,6 @@
 """PromQL for a batch of ScaledObjects, and the pure reduction of its results into ``Signals``.
 
-One refresh asks one Prometheus a bounded set of queries (at most ``1 + 6 per backend + 1``), grouped
+One refresh asks one Prometheus a bounded set of queries (at most ``1 + 7 per backend + 1``), grouped
 ``by (namespace, pod, <model label>)`` and confined to the namespaces of the ScaledObjects it serves.
 The per-ScaledObject work (which pods belong to which Deployment, which model) is done here, in
 Python, so no metadata value other than a validated namespace ever enters PromQL.
@@ -79,10 +79,10 @@ def plan_queries(targets: Sequence[Target], rate_window: str) -> QueryPlan:
         by = f"namespace, pod, {prof.model_label}"
         plan.add(f"{backend}:presence", f"count by ({by}) ({prof.presence_metric}{{{ns}}})")
         plan.add(f"{backend}:queue", f"sum by ({by}) ({{{_names_matcher(prof.queue_metrics)}, {ns}}})")
-        plan.add(
-            f"{backend}:throughput",
-            f"sum by ({by}) (rate({{{_names_matcher(prof.throughput_counters)}, {ns}}}[{rate_window}]))",
-        )
+        # One query per counter: rate() drops __name__, so rate({__name__=~"a|b"}) would give two series
+        # with one label set, which Prometheus refuses ("vector cannot contain metrics with the same labelset").
+        for i, counter in enumerate(prof.throughput_counters):
+            plan.add(f"{backend}:throughput:{i}", f"sum by ({by}) (rate({counter}{{{ns}}}[{rate_window}]))")
         metrics = {
             t.config.latency_metric for t in targets if t.config.backend == backend and t.config.latency_slo_s
         }
@@ -176,7 +176,9 @@ def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> S
         return sum(s.value for s in samples) if samples else None
 
     queue = total(f"{backend}:queue")
-    tokens = total(f"{backend}:throughput")
+    rates = [total(f"{backend}:throughput:{i}") for i in range(len(prof.throughput_counters))]
+    known = [r for r in rates if r is not None]
+    tokens = sum(known) if known else None
     if cfg.backend == Backend.TRITON:
         notes["tokens"] = "inferences/s (nv_inference_count)"
 

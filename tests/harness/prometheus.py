@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -49,6 +49,23 @@ class PrometheusProcess:
         self.extra_scrape = extra_scrape
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def query_log(self) -> Path:
+        """Every query Prometheus was asked, one JSON object per line (Prometheus' own query log)."""
+        return self.workdir / "queries.log"
+
+    def queries_seen(self) -> list[str]:
+        if not self.query_log.exists():
+            return []
+        out = []
+        for line in self.query_log.read_text().splitlines():
+            try:
+                out.append(str(json.loads(line)["params"]["query"]))
+            except (ValueError, KeyError):
+                continue
+        return out
 
     @property
     def url(self) -> str:
@@ -60,6 +77,7 @@ global:
   scrape_interval: {SCRAPE_INTERVAL_S}s
   scrape_timeout: {SCRAPE_INTERVAL_S}s
   evaluation_interval: {SCRAPE_INTERVAL_S}s
+  query_log_file: {self.query_log}
 scrape_configs:
   - job_name: pods
     file_sd_configs:
@@ -79,7 +97,9 @@ scrape_configs:
         cfg = self.workdir / "prometheus.yml"
         cfg.write_text(self.config())
         self.port = port or self.port or free_port()
-        log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - closed with the process
+        if self._log is not None:
+            self._log.close()
+        self._log = log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
                 binary,
@@ -121,6 +141,9 @@ scrape_configs:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
