@@ -5,12 +5,14 @@ Public surface: ``parse_metadata`` / ``ScalerConfig`` (the metadata contract), `
 """
 
 from scaler.config import ConfigError, ScalerConfig, parse_metadata
-from scaler.decision import Decision, SignalVerdict, State, decide
+from scaler.decision import Decision, SignalVerdict, decide
 from scaler.signal import SignalName, Signals
+from scaler.state import Observation, State
 
 __all__ = [
     "ConfigError",
     "Decision",
+    "Observation",
     "ScalerConfig",
     "SignalName",
     "SignalVerdict",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 
 from scaler.config import ConfigError, validate_prometheus_url
-from scaler.decision import State, decide
+from scaler.decision import decide
 from scaler.prometheus import PrometheusAuth, PrometheusSource, SourceError, target_key
 from scaler.refresher import target_from_ref
 from scaler.server import ServeOptions, serve_forever
@@ -215,8 +215,8 @@ def explain(args: argparse.Namespace) -> int:
     source = PrometheusSource(
         url, timeout_s=args.query_timeout, rate_window=args.rate_window, auth=_auth(args)
     )
-    signals = source.collect([target])[target_key(target)]
-    decision = decide(signals, State(), target.config, time.time())
+    obs = source.collect([target])[target_key(target)]
+    decision = decide(obs.signals, obs.state, target.config, time.time())
     out = {
         "namespace": target.namespace,
         "scaledobject": target.name,

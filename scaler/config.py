@@ -76,6 +76,13 @@ class ScalerConfig(BaseModel):
     latency_slo_s: float | None = Field(default=None, alias="latencySloSeconds")
     latency_quantile: float = Field(default=0.99, alias="latencyQuantile")
     latency_metric: LatencyMetric = Field(default=LatencyMetric.E2E, alias="latencyMetric")
+    # Cold start (issue 3). The query is confined to the ScaledObject's namespace in target_from_ref.
+    activation_query: str | None = Field(default=None, alias="activationQuery")
+    activation_threshold: float = Field(default=0.0, alias="activationThreshold")
+    cold_start_s: float = Field(default=60.0, alias="coldStartSeconds")
+    predictive: bool = True
+    scale_to_zero: bool = Field(default=True, alias="scaleToZero")
+    min_idle_s: float = Field(default=0.0, alias="minIdleSeconds")
 
     @field_validator("deployment")
     @classmethod
@@ -107,6 +114,34 @@ class ScalerConfig(BaseModel):
     @classmethod
     def _positive(cls, v: float | None) -> float | None:
         return _positive_finite(v, "a finite number > 0")
+
+    @field_validator("cold_start_s")
+    @classmethod
+    def _cold_start(cls, v: float) -> float:
+        if not math.isfinite(v) or not 0 < v <= 3600:
+            raise ValueError(f"must be seconds in (0, 3600], got {v!r}")
+        return v
+
+    @field_validator("min_idle_s", "activation_threshold")
+    @classmethod
+    def _non_negative(cls, v: float) -> float:
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"must be a finite number >= 0, got {v!r}")
+        return v
+
+    @field_validator("predictive", "scale_to_zero", mode="before")
+    @classmethod
+    def _boolean(cls, v: object) -> object:
+        if isinstance(v, str) and v.lower() not in ("true", "false"):
+            raise ValueError(f"must be true or false, got {v[:64]!r}")
+        return v.lower() == "true" if isinstance(v, str) else v
+
+    @field_validator("activation_query")
+    @classmethod
+    def _activation_query(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must be a PromQL expression, got an empty string")
+        return v
 
     @field_validator("target_gpu_util_percent")
     @classmethod
@@ -178,7 +213,11 @@ TARGET_KEYS = (
 )
 
 # Keys whose presence only makes sense with another key.
-_REQUIRES = {"latencyQuantile": "latencySloSeconds", "latencyMetric": "latencySloSeconds"}
+_REQUIRES = {
+    "latencyQuantile": "latencySloSeconds",
+    "latencyMetric": "latencySloSeconds",
+    "activationThreshold": "activationQuery",
+}
 
 
 def parse_metadata(metadata: Mapping[str, str]) -> ScalerConfig:

@@ -17,6 +17,7 @@ from typing import Any
 
 from scaler.config import ScalerConfig
 from scaler.signal import SignalName, Signals
+from scaler.state import State
 
 # Below the SLO, latency only guards: while pXX is above this fraction of the SLO, no scale-down.
 LATENCY_GUARD_FRACTION = 0.8
@@ -47,12 +48,6 @@ class SignalVerdict:
     desired_replicas: int | None
     status: Status
     note: str = ""
-
-
-@dataclass(frozen=True)
-class State:
-    """What the core needs to know beyond the current signals. Derived by the edges, never by memory of
-    past calls, so every scaler replica computes the same state."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from scaler.query import Query, Sample, Target, plan_queries, reduce_signals
-from scaler.signal import Signals
+from scaler.state import Observation
 
 
 class SourceError(RuntimeError):
@@ -104,12 +104,12 @@ class PrometheusSource:
             if self._observe is not None:
                 self._observe(q.kind, time.perf_counter() - start, error)
 
-    def collect(self, targets: Sequence[Target]) -> dict[tuple[str, str, str], Signals]:
+    def collect(self, targets: Sequence[Target]) -> dict[tuple[str, str, str], Observation]:
         """Signals for every target, from one bounded batch of queries. All or nothing: if any query
         fails the whole batch raises, so a half-answered refresh can never look like lower load."""
         plan = plan_queries(targets, self.rate_window)
         results = {q.kind: self.query(q) for q in plan.queries}
-        return {target_key(t): reduce_signals(t, results) for t in targets}
+        return {target_key(t): Observation(reduce_signals(t, results)) for t in targets}
 
 
 def target_key(t: Target) -> tuple[str, str, str]:

@@ -80,7 +80,8 @@ def plan_queries(targets: Sequence[Target], rate_window: str) -> QueryPlan:
         plan.add(f"{backend}:presence", f"count by ({by}) ({prof.presence_metric}{{{ns}}})")
         plan.add(f"{backend}:queue", f"sum by ({by}) ({{{_names_matcher(prof.queue_metrics)}, {ns}}})")
         # One query per counter: rate() drops __name__, so rate({__name__=~"a|b"}) would give two series
-        # with one label set, which Prometheus refuses ("vector cannot contain metrics with the same labelset").
+        # with one label set, which Prometheus refuses
+        # ("vector cannot contain metrics with the same labelset").
         for i, counter in enumerate(prof.throughput_counters):
             plan.add(f"{backend}:throughput:{i}", f"sum by ({by}) (rate({counter}{{{ns}}}[{rate_window}]))")
         metrics = {

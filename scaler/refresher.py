@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from scaler.config import parse_metadata, validate_namespace
-from scaler.decision import Decision, State, decide
+from scaler.decision import Decision, decide
 from scaler.query import Target
-from scaler.signal import Signals
+from scaler.state import Observation
 from scaler.telemetry import Telemetry
 
 log = logging.getLogger("scaler.refresher")
@@ -28,9 +28,10 @@ Key = tuple[str, str, str]
 
 
 class Source(Protocol):
-    """Anything that reads Signals for a batch of targets: Prometheus in production, memory in simulation."""
+    """Anything that observes a batch of targets: Prometheus (+ Kubernetes) in production, memory in the
+    simulator. All or nothing: raise rather than return a partial batch."""
 
-    def collect(self, targets: Sequence[Target]) -> Mapping[Key, Signals]: ...
+    def collect(self, targets: Sequence[Target]) -> Mapping[Key, Observation]: ...
 
 
 class Unavailable(RuntimeError):
@@ -183,7 +184,7 @@ class Refresher:
         targets = [e.target for e in entries]
         started = time.perf_counter()
         try:
-            signals = await asyncio.to_thread(self.source(url).collect, targets)
+            observations = await asyncio.to_thread(self.source(url).collect, targets)
         except Exception as exc:  # the source names the server and query; keep last good data
             message = str(exc) or type(exc).__name__
             log.warning("refresh of %d ScaledObject(s) on %s failed: %s", len(entries), url, message)
@@ -195,11 +196,11 @@ class Refresher:
         now = self._clock()
         for e in entries:
             key = (e.target.namespace, e.target.name, e.target.config.deployment)
-            s = signals.get(key)
-            if s is None:
+            obs = observations.get(key)
+            if obs is None:
                 e.error = "source returned no signals for this ScaledObject"
                 continue
-            decision = decide(s, State(), e.target.config, now)
+            decision = decide(obs.signals, obs.state, e.target.config, now)
             previous = e.decision
             e.decision, e.refreshed_at_s, e.error = decision, now, None
             self.telemetry.record(key, decision, now)

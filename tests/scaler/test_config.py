@@ -14,14 +14,31 @@ BASE = {"backend": "vllm", "deployment": "llama-8b", "targetQueuePerReplica": "8
     [
         ({}, lambda c: c.backend == Backend.VLLM and c.target_queue_per_replica == 8.0),
         ({"backend": "triton"}, lambda c: c.backend == Backend.TRITON),
-        ({"model": "meta-llama/Llama-3.1-8B-Instruct"}, lambda c: c.model == "meta-llama/Llama-3.1-8B-Instruct"),
-        ({"serverAddress": "http://prometheus.monitoring:9090/"}, lambda c: c.server_address == "http://prometheus.monitoring:9090"),
-        ({"targetTokensPerSecondPerReplica": "1500.5"}, lambda c: c.target_tokens_per_s_per_replica == 1500.5),
+        (
+            {"model": "meta-llama/Llama-3.1-8B-Instruct"},
+            lambda c: c.model == "meta-llama/Llama-3.1-8B-Instruct",
+        ),
+        (
+            {"serverAddress": "http://prometheus.monitoring:9090/"},
+            lambda c: c.server_address == "http://prometheus.monitoring:9090",
+        ),
+        (
+            {"targetTokensPerSecondPerReplica": "1500.5"},
+            lambda c: c.target_tokens_per_s_per_replica == 1500.5,
+        ),
         ({"targetGpuUtilization": "100"}, lambda c: c.target_gpu_util_percent == 100.0),
-        ({"latencySloSeconds": "2"}, lambda c: c.latency_slo_s == 2.0 and c.latency_quantile == 0.99
-         and c.latency_metric == LatencyMetric.E2E),
-        ({"latencySloSeconds": "0.5", "latencyQuantile": "0.9", "latencyMetric": "ttft"},
-         lambda c: c.latency_quantile == 0.9 and c.latency_metric == LatencyMetric.TTFT),
+        (
+            {"latencySloSeconds": "2"},
+            lambda c: (
+                c.latency_slo_s == 2.0
+                and c.latency_quantile == 0.99
+                and c.latency_metric == LatencyMetric.E2E
+            ),
+        ),
+        (
+            {"latencySloSeconds": "0.5", "latencyQuantile": "0.9", "latencyMetric": "ttft"},
+            lambda c: c.latency_quantile == 0.9 and c.latency_metric == LatencyMetric.TTFT,
+        ),
         # Keys KEDA itself reads are passed along verbatim; they must not be refused.
         ({"scalerAddress": "scaler.keda:9090", "enableTLS": "true", "unsafeSsl": "false"}, lambda c: True),
         ({"deployment": "llama.v2-8b"}, lambda c: c.deployment == "llama.v2-8b"),
@@ -41,8 +58,11 @@ def test_good_metadata(extra: dict[str, str], check: object) -> None:
         ({"backend": "vllm", "targetQueuePerReplica": "1"}, "deployment", "required"),
         ({**BASE, "deployment": "Llama_8B"}, "deployment", "RFC 1123"),
         ({**BASE, "deployment": 'x"}) or vector(1'}, "deployment", "RFC 1123"),
-        ({"backend": "vllm", "deployment": "x"}, "targetQueuePerReplica/targetTokensPerSecondPerReplica/"
-         "targetGpuUtilization/latencySloSeconds", "at least one"),
+        (
+            {"backend": "vllm", "deployment": "x"},
+            "targetQueuePerReplica/targetTokensPerSecondPerReplica/targetGpuUtilization/latencySloSeconds",
+            "at least one",
+        ),
         ({**BASE, "targetQueuePerReplica": "0"}, "targetQueuePerReplica", "> 0"),
         ({**BASE, "targetQueuePerReplica": "-3"}, "targetQueuePerReplica", "> 0"),
         ({**BASE, "targetQueuePerReplica": "nan"}, "targetQueuePerReplica", "finite"),
@@ -50,7 +70,11 @@ def test_good_metadata(extra: dict[str, str], check: object) -> None:
         ({**BASE, "targetQueuePerReplica": "lots"}, "targetQueuePerReplica", "finite number"),
         ({**BASE, "targetGpuUtilization": "120"}, "targetGpuUtilization", "(0, 100]"),
         ({**BASE, "latencySloSeconds": "2", "latencyQuantile": "1"}, "latencyQuantile", "(0, 1)"),
-        ({**BASE, "latencyQuantile": "0.9"}, "latencyQuantile", "only allowed together with latencySloSeconds"),
+        (
+            {**BASE, "latencyQuantile": "0.9"},
+            "latencyQuantile",
+            "only allowed together with latencySloSeconds",
+        ),
         ({**BASE, "latencySloSeconds": "2", "latencyMetric": "tpot"}, "latencyMetric", "'e2e' or 'ttft'"),
         ({**BASE, "serverAddress": "ftp://prom:9090"}, "serverAddress", "http:// or https://"),
         ({**BASE, "serverAddress": "http://prom:9090/api?x=1"}, "serverAddress", "no query"),

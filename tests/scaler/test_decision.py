@@ -1,4 +1,4 @@
-"""Table tests of the pure core: each row is signals + metadata -> desired replicas, reason, per-signal asks."""
+"""Table tests of the pure core: each row is signals + metadata -> desired replicas, reason, asks."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 
 from scaler.config import parse_metadata
-from scaler.decision import Reason, State, Status, ceil_ratio, decide
+from scaler.decision import Reason, Status, ceil_ratio, decide
 from scaler.signal import SignalName, Signals
+from scaler.state import State
 
 NOW_S = 1_700_000_000.0
 ALL = {
@@ -19,45 +20,123 @@ ALL = {
     "targetGpuUtilization": "80",
     "latencySloSeconds": "2",
 }
-BUSY = Signals(current_replicas=4, ready_replicas=4, queue_requests=35.0, tokens_per_s=2500.0, gpu_util_percent=90.0,
-               latency_s=1.0)
+BUSY = Signals(
+    current_replicas=4,
+    ready_replicas=4,
+    queue_requests=35.0,
+    tokens_per_s=2500.0,
+    gpu_util_percent=90.0,
+    latency_s=1.0,
+)
 
 
 @pytest.mark.parametrize(
     ("name", "signals", "metadata", "desired", "reason", "asks"),
     [
-        # queue 35 / 10 -> 4; tokens 2500 / 1000 -> 3; gpu ceil(4 x 90 / 80) = 5; latency 1 s < 1.6 s: no opinion
+        # queue 35 / 10 -> 4; tokens 2500 / 1000 -> 3; gpu ceil(4 x 90 / 80) = 5; latency 1 s < 1.6 s: none
         ("gpu wins", BUSY, ALL, 5, "gpu", {"queue": 4, "tokens": 3, "gpu": 5, "latency": None}),
-        ("queue alone", BUSY, {**ALL, "targetGpuUtilization": "100", "targetQueuePerReplica": "5"}, 7, "queue",
-         {"queue": 7}),
+        (
+            "queue alone",
+            BUSY,
+            {**ALL, "targetGpuUtilization": "100", "targetQueuePerReplica": "5"},
+            7,
+            "queue",
+            {"queue": 7},
+        ),
         # p99 3 s over a 2 s SLO with 4 ready: ceil(4 x 3 / 2) = 6
         ("latency over slo", replace(BUSY, latency_s=3.0), ALL, 6, "latency", {"latency": 6}),
         # p99 just over: proportional ask is ceil(4 x 2.01 / 2) = 5, i.e. at least one more replica
-        ("latency barely over", replace(BUSY, latency_s=2.01, gpu_util_percent=10.0, queue_requests=1.0,
-                                        tokens_per_s=1.0), ALL, 5, "latency", {"latency": 5}),
+        (
+            "latency barely over",
+            replace(BUSY, latency_s=2.01, gpu_util_percent=10.0, queue_requests=1.0, tokens_per_s=1.0),
+            ALL,
+            5,
+            "latency",
+            {"latency": 5},
+        ),
         # everything low but p99 at 85 % of the SLO: hold at current
-        ("latency guard holds", replace(BUSY, queue_requests=1.0, tokens_per_s=10.0, gpu_util_percent=5.0,
-                                        latency_s=1.7), ALL, 4, Reason.LATENCY_GUARD, {"latency": None}),
-        ("all low scales down", replace(BUSY, queue_requests=1.0, tokens_per_s=10.0, gpu_util_percent=5.0,
-                                        latency_s=0.2), ALL, 1, "queue", {"queue": 1, "gpu": 1}),
-        ("all zero goes idle", replace(BUSY, queue_requests=0.0, tokens_per_s=0.0, gpu_util_percent=0.0,
-                                       latency_s=None, no_traffic=frozenset({SignalName.LATENCY})), ALL, 0, "queue",
-         {"queue": 0, "tokens": 0, "gpu": 0, "latency": None}),
+        (
+            "latency guard holds",
+            replace(BUSY, queue_requests=1.0, tokens_per_s=10.0, gpu_util_percent=5.0, latency_s=1.7),
+            ALL,
+            4,
+            Reason.LATENCY_GUARD,
+            {"latency": None},
+        ),
+        (
+            "all low scales down",
+            replace(BUSY, queue_requests=1.0, tokens_per_s=10.0, gpu_util_percent=5.0, latency_s=0.2),
+            ALL,
+            1,
+            "queue",
+            {"queue": 1, "gpu": 1},
+        ),
+        (
+            "all zero goes idle",
+            replace(
+                BUSY,
+                queue_requests=0.0,
+                tokens_per_s=0.0,
+                gpu_util_percent=0.0,
+                latency_s=None,
+                no_traffic=frozenset({SignalName.LATENCY}),
+            ),
+            ALL,
+            0,
+            "queue",
+            {"queue": 0, "tokens": 0, "gpu": 0, "latency": None},
+        ),
         # one signal missing: the others may ask for more, never for less than current
-        ("missing holds", replace(BUSY, queue_requests=None, tokens_per_s=0.0, gpu_util_percent=0.0, latency_s=0.1),
-         ALL, 4, Reason.HOLD_MISSING, {"queue": None, "tokens": 0}),
-        ("missing does not cap growth", replace(BUSY, queue_requests=None, tokens_per_s=9000.0), ALL, 9, "tokens",
-         {"tokens": 9}),
+        (
+            "missing holds",
+            replace(BUSY, queue_requests=None, tokens_per_s=0.0, gpu_util_percent=0.0, latency_s=0.1),
+            ALL,
+            4,
+            Reason.HOLD_MISSING,
+            {"queue": None, "tokens": 0},
+        ),
+        (
+            "missing does not cap growth",
+            replace(BUSY, queue_requests=None, tokens_per_s=9000.0),
+            ALL,
+            9,
+            "tokens",
+            {"tokens": 9},
+        ),
         # unreadable pods make totals lower bounds: no scale-down
-        ("unreadable pod holds", replace(BUSY, queue_requests=5.0, tokens_per_s=0.0, gpu_util_percent=0.0,
-                                         latency_s=0.1, unreadable_pods=1), ALL, 4, Reason.HOLD_MISSING, {"queue": 1}),
+        (
+            "unreadable pod holds",
+            replace(
+                BUSY,
+                queue_requests=5.0,
+                tokens_per_s=0.0,
+                gpu_util_percent=0.0,
+                latency_s=0.1,
+                unreadable_pods=1,
+            ),
+            ALL,
+            4,
+            Reason.HOLD_MISSING,
+            {"queue": 1},
+        ),
         ("zero pods, no demand", Signals(current_replicas=0, ready_replicas=0), ALL, 0, Reason.AT_ZERO, {}),
-        ("gpu with no ready pods is missing", Signals(current_replicas=2, ready_replicas=0, gpu_util_percent=50.0),
-         {"backend": "vllm", "deployment": "x", "targetGpuUtilization": "50"}, 2, "no-data", {"gpu": None}),
+        (
+            "gpu with no ready pods is missing",
+            Signals(current_replicas=2, ready_replicas=0, gpu_util_percent=50.0),
+            {"backend": "vllm", "deployment": "x", "targetGpuUtilization": "50"},
+            2,
+            "no-data",
+            {"gpu": None},
+        ),
     ],
 )
 def test_decide_table(
-    name: str, signals: Signals, metadata: dict[str, str], desired: int, reason: str, asks: dict[str, int | None]
+    name: str,
+    signals: Signals,
+    metadata: dict[str, str],
+    desired: int,
+    reason: str,
+    asks: dict[str, int | None],
 ) -> None:
     decision = decide(signals, State(), parse_metadata(metadata), NOW_S)
     assert decision.desired_replicas == desired, name
@@ -78,7 +157,9 @@ def test_no_usable_signal_is_not_a_decision() -> None:
 
 
 def test_unknown_pod_count_with_no_data_is_not_a_decision() -> None:
-    decision = decide(Signals(current_replicas=None, ready_replicas=None), State(), parse_metadata(ALL), NOW_S)
+    decision = decide(
+        Signals(current_replicas=None, ready_replicas=None), State(), parse_metadata(ALL), NOW_S
+    )
     assert not decision.valid
 
 

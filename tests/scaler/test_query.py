@@ -22,7 +22,11 @@ INF = math.inf
         (0.5, {1.0: 4.0, INF: 4.0}, 0.5),  # first bucket starts at 0
         (0.5, {1.0: 0.0, INF: 0.0}, None),  # no observations
         (0.5, {1.0: 3.0}, None),  # no +Inf bucket: not a valid histogram
-        (0.5, {1.0: 6.0, 2.0: 5.0, INF: 10.0}, 1.0 / 1.2 * 1.0),  # non-monotonic repaired: 6,6,10 -> rank 5 in first
+        (
+            0.5,
+            {1.0: 6.0, 2.0: 5.0, INF: 10.0},
+            1.0 / 1.2 * 1.0,
+        ),  # non-monotonic repaired: 6,6,10 -> rank 5 in first
     ],
 )
 def test_histogram_quantile(q: float, buckets: dict[float, float], want: float | None) -> None:
@@ -49,12 +53,18 @@ def test_pod_pattern(deployment: str, pod: str, matches: bool) -> None:
 
 
 def _target(ns: str, name: str, **meta: str) -> Target:
-    return Target(ns, name, parse_metadata({"backend": "vllm", "deployment": name, "targetQueuePerReplica": "4", **meta}))
+    return Target(
+        ns,
+        name,
+        parse_metadata({"backend": "vllm", "deployment": name, "targetQueuePerReplica": "4", **meta}),
+    )
 
 
 def test_query_count_does_not_grow_with_scaledobjects() -> None:
     few = [_target("a", "m1", latencySloSeconds="1"), _target("b", "m2", targetGpuUtilization="70")]
-    many = [_target(f"ns{i % 7}", f"m{i}", latencySloSeconds="1", targetGpuUtilization="70") for i in range(500)]
+    many = [
+        _target(f"ns{i % 7}", f"m{i}", latencySloSeconds="1", targetGpuUtilization="70") for i in range(500)
+    ]
     assert len(plan_queries(few, "1m").queries) == len(plan_queries(many, "1m").queries) == 7
 
 
@@ -66,8 +76,18 @@ def test_queries_are_confined_to_the_namespaces_served() -> None:
 
 
 def test_no_metadata_value_other_than_namespace_enters_promql() -> None:
-    t = Target("ns", "so", parse_metadata({"backend": "vllm", "deployment": "dep", "model": "m/with.odd-chars",
-                                           "targetQueuePerReplica": "1"}))
+    t = Target(
+        "ns",
+        "so",
+        parse_metadata(
+            {
+                "backend": "vllm",
+                "deployment": "dep",
+                "model": "m/with.odd-chars",
+                "targetQueuePerReplica": "1",
+            }
+        ),
+    )
     text = " ".join(q.promql for q in plan_queries([t], "1m").queries)
     assert "dep" not in text and "m/with" not in text
 
@@ -77,17 +97,27 @@ def _s(value: float, **labels: str) -> Sample:
 
 
 RESULTS = {
-    "up": [_s(1, namespace="ns", pod="llama-abc12-aaaaa"), _s(1, namespace="ns", pod="llama-abc12-bbbbb"),
-           _s(0, namespace="ns", pod="llama-abc12-ccccc"), _s(1, namespace="other", pod="llama-abc12-zzzzz")],
-    "vllm:presence": [_s(1, namespace="ns", pod="llama-abc12-aaaaa", model_name="m"),
-                      _s(1, namespace="ns", pod="llama-abc12-bbbbb", model_name="m"),
-                      _s(1, namespace="other", pod="llama-abc12-zzzzz", model_name="m")],
-    "vllm:queue": [_s(5, namespace="ns", pod="llama-abc12-aaaaa", model_name="m"),
-                   _s(7, namespace="ns", pod="llama-abc12-bbbbb", model_name="m"),
-                   _s(1000, namespace="other", pod="llama-abc12-zzzzz", model_name="m"),
-                   _s(500, namespace="ns", pod="llama-8b-abc12-aaaaa", model_name="m")],
-    "vllm:throughput:0": [_s(100.0, namespace="ns", pod="llama-abc12-aaaaa", model_name="m"),
-                        _s(math.nan, namespace="ns", pod="llama-abc12-bbbbb", model_name="m")],
+    "up": [
+        _s(1, namespace="ns", pod="llama-abc12-aaaaa"),
+        _s(1, namespace="ns", pod="llama-abc12-bbbbb"),
+        _s(0, namespace="ns", pod="llama-abc12-ccccc"),
+        _s(1, namespace="other", pod="llama-abc12-zzzzz"),
+    ],
+    "vllm:presence": [
+        _s(1, namespace="ns", pod="llama-abc12-aaaaa", model_name="m"),
+        _s(1, namespace="ns", pod="llama-abc12-bbbbb", model_name="m"),
+        _s(1, namespace="other", pod="llama-abc12-zzzzz", model_name="m"),
+    ],
+    "vllm:queue": [
+        _s(5, namespace="ns", pod="llama-abc12-aaaaa", model_name="m"),
+        _s(7, namespace="ns", pod="llama-abc12-bbbbb", model_name="m"),
+        _s(1000, namespace="other", pod="llama-abc12-zzzzz", model_name="m"),
+        _s(500, namespace="ns", pod="llama-8b-abc12-aaaaa", model_name="m"),
+    ],
+    "vllm:throughput:0": [
+        _s(100.0, namespace="ns", pod="llama-abc12-aaaaa", model_name="m"),
+        _s(math.nan, namespace="ns", pod="llama-abc12-bbbbb", model_name="m"),
+    ],
     "vllm:latency:e2e:0": [
         _s(0, namespace="ns", pod="llama-abc12-aaaaa", model_name="m", le="1.0"),
         _s(4, namespace="ns", pod="llama-abc12-aaaaa", model_name="m", le="2.0"),
@@ -96,10 +126,12 @@ RESULTS = {
         _s(6, namespace="ns", pod="llama-abc12-bbbbb", model_name="m", le="2.0"),
         _s(6, namespace="ns", pod="llama-abc12-bbbbb", model_name="m", le="+Inf"),
     ],
-    "dcgm:gpu_util": [_s(90, namespace="ns", pod="llama-abc12-aaaaa", gpu="0"),
-                      _s(70, namespace="ns", pod="llama-abc12-aaaaa", gpu="1"),
-                      _s(50, namespace="ns", pod="llama-abc12-bbbbb", gpu="2"),
-                      _s(100, namespace="", pod="", gpu="3")],
+    "dcgm:gpu_util": [
+        _s(90, namespace="ns", pod="llama-abc12-aaaaa", gpu="0"),
+        _s(70, namespace="ns", pod="llama-abc12-aaaaa", gpu="1"),
+        _s(50, namespace="ns", pod="llama-abc12-bbbbb", gpu="2"),
+        _s(100, namespace="", pod="", gpu="3"),
+    ],
 }
 
 
@@ -121,16 +153,24 @@ def test_reduce_signals_model_filter() -> None:
 
 
 def test_reduce_signals_no_requests_is_no_traffic_not_missing() -> None:
-    results = {**RESULTS, "vllm:latency:e2e:0": [
-        _s(0, namespace="ns", pod="llama-abc12-aaaaa", model_name="m", le=le) for le in ("1.0", "+Inf")]}
+    results = {
+        **RESULTS,
+        "vllm:latency:e2e:0": [
+            _s(0, namespace="ns", pod="llama-abc12-aaaaa", model_name="m", le=le) for le in ("1.0", "+Inf")
+        ],
+    }
     s = reduce_signals(_target("ns", "llama", latencySloSeconds="5"), results)
     assert s.latency_s is None and SignalName.LATENCY in s.no_traffic
 
 
 def test_reduce_signals_triton_summary_and_mean() -> None:
-    t = Target("ns", "tri", parse_metadata({"backend": "triton", "deployment": "tri", "latencySloSeconds": "1"}))
+    t = Target(
+        "ns", "tri", parse_metadata({"backend": "triton", "deployment": "tri", "latencySloSeconds": "1"})
+    )
     pod = {"namespace": "ns", "pod": "tri-abc12-aaaaa", "model": "m"}
-    with_summary = {"triton:latency:e2e:0": [_s(800_000, **pod, quantile="0.99"), _s(300_000, **pod, quantile="0.5")]}
+    with_summary = {
+        "triton:latency:e2e:0": [_s(800_000, **pod, quantile="0.99"), _s(300_000, **pod, quantile="0.5")]
+    }
     s = reduce_signals(t, with_summary)
     assert s.latency_s == pytest.approx(0.8) and "summary quantile 0.99" in s.notes["latency"]
     mean_only = {"triton:latency:e2e:1": [_s(2_000_000, **pod)], "triton:latency:e2e:1:count": [_s(4, **pod)]}

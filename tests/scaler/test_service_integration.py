@@ -24,20 +24,53 @@ from tests.harness.scaler_process import ScalerThread
 
 NS = "itest"
 RATE_WINDOW = "10s"
-VLLM = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4", "targetTokensPerSecondPerReplica": "400",
-        "targetGpuUtilization": "50", "latencySloSeconds": "5"}
+VLLM = {
+    "backend": "vllm",
+    "deployment": "llama",
+    "targetQueuePerReplica": "4",
+    "targetTokensPerSecondPerReplica": "400",
+    "targetGpuUtilization": "50",
+    "latencySloSeconds": "5",
+}
 
 
 @pytest.fixture(scope="module")
 def pods(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[dict[str, FakePod]]:
     added = {
         # llama: queue 2 x (3 + 5) = 16, tokens 2 x 500 = 1000/s, GPUs (90 + 60) / 2 = 75 %, e2e 1.2 s each
-        "llama-a": FakePod(NS, "llama-5d4f8b7c9-aaaaa", waiting=3, running=5, generation_tokens_per_s=400,
-                           prompt_tokens_per_s=100, requests_per_s=2, e2e_latency_s=1.2, gpu_util_percent=(90.0,)),
-        "llama-b": FakePod(NS, "llama-5d4f8b7c9-bbbbb", waiting=3, running=5, generation_tokens_per_s=400,
-                           prompt_tokens_per_s=100, requests_per_s=2, e2e_latency_s=1.2, gpu_util_percent=(60.0,)),
-        "tri": FakePod(NS, "tri-7c9d8e6f5-ccccc", backend="triton", model="ensemble", waiting=9, requests_per_s=50,
-                       e2e_latency_s=0.8, summary_latencies=True, gpu_util_percent=(40.0,)),
+        "llama-a": FakePod(
+            NS,
+            "llama-5d4f8b7c9-aaaaa",
+            waiting=3,
+            running=5,
+            generation_tokens_per_s=400,
+            prompt_tokens_per_s=100,
+            requests_per_s=2,
+            e2e_latency_s=1.2,
+            gpu_util_percent=(90.0,),
+        ),
+        "llama-b": FakePod(
+            NS,
+            "llama-5d4f8b7c9-bbbbb",
+            waiting=3,
+            running=5,
+            generation_tokens_per_s=400,
+            prompt_tokens_per_s=100,
+            requests_per_s=2,
+            e2e_latency_s=1.2,
+            gpu_util_percent=(60.0,),
+        ),
+        "tri": FakePod(
+            NS,
+            "tri-7c9d8e6f5-ccccc",
+            backend="triton",
+            model="ensemble",
+            waiting=9,
+            requests_per_s=50,
+            e2e_latency_s=0.8,
+            summary_latencies=True,
+            gpu_util_percent=(40.0,),
+        ),
         "quiet": FakePod(NS, "quiet-6b5c4d3e2-ddddd"),
         "hold-a": FakePod(NS, "hold-6b5c4d3e2-eeeee"),
         "hold-b": FakePod(NS, "hold-6b5c4d3e2-fffff", scrape_ok=False),
@@ -50,7 +83,7 @@ def pods(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[dict[str, 
     scrapable_vllm = sum(1 for p in added.values() if p.backend == "vllm" and p.scrape_ok)
     prometheus.wait_until(
         f'count(count_over_time(vllm:generation_tokens_total{{namespace="{NS}"}}[{RATE_WINDOW}]) >= 10) '
-        f'== {scrapable_vllm} '
+        f"== {scrapable_vllm} "
         f'and on() count(up{{namespace="{NS}"}}) == {len(added)}',
         lambda r: bool(r),
     )
@@ -61,8 +94,15 @@ def pods(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[dict[str, 
 
 @pytest.fixture(scope="module")
 def scaler(pods: dict[str, FakePod], prometheus: PrometheusProcess) -> Iterator[ScalerThread]:
-    options = ServeOptions(grpc_port=0, metrics_port=0, bind_address="127.0.0.1", prometheus_url=prometheus.url,
-                           refresh_s=0.5, rate_window=RATE_WINDOW, staleness_s=30)
+    options = ServeOptions(
+        grpc_port=0,
+        metrics_port=0,
+        bind_address="127.0.0.1",
+        prometheus_url=prometheus.url,
+        refresh_s=0.5,
+        rate_window=RATE_WINDOW,
+        staleness_s=30,
+    )
     s = ScalerThread(options).start()
     yield s
     s.stop()
@@ -80,7 +120,9 @@ def stub(channel: grpc.Channel, keda_pb: tuple[ModuleType, ModuleType]) -> Any:
     return keda_pb[1].ExternalScalerStub(channel)
 
 
-def ref(keda_pb: tuple[ModuleType, ModuleType], name: str, metadata: dict[str, str], namespace: str = NS) -> Any:
+def ref(
+    keda_pb: tuple[ModuleType, ModuleType], name: str, metadata: dict[str, str], namespace: str = NS
+) -> Any:
     return keda_pb[0].ScaledObjectRef(name=name, namespace=namespace, scalerMetadata=metadata)
 
 
@@ -105,9 +147,14 @@ def test_get_metrics_is_the_desired_replica_count(stub: Any, keda_pb: tuple[Modu
     assert stub.IsActive(r, timeout=10).result is True
 
 
-def test_keda_prefixed_metric_name_is_accepted_and_others_refused(stub: Any, keda_pb: tuple[ModuleType, ModuleType]) -> None:
+def test_keda_prefixed_metric_name_is_accepted_and_others_refused(
+    stub: Any, keda_pb: tuple[ModuleType, ModuleType]
+) -> None:
     r = ref(keda_pb, "llama-so", VLLM)
-    assert stub.GetMetrics(metrics_request(keda_pb, r, "s0-llm-llama"), timeout=10).metricValues[0].metricValue == 4
+    assert (
+        stub.GetMetrics(metrics_request(keda_pb, r, "s0-llm-llama"), timeout=10).metricValues[0].metricValue
+        == 4
+    )
     with pytest.raises(grpc.RpcError) as info:
         stub.GetMetrics(metrics_request(keda_pb, r, "cpu"), timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -115,8 +162,13 @@ def test_keda_prefixed_metric_name_is_accepted_and_others_refused(stub: Any, ked
 
 
 def test_triton_queue_and_summary_latency(stub: Any, keda_pb: tuple[ModuleType, ModuleType]) -> None:
-    meta = {"backend": "triton", "deployment": "tri", "model": "ensemble", "targetQueuePerReplica": "2",
-            "latencySloSeconds": "0.5"}
+    meta = {
+        "backend": "triton",
+        "deployment": "tri",
+        "model": "ensemble",
+        "targetQueuePerReplica": "2",
+        "latencySloSeconds": "0.5",
+    }
     r = ref(keda_pb, "tri-so", meta)
     value = stub.GetMetrics(metrics_request(keda_pb, r, "llm-tri"), timeout=10).metricValues[0].metricValue
     # queue 9 / 2 -> 5; latency 0.8 s over 0.5 s with 1 ready -> ceil(1 x 0.8 / 0.5) = 2
@@ -125,18 +177,23 @@ def test_triton_queue_and_summary_latency(stub: Any, keda_pb: tuple[ModuleType, 
 
 def test_zero_pods_is_inactive_with_value_zero(stub: Any, keda_pb: tuple[ModuleType, ModuleType]) -> None:
     r = ref(keda_pb, "gone-so", {**VLLM, "deployment": "gone"})
-    assert stub.GetMetrics(metrics_request(keda_pb, r, "llm-gone"), timeout=10).metricValues[0].metricValue == 0
+    assert (
+        stub.GetMetrics(metrics_request(keda_pb, r, "llm-gone"), timeout=10).metricValues[0].metricValue == 0
+    )
     assert stub.IsActive(r, timeout=10).result is False
 
 
 def test_unscrapable_pod_holds_the_fleet(stub: Any, keda_pb: tuple[ModuleType, ModuleType]) -> None:
     r = ref(keda_pb, "hold-so", {**VLLM, "deployment": "hold"})
     # one pod reports zero load, the other cannot be scraped: its load is unknown, so no scale-down from 2
-    assert stub.GetMetrics(metrics_request(keda_pb, r, "llm-hold"), timeout=10).metricValues[0].metricValue == 2
+    assert (
+        stub.GetMetrics(metrics_request(keda_pb, r, "llm-hold"), timeout=10).metricValues[0].metricValue == 2
+    )
 
 
-def test_latency_matches_prometheus_histogram_quantile(scaler: ScalerThread, prometheus: PrometheusProcess,
-                                                      stub: Any, keda_pb: tuple[ModuleType, ModuleType]) -> None:
+def test_latency_matches_prometheus_histogram_quantile(
+    scaler: ScalerThread, prometheus: PrometheusProcess, stub: Any, keda_pb: tuple[ModuleType, ModuleType]
+) -> None:
     stub.GetMetricSpec(ref(keda_pb, "llama-so", VLLM), timeout=10)
     ours = scaler.server.telemetry.signal_value.labels(NS, "llama-so", "llama", "latency")._value.get()
     theirs = prometheus.query(
@@ -148,8 +205,9 @@ def test_latency_matches_prometheus_histogram_quantile(scaler: ScalerThread, pro
     assert ours == pytest.approx(float(theirs[0]["value"][1]), rel=0.01)
 
 
-def test_stream_pushes_current_state_then_changes(pods: dict[str, FakePod], stub: Any,
-                                                  keda_pb: tuple[ModuleType, ModuleType]) -> None:
+def test_stream_pushes_current_state_then_changes(
+    pods: dict[str, FakePod], stub: Any, keda_pb: tuple[ModuleType, ModuleType]
+) -> None:
     quiet = pods["quiet"]
     r = ref(keda_pb, "quiet-so", {**VLLM, "deployment": "quiet"})
     stream = stub.StreamIsActive(r, timeout=60)
@@ -174,8 +232,9 @@ def test_health_and_reflection(channel: grpc.Channel) -> None:
         status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
         assert status == health_pb2.HealthCheckResponse.SERVING
     refl = reflection_pb2_grpc.ServerReflectionStub(channel)
-    replies = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
-                                             timeout=5))
+    replies = list(
+        refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+    )
     names = {s.name for s in replies[0].list_services_response.service}
     assert {"externalscaler.ExternalScaler", "grpc.health.v1.Health"} <= names
 
@@ -194,8 +253,9 @@ HOSTILE = [
 
 
 @pytest.mark.parametrize(("metadata", "key"), BAD + HOSTILE)
-def test_bad_and_hostile_metadata_is_invalid_argument(stub: Any, keda_pb: tuple[ModuleType, ModuleType],
-                                                      metadata: dict[str, str], key: str) -> None:
+def test_bad_and_hostile_metadata_is_invalid_argument(
+    stub: Any, keda_pb: tuple[ModuleType, ModuleType], metadata: dict[str, str], key: str
+) -> None:
     r = ref(keda_pb, "bad-so", metadata)
     calls = [
         lambda: stub.GetMetricSpec(r, timeout=5),
@@ -217,8 +277,9 @@ def test_hostile_namespace_is_invalid_argument(stub: Any, keda_pb: tuple[ModuleT
     assert "'namespace'" in (info.value.details() or "")
 
 
-def test_hostile_values_never_reach_prometheus(prometheus: PrometheusProcess, stub: Any,
-                                               keda_pb: tuple[ModuleType, ModuleType]) -> None:
+def test_hostile_values_never_reach_prometheus(
+    prometheus: PrometheusProcess, stub: Any, keda_pb: tuple[ModuleType, ModuleType]
+) -> None:
     for metadata, _ in HOSTILE:
         with pytest.raises(grpc.RpcError):
             stub.IsActive(ref(keda_pb, "bad-so", metadata), timeout=5)
@@ -228,20 +289,24 @@ def test_hostile_values_never_reach_prometheus(prometheus: PrometheusProcess, st
         assert "vector(" not in q and "or on()" not in q, q
 
 
-def test_unreachable_prometheus_is_unavailable_naming_the_server(stub: Any,
-                                                                 keda_pb: tuple[ModuleType, ModuleType]) -> None:
+def test_unreachable_prometheus_is_unavailable_naming_the_server(
+    stub: Any, keda_pb: tuple[ModuleType, ModuleType]
+) -> None:
     port = free_port()
     r = ref(keda_pb, "lost-so", {**VLLM, "serverAddress": f"http://127.0.0.1:{port}"})
-    for call in (lambda: stub.IsActive(r, timeout=20), lambda: stub.GetMetrics(metrics_request(keda_pb, r, "llm-llama"),
-                                                                                timeout=20)):
+    for call in (
+        lambda: stub.IsActive(r, timeout=20),
+        lambda: stub.GetMetrics(metrics_request(keda_pb, r, "llm-llama"), timeout=20),
+    ):
         with pytest.raises(grpc.RpcError) as info:
             call()
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert f"127.0.0.1:{port}" in (info.value.details() or "")
 
 
-def test_scaler_metrics_tell_the_same_story(scaler: ScalerThread, stub: Any,
-                                            keda_pb: tuple[ModuleType, ModuleType]) -> None:
+def test_scaler_metrics_tell_the_same_story(
+    scaler: ScalerThread, stub: Any, keda_pb: tuple[ModuleType, ModuleType]
+) -> None:
     stub.GetMetrics(metrics_request(keda_pb, ref(keda_pb, "llama-so", VLLM), "llm-llama"), timeout=10)
     with urllib.request.urlopen(f"http://127.0.0.1:{scaler.server.metrics_port}/metrics", timeout=5) as r:
         text = r.read().decode()
@@ -255,10 +320,25 @@ def test_scaler_metrics_tell_the_same_story(scaler: ScalerThread, stub: Any,
 
 
 def test_explain_prints_the_same_decision(prometheus: PrometheusProcess, pods: dict[str, FakePod]) -> None:
-    args = [sys.executable, "-m", "scaler", "explain", "--prometheus-url", prometheus.url, "--rate-window",
-            RATE_WINDOW, "--namespace", NS, "--name", "llama-so", "--metadata",
-            *(f"{k}={v}" for k, v in VLLM.items())]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONWARNINGS": ""})
+    args = [
+        sys.executable,
+        "-m",
+        "scaler",
+        "explain",
+        "--prometheus-url",
+        prometheus.url,
+        "--rate-window",
+        RATE_WINDOW,
+        "--namespace",
+        NS,
+        "--name",
+        "llama-so",
+        "--metadata",
+        *(f"{k}={v}" for k, v in VLLM.items()),
+    ]
+    out = subprocess.run(
+        args, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONWARNINGS": ""}
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert (doc["desired_replicas"], doc["active"], doc["reason"]) == (4, True, "queue")

@@ -1,0 +1,71 @@
+"""State: what ``decide`` knows beyond the current signals, and the ``Observation`` an edge hands it.
+
+Every field is derived by an edge from Prometheus history, the Kubernetes API and the clock, never from
+memory of past calls, so two scaler replicas (or the simulator) given the same world compute the same
+State and therefore the same Decision. Defaults mean "not known": the core then falls back to priors
+(``coldStartSeconds``) and to the cautious choice (hold, do not shrink).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from scaler.signal import SignalName, Signals
+
+
+class ReplicaSource(StrEnum):
+    """Where the replica counts (and warming replicas) came from."""
+
+    KUBERNETES = "kubernetes"  # Deployment and pod objects from the Kubernetes API
+    KUBE_STATE_METRICS = "kube-state-metrics"  # kube_deployment_* / kube_pod_* series in Prometheus
+    METRICS = "metrics"  # only what the pods' own metrics show: warming pods are invisible
+    SIMULATION = "simulation"  # the simulator's fleet
+
+
+@dataclass(frozen=True)
+class Series:
+    """A sampled time series, oldest first, on the step Prometheus returned (NaN-free)."""
+
+    times_s: tuple[float, ...] = ()
+    values: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.times_s) != len(self.values):
+            raise ValueError("Series needs as many times as values")
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class State:
+    """Inputs of ``decide`` that are not the current signals.
+
+    ``warming_replicas``: pods that exist but are not Ready yet (capacity that is coming); ``None`` when
+    nothing could tell (then ``replica_source`` says why).
+    ``cold_start_samples_s``: recent pod creation -> Ready durations of this Deployment, any order.
+    ``demand_history``: recent values of each demand signal (queue, tokens, gpu), oldest first, for the
+    forecast, for scale-down stabilisation and for idle time (the last time demand was non-zero).
+    ``activation_value``: the ``activationQuery`` value now (``None``: not configured or no data).
+    ``activation_history``: that query's recent values, for the arrival rate while at zero.
+    ``replica_history``: recent current-replica counts, for "no scale-down soon after a scale-up".
+    """
+
+    warming_replicas: int | None = None
+    replica_source: ReplicaSource = ReplicaSource.METRICS
+    cold_start_samples_s: tuple[float, ...] = ()
+    demand_history: Mapping[SignalName, Series] = field(default_factory=dict)
+    activation_value: float | None = None
+    activation_history: Series | None = None
+    replica_history: Series | None = None
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a source read for one ScaledObject at one moment: the input of ``decide`` minus config/time."""
+
+    signals: Signals
+    state: State = field(default_factory=State)
