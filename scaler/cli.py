@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from scaler.config import ConfigError, validate_prometheus_url
 from scaler.decision import decide
+from scaler.kube import KubeError, open_kubernetes
 from scaler.prometheus import PrometheusAuth, PrometheusSource, SourceError, target_key
 from scaler.refresher import target_from_ref
 from scaler.server import ServeOptions, serve_forever
@@ -87,6 +88,20 @@ def _add_prometheus_flags(p: argparse.ArgumentParser) -> None:
         type=_window,
         default=_env("SCALER_RATE_WINDOW", "1m"),
         help="range of rate() for throughput and latency, >= 4 scrape intervals [SCALER_RATE_WINDOW, 1m]",
+    )
+    p.add_argument(
+        "--kubernetes",
+        default=_env("SCALER_KUBERNETES", "auto"),
+        help="where warming pods and start-up times come from: auto (in-cluster or default kubeconfig, "
+        "else kube-state-metrics), off (kube-state-metrics only), or a kubeconfig path "
+        "[SCALER_KUBERNETES, auto]",
+    )
+    p.add_argument(
+        "--history-step-seconds",
+        type=_seconds,
+        default=_env("SCALER_HISTORY_STEP_SECONDS", "15"),
+        help="resolution of the demand history read for forecasts and idle time; the scrape interval "
+        "[SCALER_HISTORY_STEP_SECONDS, 15]",
     )
     p.add_argument(
         "--prometheus-bearer-token-file",
@@ -213,7 +228,12 @@ def explain(args: argparse.Namespace) -> int:
     if url is None:
         raise CliError("no Prometheus: pass --prometheus-url or the serverAddress metadata key")
     source = PrometheusSource(
-        url, timeout_s=args.query_timeout, rate_window=args.rate_window, auth=_auth(args)
+        url,
+        timeout_s=args.query_timeout,
+        rate_window=args.rate_window,
+        auth=_auth(args),
+        history_step_s=args.history_step_seconds,
+        kube=open_kubernetes(args.kubernetes, timeout_s=args.query_timeout),
     )
     obs = source.collect([target])[target_key(target)]
     decision = decide(obs.signals, obs.state, target.config, time.time())
@@ -259,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tls_cert=args.tls_cert,
                 tls_key=args.tls_key,
                 tls_client_ca=args.tls_client_ca,
+                kubernetes=args.kubernetes,
+                history_step_s=args.history_step_seconds,
             )
             asyncio.run(serve_forever(options))
             return 0
@@ -266,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CliError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except SourceError as exc:
+    except (SourceError, KubeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SOURCE
     except OSError as exc:

@@ -11,16 +11,32 @@ to its SLO (neither may shrink the fleet). "No decision" is a value (``valid=Fal
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+
+from scaler.coldstart import ColdStart, estimate_cold_start
 from scaler.config import ScalerConfig
+from scaler.forecast import forecast_demand, theil_sen_slope
+from scaler.keepwarm import decide_release, measure_idleness
 from scaler.signal import SignalName, Signals
-from scaler.state import State
+from scaler.state import Series, State
 
 # Below the SLO, latency only guards: while pXX is above this fraction of the SLO, no scale-down.
 LATENCY_GUARD_FRACTION = 0.8
+# Scale-down stabilisation: no decision goes below the largest ask of the last window, which is at least
+# this long and at least one cold start (releasing a replica we would need again within a cold start
+# costs more than keeping it).
+MIN_STABILISATION_S = 60.0
+# ...and at most halves the fleet per HALVING_PERIOD_S: 16 -> 8 -> 4 -> 2 -> 1 takes four minutes.
+HALVING_PERIOD_S = 60.0
+# The arrival rate at zero and while warming is the robust slope of the queue over this window.
+ARRIVAL_WINDOW_S = 60.0
+# Signals whose history is demand (forecast, stabilisation, idleness); GPU and latency only guard.
+DEMAND_SIGNALS = (SignalName.QUEUE, SignalName.TOKENS)
 
 
 class Status(StrEnum):
@@ -35,9 +51,13 @@ class Reason(StrEnum):
 
     HOLD_MISSING = "hold-missing-data"
     LATENCY_GUARD = "latency-guard"
-    IDLE = "idle"
+    IDLE = "idle"  # no demand and nothing holds replicas: the fleet may shrink (not to zero)
     AT_ZERO = "at-zero-no-demand"
     NO_DATA = "no-data"
+    FROM_ZERO = "from-zero"  # demand at zero replicas: the first step, right-sized for one cold start
+    KEEP_WARM = "keep-warm"  # idle, but releasing the last replica does not pay (yet)
+    RELEASE = "idle-release"  # idle long enough that a cold start is cheaper than idling: go to zero
+    STABILISED = "stabilised"  # a scale-down held back by the recent asks or the halving limit
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,9 @@ class SignalVerdict:
     desired_replicas: int | None
     status: Status
     note: str = ""
+    # The ask from the measured value alone, and the forecast one cold start ahead (None: not forecast).
+    now_replicas: int | None = None
+    forecast_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,7 @@ class Decision:
                 "target": v.target,
                 "desired_replicas": v.desired_replicas,
                 "status": v.status.value,
+                **({"forecast_value": v.forecast_value} if v.forecast_value is not None else {}),
                 **({"note": v.note} if v.note else {}),
             }
             for v in self.signals
@@ -95,7 +119,8 @@ def ceil_ratio(total: float, per_replica: float) -> int:
 def _ratio_verdict(name: SignalName, value: float | None, target: float, note: str) -> SignalVerdict:
     if value is None:
         return SignalVerdict(name, None, target, None, Status.MISSING, note or "no series")
-    return SignalVerdict(name, value, target, ceil_ratio(value, target), Status.OK, note)
+    ask = ceil_ratio(value, target)
+    return SignalVerdict(name, value, target, ask, Status.OK, note, now_replicas=ask)
 
 
 def _gpu_verdict(util_percent: float | None, ready: int | None, target: float, note: str) -> SignalVerdict:
@@ -103,9 +128,8 @@ def _gpu_verdict(util_percent: float | None, ready: int | None, target: float, n
         why = note or ("no series" if util_percent is None else "no ready replicas")
         return SignalVerdict(SignalName.GPU, util_percent, target, None, Status.MISSING, why)
     # The HPA's own formula: ready=4 at 90 % average against 60 % asks ceil(4 x 90 / 60) = 6.
-    return SignalVerdict(
-        SignalName.GPU, util_percent, target, ceil_ratio(ready * util_percent, target), Status.OK, note
-    )
+    ask = ceil_ratio(ready * util_percent, target)
+    return SignalVerdict(SignalName.GPU, util_percent, target, ask, Status.OK, note, now_replicas=ask)
 
 
 def _latency_verdict(
@@ -119,9 +143,8 @@ def _latency_verdict(
     if latency_s > slo_s:
         # Above the SLO, scale in proportion: ready=2 at p99 3 s against 2 s asks ceil(2 x 3 / 2) = 3.
         base = max(ready or 0, 1)
-        return SignalVerdict(
-            name, latency_s, slo_s, max(base + 1, ceil_ratio(base * latency_s, slo_s)), Status.OK, note
-        )
+        ask = max(base + 1, ceil_ratio(base * latency_s, slo_s))
+        return SignalVerdict(name, latency_s, slo_s, ask, Status.OK, note, now_replicas=ask)
     if latency_s > LATENCY_GUARD_FRACTION * slo_s:
         return SignalVerdict(name, latency_s, slo_s, None, Status.GUARD, note or "within 80 % of the SLO")
     return SignalVerdict(name, latency_s, slo_s, None, Status.IDLE, note)
@@ -171,40 +194,256 @@ def evaluate_signals(signals: Signals, config: ScalerConfig) -> tuple[SignalVerd
     return tuple(verdicts)
 
 
+def _cold_start(state: State, config: ScalerConfig) -> ColdStart:
+    return estimate_cold_start(state.cold_start_samples_s, config.cold_start_s)
+
+
+def _window(series: Series | None, since_s: float, now_s: float) -> tuple[list[float], list[float]]:
+    if series is None:
+        return [], []
+    pairs = [(t, v) for t, v in zip(series.times_s, series.values, strict=True) if since_s <= t <= now_s]
+    return [t for t, _ in pairs], [v for _, v in pairs]
+
+
+def arrival_rate_per_s(series: Series | None, now_s: float) -> float:
+    """Robust growth rate of a backlog (requests/s) over the last ARRIVAL_WINDOW_S; 0 when not growing.
+
+    While nothing serves (at zero, or before warming replicas are Ready) the backlog grows at the arrival
+    rate: a gateway queue going 0, 10, 20, 30 at 5 s steps is 2 requests/s.
+    """
+    times, values = _window(series, now_s - ARRIVAL_WINDOW_S, now_s)
+    if len(times) < 3:
+        return 0.0
+    return max(0.0, theil_sen_slope(np.asarray(times), np.asarray(values)))
+
+
+def _forecast(
+    verdict: SignalVerdict, history: Series | None, now_s: float, horizon_s: float
+) -> SignalVerdict:
+    """The verdict raised to what the demand will need one cold start ahead (bounded, growth only)."""
+    if verdict.status != Status.OK or verdict.value is None or history is None:
+        return verdict
+    fc = forecast_demand(history, verdict.value, now_s, horizon_s)
+    if fc is None:
+        return verdict
+    ask = ceil_ratio(fc.value, verdict.target)
+    if ask <= (verdict.desired_replicas or 0):
+        return replace(verdict, forecast_value=fc.value)
+    note = f"forecast {fc.value:.4g} in {horizon_s:.0f} s" + (" (bounded +50 %)" if fc.bounded else "")
+    return replace(verdict, desired_replicas=ask, forecast_value=fc.value, note=note)
+
+
+def _warming_queue(
+    verdict: SignalVerdict, state: State, now_s: float, remaining_s: float
+) -> tuple[SignalVerdict, dict[str, Any]]:
+    """While replicas warm, size the queue for when they are Ready: backlog now plus what arrives meanwhile.
+
+    Warming replicas are capacity that is coming, so the ask is the total the queue will need, compared
+    against ready + warming: a queue of 40 with 5 replicas of 8 warming asks 5, not 5 more. If arrivals
+    keep the queue growing at 2/s with 30 s left to Ready, it will be 100 then: 13 replicas.
+    During the warm-up this projection stays level at a constant arrival rate (the queue grows by what
+    the shrinking remaining time no longer adds), so it does not pile on replicas as the queue grows.
+    """
+    if verdict.status != Status.OK or verdict.value is None:
+        return verdict, {}
+    rate = arrival_rate_per_s(state.demand_history.get(SignalName.QUEUE), now_s)
+    projected = verdict.value + rate * remaining_s
+    ask = max(verdict.desired_replicas or 0, ceil_ratio(projected, verdict.target))
+    info = {"arrival_per_s": rate, "remaining_warm_s": remaining_s, "projected_queue": projected}
+    if ask == verdict.desired_replicas:
+        return verdict, info
+    note = f"queue at Ready ~{projected:.4g} ({rate:.3g}/s for {remaining_s:.0f} s)"
+    return replace(verdict, desired_replicas=ask, note=note), info
+
+
+def _demand_busy(signals: Signals, state: State) -> bool:
+    return any((v or 0) > 0 for v in (signals.queue_requests, signals.tokens_per_s, state.activation_value))
+
+
+def _stabilisation_floor(
+    verdicts: tuple[SignalVerdict, ...], state: State, current: int, now_s: float, window_s: float
+) -> tuple[int, str]:
+    """The lowest a scale-down may go now, and why: the largest ask of the window, at most a halving."""
+    floor, why = 0, ""
+    for v in verdicts:
+        if v.signal not in DEMAND_SIGNALS or v.status != Status.OK:
+            continue
+        _, values = _window(state.demand_history.get(v.signal), now_s - window_s, now_s)
+        if values:
+            ask = ceil_ratio(max(values), v.target)
+            if ask > floor:
+                floor, why = ask, f"{v.signal.value} asked {ask} within the last {window_s:.0f} s"
+    _, replicas = _window(state.replica_history, now_s - HALVING_PERIOD_S, now_s)
+    peak = max([current, *replicas])
+    half = math.ceil(peak / 2)
+    if half > floor:
+        floor, why = half, f"at most halve per {HALVING_PERIOD_S:.0f} s (peak {peak})"
+    return floor, why
+
+
 def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -> Decision:
-    """Desired replicas for one ScaledObject from its signals; pure and deterministic."""
+    """Desired replicas for one ScaledObject from its signals and state; pure and deterministic.
+
+    In order: each signal's ask (measured, then forecast one cold start ahead); at zero, the right-sized
+    first step; while replicas warm, the queue at the time they are Ready; then the floors that keep a
+    fleet from shrinking (missing data, latency near its SLO, stabilisation); and finally the keep-warm
+    economics that decide whether an idle Deployment gives its last replica back.
+    """
+    cold = _cold_start(state, config)
     verdicts = evaluate_signals(signals, config)
     current = signals.current_replicas
+    warming = state.warming_replicas or 0
+    details: dict[str, Any] = {
+        "cold_start_s": cold.seconds,
+        "cold_start_samples": cold.samples,
+        "cold_start_source": cold.source,
+        "warming_replicas": state.warming_replicas,
+        "replica_source": state.replica_source.value,
+    }
+    if state.notes:
+        details["notes"] = dict(state.notes)
+    if config.predictive:
+        verdicts = tuple(
+            _forecast(v, state.demand_history.get(v.signal), now_s, cold.seconds)
+            if v.signal in DEMAND_SIGNALS
+            else v
+            for v in verdicts
+        )
+    if warming > 0 and config.target_queue_per_replica is not None:
+        # The oldest warming pod tells how long until capacity starts arriving; without ages, half a cold
+        # start is the expected remainder for pods started at random times.
+        remaining_s = (
+            max(0.0, cold.seconds - max(state.warming_ages_s)) if state.warming_ages_s else cold.seconds / 2
+        )
+        new: list[SignalVerdict] = []
+        for v in verdicts:
+            if v.signal == SignalName.QUEUE:
+                v, info = _warming_queue(v, state, now_s, remaining_s)
+                if info:
+                    details["warming"] = info
+            new.append(v)
+        verdicts = tuple(new)
+
     asks = [(v.desired_replicas, v.signal.value) for v in verdicts if v.desired_replicas is not None]
     missing = [v.signal.value for v in verdicts if v.status == Status.MISSING]
     guarded = any(v.status == Status.GUARD for v in verdicts)
+    if missing:
+        details["missing"] = missing
 
-    def make(valid: bool, desired: int, reason: str) -> Decision:
+    def make(valid: bool, desired: int, reason: str, active: bool | None = None) -> Decision:
+        if not config.scale_to_zero and valid:
+            desired = max(desired, 1)
         return Decision(
             valid=valid,
             desired_replicas=desired,
-            active=valid and desired > 0,
+            active=(valid and desired > 0) if active is None else active,
             reason=reason,
             signals=verdicts,
             current_replicas=current,
             ready_replicas=signals.ready_replicas,
             now_s=now_s,
-            details={"missing": missing} if missing else {},
+            details=details,
         )
 
-    if not asks and not guarded:
-        if current == 0:
-            # No pods, so the backend has nothing to report: that is "no demand seen", not missing data.
-            return make(True, 0, Reason.AT_ZERO)
-        if missing and len(missing) == len(verdicts):
-            return make(False, current or 0, f"{Reason.NO_DATA}: {', '.join(missing)} missing")
+    if current == 0 and warming == 0:
+        return _from_zero(signals, state, config, now_s, cold, asks, make, details)
+
+    if not asks and not guarded and missing and len(missing) == len(verdicts):
+        return make(False, current or 0, f"{Reason.NO_DATA}: {', '.join(missing)} missing")
 
     desired, reason = max(asks, key=lambda a: a[0]) if asks else (0, Reason.IDLE.value)
     # Floors: neither missing data, nor unreadable pods, nor latency near its SLO may shrink the fleet.
     floor = current or 0
     if desired < floor:
         if missing or signals.unreadable_pods:
-            desired, reason = floor, Reason.HOLD_MISSING.value
-        elif guarded:
-            desired, reason = floor, Reason.LATENCY_GUARD.value
+            return make(True, floor, Reason.HOLD_MISSING)
+        if guarded:
+            return make(True, floor, Reason.LATENCY_GUARD)
+        window_s = max(MIN_STABILISATION_S, cold.seconds)
+        stable, why = _stabilisation_floor(verdicts, state, floor, now_s, window_s)
+        if stable > desired:
+            details["stabilisation"] = why
+            desired, reason = min(stable, floor), Reason.STABILISED.value
+
+    # No demand now and at most one replica left to decide on: whether the last one stays warm is the
+    # keep-warm economics' call, not the stabilisation's.
+    if floor > 0 and desired <= 1 and all(a[0] == 0 for a in asks):
+        return _idle(signals, state, config, now_s, cold, floor, make, details)
     return make(True, desired, reason)
+
+
+MakeDecision = Callable[..., Decision]
+
+
+def _from_zero(
+    signals: Signals,
+    state: State,
+    config: ScalerConfig,
+    now_s: float,
+    cold: ColdStart,
+    asks: list[tuple[int, str]],
+    make: MakeDecision,
+    details: dict[str, Any],
+) -> Decision:
+    """No pods: activate on demand and size the first step for the backlog plus one cold start of arrivals.
+
+    The demand waiting at zero is the ``activationQuery`` value when configured (a gateway's pending
+    requests), else the backend's own queue (when something still reports it). Worked example: 24 requests
+    waiting, arriving at 0.5/s, a 60 s cold start and 8 per replica: ceil((24 + 0.5 x 60) / 8) = 7 replicas
+    now, instead of 1 now and 6 more a cold start later.
+    """
+    if config.activation_query is not None:
+        backlog, history, source = state.activation_value, state.activation_history, "activationQuery"
+    else:
+        backlog, history = signals.queue_requests, state.demand_history.get(SignalName.QUEUE)
+        source = "queue"
+    if backlog is None or backlog <= config.activation_threshold:
+        if config.activation_query is not None and backlog is None:
+            details["activation"] = "activationQuery returned no data: treated as no demand at zero"
+        if asks and max(a[0] for a in asks) > 0:
+            # A signal still reports demand (e.g. tokens from a pod just deleted): follow it.
+            desired, reason = max(asks, key=lambda a: a[0])
+            return make(True, desired, reason)
+        return make(True, 0, Reason.AT_ZERO)
+    rate = arrival_rate_per_s(history, now_s)
+    arriving = rate * cold.seconds
+    target = config.target_queue_per_replica
+    desired = max(1, ceil_ratio(backlog + arriving, target)) if target is not None else 1
+    details["from_zero"] = {
+        "demand": backlog,
+        "demand_source": source,
+        "arrival_per_s": rate,
+        "arriving_during_cold_start": arriving,
+    }
+    for ask, _ in asks:
+        desired = max(desired, ask)
+    return make(True, desired, Reason.FROM_ZERO)
+
+
+def _idle(
+    signals: Signals,
+    state: State,
+    config: ScalerConfig,
+    now_s: float,
+    cold: ColdStart,
+    current: int,
+    make: MakeDecision,
+    details: dict[str, Any],
+) -> Decision:
+    """No demand at all: keep one replica warm until releasing it pays, then report inactive."""
+    if not config.scale_to_zero:
+        return make(True, 1, Reason.KEEP_WARM)
+    histories = [state.demand_history[s] for s in DEMAND_SIGNALS if s in state.demand_history]
+    idleness = measure_idleness(histories, now_s, _demand_busy(signals, state))
+    release = decide_release(idleness, cold.seconds, config.min_idle_s)
+    details["idle"] = {
+        "idle_s": idleness.idle_s,
+        "gaps_seen": len(idleness.gaps_s),
+        "expected_idle_s": release.expected_idle_s,
+        "penalty_s": release.penalty_s,
+        "release": release.release,
+        "why": release.why,
+    }
+    if release.release:
+        return make(True, 0, Reason.RELEASE, active=False)
+    return make(True, 1, Reason.KEEP_WARM)

@@ -2,18 +2,44 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from scaler.query import Query, Sample, Target, plan_queries, reduce_signals
-from scaler.state import Observation
+from scaler.kube import KubeError, KubernetesReader
+from scaler.promql import confine_query
+from scaler.query import (
+    PodStates,
+    Query,
+    RangeSample,
+    Sample,
+    Target,
+    plan_history,
+    plan_kube_state,
+    plan_queries,
+    reduce_history,
+    reduce_kube_state,
+    reduce_signals,
+)
+from scaler.signal import Signals
+from scaler.state import Observation, ReplicaSource, Series, State
+
+# Demand history read for forecasts, stabilisation and idle time; one hour shows the gaps between bursts.
+HISTORY_S = 3600.0
+HISTORY_STEP_S = 15.0
+# The activation query's recent values, for the arrival rate while at zero.
+ACTIVATION_WINDOW_S = 60.0
+
+
+log = logging.getLogger("scaler.prometheus")
 
 
 class SourceError(RuntimeError):
@@ -62,8 +88,20 @@ class PrometheusSource:
         rate_window: str = "1m",
         auth: PrometheusAuth | None = None,
         observe: QueryObserver | None = None,
+        history_s: float = HISTORY_S,
+        history_step_s: float = HISTORY_STEP_S,
+        kube: KubernetesReader | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url
+        self.history_s = history_s
+        self.history_step_s = history_step_s
+        self._kube = kube
+        self._clock = clock
+        self._history_cache: tuple[tuple[str, ...], float, dict[str, list[RangeSample]]] | None = None
+        # Queries sent by the last collect (the scaler's llm_scaler_queries_per_refresh).
+        self.queries_last_collect = 0
+        self._queries_in_collect = 0
         self.timeout_s = timeout_s
         self.rate_window = rate_window
         self._auth = auth or PrometheusAuth()
@@ -101,15 +139,143 @@ class PrometheusSource:
             error = exc
             raise SourceError(f"prometheus {self.url}: query {q.kind} failed: {_short(exc)}") from exc
         finally:
+            self._queries_in_collect += 1
+            if self._observe is not None:
+                self._observe(q.kind, time.perf_counter() - start, error)
+
+    def query_range(self, q: Query, start_s: float, end_s: float, step_s: float) -> list[RangeSample]:
+        """Run one range query; raise SourceError naming the server and the query on any failure."""
+        start = time.perf_counter()
+        error: Exception | None = None
+        try:
+            raw = self._conn.custom_query_range(
+                q.promql,
+                start_time=dt.datetime.fromtimestamp(start_s, tz=dt.UTC),
+                end_time=dt.datetime.fromtimestamp(end_s, tz=dt.UTC),
+                step=f"{step_s:g}s",
+                params={"timeout": f"{self.timeout_s:g}s"},
+            )
+            return [_range_sample(r) for r in raw]
+        except (
+            requests.RequestException,
+            PrometheusApiClientException,
+            ValueError,
+            KeyError,
+            TypeError,
+        ) as exc:
+            error = exc
+            raise SourceError(f"prometheus {self.url}: query {q.kind} failed: {_short(exc)}") from exc
+        finally:
+            self._queries_in_collect += 1
             if self._observe is not None:
                 self._observe(q.kind, time.perf_counter() - start, error)
 
     def collect(self, targets: Sequence[Target]) -> dict[tuple[str, str, str], Observation]:
-        """Signals for every target, from one bounded batch of queries. All or nothing: if any query
+        """Observations for every target, from one bounded batch of queries. All or nothing: if any query
         fails the whole batch raises, so a half-answered refresh can never look like lower load."""
+        now_s = self._clock()
+        self._queries_in_collect = 0
         plan = plan_queries(targets, self.rate_window)
         results = {q.kind: self.query(q) for q in plan.queries}
-        return {target_key(t): Observation(reduce_signals(t, results)) for t in targets}
+        history = self._history(targets, now_s)
+        pods, replica_source, pod_note = self._pod_states(targets, now_s)
+        activation = self._activation(targets, now_s)
+        self.queries_last_collect = self._queries_in_collect
+        self._queries_in_collect = 0
+        out: dict[tuple[str, str, str], Observation] = {}
+        for t in targets:
+            key = target_key(t)
+            signals = reduce_signals(t, results)
+            demand, replicas = reduce_history(t, history)
+            states = pods.get(key)
+            notes: dict[str, str] = {"replicas": pod_note} if pod_note else {}
+            state = State(demand_history=demand, replica_history=replicas, notes=notes)
+            if states is not None:
+                signals = _with_pod_counts(signals, states)
+                state = replace(
+                    state,
+                    warming_replicas=len(states.warming_ages_s),
+                    warming_ages_s=states.warming_ages_s,
+                    cold_start_samples_s=states.cold_starts_s,
+                    replica_source=replica_source,
+                )
+            elif replica_source != ReplicaSource.METRICS:
+                state = replace(
+                    state,
+                    notes={**notes, "replicas": f"{replica_source.value} shows no pod of this Deployment"},
+                    replica_source=replica_source,
+                    warming_replicas=0,
+                )
+            if t.config.activation_query is not None:
+                value, series = activation.get((t.namespace, t.config.activation_query), (None, None))
+                state = replace(state, activation_value=value, activation_history=series)
+            out[key] = Observation(signals, state)
+        return out
+
+    # -- the parts of a collect ---------------------------------------------------------------------
+    def _history(self, targets: Sequence[Target], now_s: float) -> dict[str, list[RangeSample]]:
+        """Demand and replica history, re-read once per history step (aligned, so every scaler replica
+        asks Prometheus the same range and gets the same points)."""
+        plan = plan_history(targets, self.rate_window)
+        end_s = now_s - now_s % self.history_step_s
+        key = tuple(q.promql for q in plan.queries)
+        cached = self._history_cache
+        if cached is not None and cached[0] == key and cached[1] == end_s:
+            return cached[2]
+        start_s = end_s - self.history_s
+        results = {q.kind: self.query_range(q, start_s, end_s, self.history_step_s) for q in plan.queries}
+        self._history_cache = (key, end_s, results)
+        return results
+
+    def _pod_states(
+        self, targets: Sequence[Target], now_s: float
+    ) -> tuple[dict[tuple[str, str, str], PodStates], ReplicaSource, str]:
+        """Pod states from the Kubernetes API, else kube-state-metrics, else nothing (and say so)."""
+        note = ""
+        if self._kube is not None:
+            try:
+                return self._kube.pod_states(targets, now_s), ReplicaSource.KUBERNETES, ""
+            except KubeError as exc:
+                log.warning("Kubernetes API unreadable, falling back to kube-state-metrics: %s", exc)
+                note = f"Kubernetes API unreadable ({exc}); "
+        plan = plan_kube_state(targets)
+        results = {q.kind: self.query(q) for q in plan.queries}
+        if any(results.values()):
+            states = {target_key(t): s for t in targets if (s := reduce_kube_state(t, results, now_s))}
+            return states, ReplicaSource.KUBE_STATE_METRICS, note.rstrip("; ")
+        return (
+            {},
+            ReplicaSource.METRICS,
+            note + "no Kubernetes API access and no kube-state-metrics series: warming replicas are not "
+            "seen and cold start is the coldStartSeconds prior",
+        )
+
+    def _activation(
+        self, targets: Sequence[Target], now_s: float
+    ) -> dict[tuple[str, str], tuple[float | None, Series | None]]:
+        """Each distinct activationQuery: its value now (sum over series) and its recent values."""
+        out: dict[tuple[str, str], tuple[float | None, Series | None]] = {}
+        for t in targets:
+            q = t.config.activation_query
+            if q is None or (t.namespace, q) in out:
+                continue
+            # Checked at the edge already (INVALID_ARGUMENT); checked again here because this is where the
+            # text reaches Prometheus.
+            promql = f"sum({confine_query(q, t.namespace)})"
+            now_samples = self.query(Query("activation", promql))
+            value = next((s.value for s in now_samples if math.isfinite(s.value)), None)
+            step_s = min(self.history_step_s, 5.0)
+            ranged = self.query_range(
+                Query("activation:range", promql), now_s - ACTIVATION_WINDOW_S, now_s, step_s
+            )
+            series = Series(ranged[0].times_s, ranged[0].values) if ranged and ranged[0].times_s else None
+            out[(t.namespace, q)] = (value, series)
+        return out
+
+
+def _with_pod_counts(signals: Signals, states: PodStates) -> Signals:
+    """Replica counts from the pod objects: current includes warming pods, ready only Ready ones."""
+    return replace(signals, current_replicas=states.total, ready_replicas=states.ready)
 
 
 def target_key(t: Target) -> tuple[str, str, str]:
@@ -125,6 +291,20 @@ def _sample(raw: dict[str, object]) -> Sample:
     v = float(value[1])  # Prometheus sends "NaN", "+Inf" as strings; float() parses them
     return Sample(
         labels={str(k): str(val) for k, val in metric.items()}, value=v if not math.isnan(v) else math.nan
+    )
+
+
+def _range_sample(raw: dict[str, object]) -> RangeSample:
+    metric = raw.get("metric", {})
+    values = raw.get("values")
+    if not isinstance(metric, dict) or not isinstance(values, list):
+        raise ValueError(f"unexpected range result shape: {str(raw)[:120]}")
+    pairs = [(float(t), float(v)) for t, v in values]
+    pairs = [(t, v) for t, v in pairs if math.isfinite(v)]
+    return RangeSample(
+        labels={str(k): str(val) for k, val in metric.items()},
+        times_s=tuple(t for t, _ in pairs),
+        values=tuple(v for _, v in pairs),
     )
 
 

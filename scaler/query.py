@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from scaler.config import Backend, LatencyMetric, ScalerConfig
 from scaler.profile import DCGM_GPU_UTIL_METRIC, LatencyKind, LatencySource, profile_for
 from scaler.signal import SignalName, Signals
+from scaler.state import Series
 
 Labels = Mapping[str, str]
 
@@ -252,3 +253,141 @@ def _latency(
         mean = sum(s.value for s in samples) / requests_per_s
         return mean * src.to_seconds, "mean request duration (enable summary_latencies for a quantile)", False
     return None, "", False
+
+
+# -- history (range queries) ---------------------------------------------------------------------------
+# Pods are `<deployment>-<hash>-<suffix>`; label_replace derives the Deployment in Prometheus so history
+# comes back one series per Deployment (and model), not per pod: 2,000 ScaledObjects with 240 points
+# each stay a few hundred thousand samples per history read. Same rule as pod_pattern.
+_DEPLOYMENT_FROM_POD = '"deployment", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"'
+
+
+def _by_deployment(expr: str, by: str) -> str:
+    return f"sum by ({by}) (label_replace({expr}, {_DEPLOYMENT_FROM_POD}))"
+
+
+def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
+    """Range queries for the demand history (queue, tokens) and the replica history of ``targets``."""
+    plan = QueryPlan()
+    if not targets:
+        return plan
+    ns = _namespace_matcher(targets)
+    plan.add(
+        "history:replicas", _by_deployment(f"max by (namespace, pod) (up{{{ns}}})", "namespace, deployment")
+    )
+    for backend in sorted({t.config.backend for t in targets}):
+        prof = profile_for(backend)
+        by = f"namespace, deployment, {prof.model_label}"
+        plan.add(
+            f"history:{backend}:queue", _by_deployment(f"{{{_names_matcher(prof.queue_metrics)}, {ns}}}", by)
+        )
+        for i, counter in enumerate(prof.throughput_counters):
+            plan.add(
+                f"history:{backend}:throughput:{i}",
+                _by_deployment(f"rate({counter}{{{ns}}}[{rate_window}])", by),
+            )
+    return plan
+
+
+@dataclass(frozen=True)
+class RangeSample:
+    labels: Labels
+    times_s: tuple[float, ...]
+    values: tuple[float, ...]
+
+
+def _sum_series(series: Iterable[RangeSample]) -> Series | None:
+    """Sum series point by point (range queries share their timestamps); None when there is none."""
+    totals: dict[float, float] = defaultdict(float)
+    seen = False
+    for s in series:
+        seen = True
+        for t, v in zip(s.times_s, s.values, strict=True):
+            if math.isfinite(v):
+                totals[t] += v
+    if not seen:
+        return None
+    times = tuple(sorted(totals))
+    return Series(times, tuple(totals[t] for t in times))
+
+
+def reduce_history(
+    target: Target, results: Mapping[str, Sequence[RangeSample]]
+) -> tuple[dict[SignalName, Series], Series | None]:
+    """(demand history by signal, replica history) of one ScaledObject from the history queries."""
+    cfg = target.config
+    prof = profile_for(cfg.backend)
+
+    def mine(kind: str, model_filter: bool = True) -> list[RangeSample]:
+        return [
+            s
+            for s in results.get(kind, ())
+            if s.labels.get("namespace") == target.namespace
+            and s.labels.get("deployment") == cfg.deployment
+            and (not model_filter or cfg.model is None or s.labels.get(prof.model_label) == cfg.model)
+        ]
+
+    backend = cfg.backend.value
+    demand: dict[SignalName, Series] = {}
+    queue = _sum_series(mine(f"history:{backend}:queue"))
+    if queue is not None:
+        demand[SignalName.QUEUE] = queue
+    tokens = _sum_series(
+        s for i in range(len(prof.throughput_counters)) for s in mine(f"history:{backend}:throughput:{i}")
+    )
+    if tokens is not None:
+        demand[SignalName.TOKENS] = tokens
+    replicas = _sum_series(mine("history:replicas", model_filter=False))
+    return demand, replicas
+
+
+# -- kube-state-metrics (replicas, warming pods, start-up times when the Kubernetes API is not readable) --
+def plan_kube_state(targets: Sequence[Target]) -> QueryPlan:
+    """Instant queries on kube-state-metrics series: pod creation time, Ready time and Ready state."""
+    plan = QueryPlan()
+    if not targets:
+        return plan
+    ns = _namespace_matcher(targets)
+    plan.add("ksm:created", f"max by (namespace, pod) (kube_pod_created{{{ns}}})")
+    plan.add("ksm:ready_time", f"max by (namespace, pod) (kube_pod_status_ready_time{{{ns}}})")
+    plan.add("ksm:ready", f'max by (namespace, pod) (kube_pod_status_ready{{{ns}, condition="true"}})')
+    return plan
+
+
+@dataclass(frozen=True)
+class PodStates:
+    """Pods of one Deployment as the Kubernetes API or kube-state-metrics sees them."""
+
+    total: int
+    ready: int
+    warming_ages_s: tuple[float, ...]
+    cold_starts_s: tuple[float, ...]
+
+
+def reduce_kube_state(
+    target: Target, results: Mapping[str, Sequence[Sample]], now_s: float
+) -> PodStates | None:
+    """Pod states from kube-state-metrics; None when it has no pod of this Deployment."""
+    pods = pod_pattern(target.config.deployment)
+
+    def by_pod(kind: str) -> dict[str, float]:
+        return {
+            s.labels["pod"]: s.value
+            for s in results.get(kind, ())
+            if s.labels.get("namespace") == target.namespace
+            and pods.fullmatch(s.labels.get("pod", ""))
+            and math.isfinite(s.value)
+        }
+
+    created, ready_time, ready = by_pod("ksm:created"), by_pod("ksm:ready_time"), by_pod("ksm:ready")
+    if not created:
+        return None
+    ready_pods = {p for p in created if ready.get(p, 0.0) == 1.0}
+    warming = tuple(max(0.0, now_s - created[p]) for p in sorted(created) if p not in ready_pods)
+    starts = sorted((created[p], ready_time[p] - created[p]) for p in ready_pods if p in ready_time)
+    return PodStates(
+        total=len(created),
+        ready=len(ready_pods),
+        warming_ages_s=warming,
+        cold_starts_s=tuple(d for _, d in starts if d > 0),
+    )

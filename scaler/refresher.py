@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from scaler.config import parse_metadata, validate_namespace
+from scaler.config import ConfigError, parse_metadata, validate_namespace
 from scaler.decision import Decision, decide
+from scaler.promql import QueryError, confine_query
 from scaler.query import Target
 from scaler.state import Observation
 from scaler.telemetry import Telemetry
@@ -53,10 +54,14 @@ def target_from_ref(namespace: str, name: str, metadata: Mapping[str, str]) -> T
     """Validate a ScaledObjectRef; raises ConfigError naming the key."""
     validate_namespace(namespace)
     if not name or len(name) > 253:
-        from scaler.config import ConfigError
-
         raise ConfigError("name", "the ScaledObject name must be 1-253 characters")
-    return Target(namespace=namespace, name=name, config=parse_metadata(metadata))
+    config = parse_metadata(metadata)
+    if config.activation_query is not None:
+        try:
+            confine_query(config.activation_query, namespace)
+        except QueryError as exc:
+            raise ConfigError("activationQuery", str(exc)) from None
+    return Target(namespace=namespace, name=name, config=config)
 
 
 class Refresher:
@@ -89,8 +94,6 @@ class Refresher:
     def url_for(self, target: Target) -> str:
         url = target.config.server_address or self._default_url
         if url is None:
-            from scaler.config import ConfigError
-
             raise ConfigError(
                 "serverAddress", "is required because the scaler was started without --prometheus-url"
             )

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from scaler._generated import externalscaler_pb2 as pb
 from scaler._generated import externalscaler_pb2_grpc as pb_grpc
+from scaler.kube import open_kubernetes
 from scaler.prometheus import PrometheusAuth, PrometheusSource
 from scaler.refresher import Refresher, Source
 from scaler.service import ExternalScalerService
@@ -41,6 +42,9 @@ class ServeOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    # "off", "auto" (in-cluster or default kubeconfig if any) or a kubeconfig path.
+    kubernetes: str = "off"
+    history_step_s: float = 15.0
 
 
 class ScalerServer:
@@ -58,6 +62,12 @@ class ScalerServer:
         self.registry = registry or CollectorRegistry()
         self.telemetry = Telemetry(self.registry)
 
+        kube = (
+            open_kubernetes(options.kubernetes, timeout_s=options.query_timeout_s)
+            if source_for is None
+            else None
+        )
+
         def prometheus(url: str) -> Source:
             return PrometheusSource(
                 url,
@@ -65,6 +75,9 @@ class ScalerServer:
                 rate_window=options.rate_window,
                 auth=options.auth,
                 observe=self.telemetry.observe_query,
+                history_step_s=options.history_step_s,
+                kube=kube,
+                clock=clock or time.time,
             )
 
         self.refresher = Refresher(

@@ -44,7 +44,7 @@ class State:
     """Inputs of ``decide`` that are not the current signals.
 
     ``warming_replicas``: pods that exist but are not Ready yet (capacity that is coming); ``None`` when
-    nothing could tell (then ``replica_source`` says why).
+    nothing could tell (then ``replica_source`` says why). ``warming_ages_s``: how long each has existed.
     ``cold_start_samples_s``: recent pod creation -> Ready durations of this Deployment, any order.
     ``demand_history``: recent values of each demand signal (queue, tokens, gpu), oldest first, for the
     forecast, for scale-down stabilisation and for idle time (the last time demand was non-zero).
@@ -54,6 +54,7 @@ class State:
     """
 
     warming_replicas: int | None = None
+    warming_ages_s: tuple[float, ...] = ()
     replica_source: ReplicaSource = ReplicaSource.METRICS
     cold_start_samples_s: tuple[float, ...] = ()
     demand_history: Mapping[SignalName, Series] = field(default_factory=dict)

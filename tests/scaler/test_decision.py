@@ -67,8 +67,8 @@ BUSY = Signals(
             "all low scales down",
             replace(BUSY, queue_requests=1.0, tokens_per_s=10.0, gpu_util_percent=5.0, latency_s=0.2),
             ALL,
-            1,
-            "queue",
+            2,  # asks 1, but a scale-down at most halves: 4 -> 2
+            Reason.STABILISED,
             {"queue": 1, "gpu": 1},
         ),
         (
@@ -82,8 +82,8 @@ BUSY = Signals(
                 no_traffic=frozenset({SignalName.LATENCY}),
             ),
             ALL,
-            0,
-            "queue",
+            2,  # no demand: halve towards the one warm replica; no history, so never release
+            Reason.STABILISED,
             {"queue": 0, "tokens": 0, "gpu": 0, "latency": None},
         ),
         # one signal missing: the others may ask for more, never for less than current

@@ -100,6 +100,7 @@ def scaler(pods: dict[str, FakePod], prometheus: PrometheusProcess) -> Iterator[
         bind_address="127.0.0.1",
         prometheus_url=prometheus.url,
         refresh_s=0.5,
+        history_step_s=1.0,
         rate_window=RATE_WINDOW,
         staleness_s=30,
     )
@@ -206,14 +207,18 @@ def test_latency_matches_prometheus_histogram_quantile(
 
 
 def test_stream_pushes_current_state_then_changes(
-    pods: dict[str, FakePod], stub: Any, keda_pb: tuple[ModuleType, ModuleType]
+    pods: dict[str, FakePod], stub: Any, keda_pb: tuple[ModuleType, ModuleType], scaler: ScalerThread
 ) -> None:
     quiet = pods["quiet"]
-    r = ref(keda_pb, "quiet-so", {**VLLM, "deployment": "quiet"})
+    # An idle Deployment goes inactive once releasing its replica pays: a 1 s cold start makes the
+    # penalty 2 s, and the quiet pod has been idle since Prometheus started.
+    r = ref(keda_pb, "quiet-so", {**VLLM, "deployment": "quiet", "coldStartSeconds": "1"})
     stream = stub.StreamIsActive(r, timeout=60)
     try:
         first = next(stream)
-        assert first.result is False, stub.GetMetrics(metrics_request(keda_pb, r, "llm-quiet"), timeout=10)
+        assert first.result is False, [
+            e.decision.to_dict() for k, e in scaler.server.refresher.entries.items() if k[1] == "quiet-so"
+        ]
         quiet.set(waiting=6)
         started = time.monotonic()
         second = next(stream)
