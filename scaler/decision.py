@@ -302,14 +302,18 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
     }
     if state.notes:
         details["notes"] = dict(state.notes)
+    warming_queue = warming > 0 and config.target_queue_per_replica is not None
     if config.predictive:
+        # While replicas warm, the queue grows because nothing serves it yet, not because demand grows:
+        # its trend is backlog, and the warming projection below (which knows when capacity arrives)
+        # replaces the forecast for it.
         verdicts = tuple(
             _forecast(v, state.demand_history.get(v.signal), now_s, cold.seconds)
-            if v.signal in DEMAND_SIGNALS
+            if v.signal in DEMAND_SIGNALS and not (warming_queue and v.signal == SignalName.QUEUE)
             else v
             for v in verdicts
         )
-    if warming > 0 and config.target_queue_per_replica is not None:
+    if warming_queue:
         # The oldest warming pod tells how long until capacity starts arriving; without ages, half a cold
         # start is the expected remainder for pods started at random times.
         remaining_s = (

@@ -99,11 +99,12 @@ def _span(histories: Sequence[Series], now_s: float) -> float:
 def _gaps(histories: Sequence[Series]) -> tuple[float, ...]:
     """Lengths of the runs of zero demand between two busy samples (on the union of the histories)."""
     busy = np.unique(_busy_times(histories))
-    if busy.size < 2:
+    spacings = [np.diff(np.asarray(h.times_s)) for h in histories if len(h) >= 2]
+    if busy.size < 2 or not spacings:
         return ()
+    # Consecutive busy samples are one history step apart; anything longer holds a gap. Busy at 0 s and
+    # 60 s on a 15 s step: three silent samples, a gap of 60 - 15 = 45 s.
+    step = float(np.concatenate(spacings).min())
     steps = np.diff(busy)
-    # Consecutive busy samples are one scrape step apart; anything longer is a gap. The step is the
-    # smallest spacing seen (15 s for a 15 s history step): a gap of two steps is 15 s of silence.
-    step = float(steps.min())
     gaps = steps[steps > 1.5 * step] - step
     return tuple(float(g) for g in gaps)

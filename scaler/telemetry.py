@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from scaler.decision import Decision
 
 _SO = ("namespace", "scaledobject", "deployment")
+_REPLICA_SOURCES = ("kubernetes", "kube-state-metrics", "metrics", "simulation")
 _RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -111,6 +112,49 @@ class Telemetry:
             registry=registry,
         )
         self.streams = Gauge("llm_scaler_active_streams", "Open StreamIsActive streams.", registry=registry)
+        # Cold start (one story with explain: the same numbers as Decision.details).
+        self.warming_replicas = Gauge(
+            "llm_scaler_warming_replicas",
+            "Pods that exist but are not Ready yet (capacity that is coming).",
+            _SO,
+            registry=registry,
+        )
+        self.cold_start_seconds = Gauge(
+            "llm_scaler_cold_start_seconds",
+            "Cold start used in decisions: p90 of recent pod creation -> Ready, else coldStartSeconds.",
+            _SO,
+            registry=registry,
+        )
+        self.cold_start_samples = Gauge(
+            "llm_scaler_cold_start_samples",
+            "Observed start-ups behind llm_scaler_cold_start_seconds (0: the prior is used).",
+            _SO,
+            registry=registry,
+        )
+        self.scale_from_zero = Counter(
+            "llm_scaler_scale_from_zero",
+            "Refreshes that activated a Deployment at zero replicas (reason from-zero).",
+            _SO,
+            registry=registry,
+        )
+        self.forecast_value = Gauge(
+            "llm_scaler_forecast_value",
+            "Each demand signal forecast one cold start ahead.",
+            (*_SO, "signal"),
+            registry=registry,
+        )
+        self.idle_seconds = Gauge(
+            "llm_scaler_idle_seconds",
+            "Time since demand was last seen, when the Deployment is idle.",
+            _SO,
+            registry=registry,
+        )
+        self.replica_source = Gauge(
+            "llm_scaler_replica_source_info",
+            "Where replica counts and warming pods come from (kubernetes, kube-state-metrics, metrics).",
+            (*_SO, "source"),
+            registry=registry,
+        )
 
     def observe_query(self, kind: str, seconds: float, error: Exception | None) -> None:
         # The query kind's first two parts ("vllm:queue") keep the label set bounded.
@@ -132,12 +176,43 @@ class Telemetry:
             self.signal_missing.labels(*key, name).set(1 if v.status == "missing" else 0)
             if v.value is not None:
                 self.signal_value.labels(*key, name).set(v.value)
+            else:  # missing is not zero, and not the last value either
+                self._remove(self.signal_value, (*key, name))
             if v.desired_replicas is not None:
                 self.signal_desired_replicas.labels(*key, name).set(v.desired_replicas)
             else:
                 self._remove(self.signal_desired_replicas, (*key, name))
         self.decisions.labels(*key, decision.reason.split(":")[0]).inc()
+        self._record_cold_start(key, decision)
         self.last_refresh.labels(*key).set(refreshed_at_s)
+
+    def _record_cold_start(self, key: tuple[str, str, str], decision: Decision) -> None:
+        d = decision.details
+        if "cold_start_s" in d:
+            self.cold_start_seconds.labels(*key).set(d["cold_start_s"])
+            self.cold_start_samples.labels(*key).set(d["cold_start_samples"])
+        if d.get("warming_replicas") is not None:
+            self.warming_replicas.labels(*key).set(d["warming_replicas"])
+        else:
+            self._remove(self.warming_replicas, key)
+        source = d.get("replica_source")
+        for s in _REPLICA_SOURCES:
+            if s == source:
+                self.replica_source.labels(*key, s).set(1)
+            else:
+                self._remove(self.replica_source, (*key, s))
+        if decision.reason == "from-zero":
+            self.scale_from_zero.labels(*key).inc()
+        idle = d.get("idle")
+        if idle and idle.get("idle_s") is not None:
+            self.idle_seconds.labels(*key).set(idle["idle_s"])
+        else:
+            self.idle_seconds.labels(*key).set(0)
+        for v in decision.signals:
+            if v.forecast_value is not None:
+                self.forecast_value.labels(*key, v.signal.value).set(v.forecast_value)
+            else:
+                self._remove(self.forecast_value, (*key, v.signal.value))
 
     def forget(self, key: tuple[str, str, str]) -> None:
         """Drop every series of a ScaledObject that is no longer polled, so cardinality stays bounded."""
@@ -147,9 +222,21 @@ class Telemetry:
             self.current_replicas,
             self.ready_replicas,
             self.last_refresh,
+            self.warming_replicas,
+            self.cold_start_seconds,
+            self.cold_start_samples,
+            self.scale_from_zero,
+            self.idle_seconds,
         ):
             self._remove(metric, key)
-        for metric in (self.signal_value, self.signal_desired_replicas, self.signal_missing):
+        for s in _REPLICA_SOURCES:
+            self._remove(self.replica_source, (*key, s))
+        for metric in (
+            self.signal_value,
+            self.signal_desired_replicas,
+            self.signal_missing,
+            self.forecast_value,
+        ):
             for signal in ("queue", "tokens", "gpu", "latency"):
                 self._remove(metric, (*key, signal))
         for labels in list(self.decisions._metrics):  # no public API lists children

@@ -13,7 +13,7 @@ from scaler._generated import externalscaler_pb2, externalscaler_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTO = ROOT / "proto" / "externalscaler.proto"
-# Git blob id of pkg/scalers/externalscaler/externalscaler.proto at kedacore/keda 8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a.
+# Git blob id of the upstream file at kedacore/keda 8b4f083ca8c8c2baf8477e322bd4d16ac4dfa09a.
 UPSTREAM_BLOB_SHA1 = "31a4b3744a20e3907f0bf5bc44f94f3cd54e1341"
 
 
