@@ -365,6 +365,12 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
             return make(True, floor, Reason.LATENCY_GUARD)
         window_s = max(MIN_STABILISATION_S, cold.seconds)
         stable, why = _stabilisation_floor(verdicts, state, floor, now_s, window_s)
+        # Pods still loading are a scale-up less than a cold start old: no scale-down on top of it (it
+        # would throw away the GPU time already spent loading them). Pods stuck loading for more than two
+        # cold starts (unschedulable, crash-looping) no longer hold the fleet.
+        recent = [a for a in state.warming_ages_s if a < 2 * cold.seconds]
+        if recent or (warming > 0 and not state.warming_ages_s):
+            stable, why = floor, f"{warming} replica(s) still warming from a recent scale-up"
         if stable > desired:
             details["stabilisation"] = why
             desired, reason = min(stable, floor), Reason.STABILISED.value

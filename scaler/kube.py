@@ -40,17 +40,19 @@ class KubernetesReader:
         """In-cluster config when running in a pod, else ``kubeconfig`` (or $KUBECONFIG / ~/.kube/config)."""
         from kubernetes import client, config
 
+        # A private Configuration, not the client's global default: explain and tests may hold several.
+        cfg = client.Configuration()
         try:
             if kubeconfig is None:
                 try:
-                    config.load_incluster_config()  # type: ignore[no-untyped-call]
+                    config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
                 except config.ConfigException:
-                    config.load_kube_config()  # type: ignore[no-untyped-call]
+                    config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             else:
-                config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+                config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
         except (config.ConfigException, OSError, TypeError, ValueError) as exc:
             raise KubeError(f"no Kubernetes configuration: {exc}") from exc
-        return cls(client.CoreV1Api(), timeout_s=timeout_s)
+        return cls(client.CoreV1Api(client.ApiClient(cfg)), timeout_s=timeout_s)
 
     def pod_states(self, targets: Sequence[Target], now_s: float) -> dict[Key, PodStates]:
         """Pod states per target; raises KubeError if any namespace cannot be listed."""

@@ -152,14 +152,19 @@ scrape_configs:
         return list(body["data"]["result"])
 
     def wait_until(
-        self, promql: str, check: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 30.0
-    ) -> None:
-        """Poll ``promql`` until ``check(result)`` holds; bounded in time."""
+        self,
+        promql: str,
+        check: Callable[[list[dict[str, Any]]], bool],
+        timeout_s: float = 30.0,
+        poll_s: float = 0.25,
+    ) -> float:
+        """Poll ``promql`` until ``check(result)`` holds; bounded in time. Returns the monotonic time at
+        which it was first seen to hold."""
         deadline = time.monotonic() + timeout_s
         result: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             result = self.query(promql)
             if check(result):
-                return
-            time.sleep(0.25)
+                return time.monotonic()
+            time.sleep(poll_s)
         raise TimeoutError(f"{promql!r} never satisfied the check; last result: {result}")

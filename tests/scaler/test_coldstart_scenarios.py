@@ -207,6 +207,15 @@ def test_scale_down_at_most_halves_per_minute() -> None:
     assert (d.desired_replicas, d.reason) == (8, Reason.STABILISED)  # ceil(16 / 2), not 1
 
 
+@pytest.mark.parametrize(("age_s", "desired"), [(30.0, 8), (200.0, 4)])
+def test_no_scale_down_while_a_recent_scale_up_is_still_warming(age_s: float, desired: int) -> None:
+    signals = Signals(current_replicas=8, ready_replicas=6, queue_requests=8.0)
+    state = State(warming_replicas=2, warming_ages_s=(age_s, age_s))
+    d = decide(signals, state, parse_metadata(BASE), NOW_S)
+    # loading for 30 s: held at 8; stuck for 200 s (> 2 cold starts): halves like any other
+    assert (d.desired_replicas, d.reason) == (desired, Reason.STABILISED)
+
+
 # -- cold start learning -----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("samples", "seconds", "source"),
