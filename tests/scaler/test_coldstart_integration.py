@@ -247,7 +247,7 @@ def test_two_scaler_processes_give_the_same_answers(
                         str(world["kubeconfig"]),
                         "--log-level",
                         "warning",
-                    ],  # fmt: skip
+                    ],
                     env={**os.environ, "PYTHONWARNINGS": ""},
                 )
             )
