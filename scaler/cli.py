@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import NoReturn
 
 from scaler.config import ConfigError, validate_prometheus_url
 from scaler.decision import decide
@@ -29,6 +30,13 @@ EXIT_NO_DECISION = 3
 
 class CliError(Exception):
     """A one-line message for stderr."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (no usage dump), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see --help)\n")
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -139,9 +147,7 @@ def _auth(args: argparse.Namespace) -> PrometheusAuth:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m scaler", description=__doc__.splitlines()[0] if __doc__ else None
-    )
+    parser = _Parser(prog="python -m scaler", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the KEDA external scaler (gRPC) and its metrics endpoint")

@@ -26,7 +26,20 @@ _TOKEN = re.compile(
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 # Keywords that are followed by a parenthesised label list, not by an expression.
 _LABEL_LIST = {"by", "without", "on", "ignoring", "group_left", "group_right"}
-_KEYWORDS = {"bool", "offset", "and", "or", "unless", "atan2", "inf", "nan", "start", "end"}
+_KEYWORDS = {
+    "bool",
+    "offset",
+    "and",
+    "or",
+    "unless",
+    "atan2",
+    "inf",
+    "nan",
+    "start",
+    "end",
+    "group_left",
+    "group_right",
+}
 
 
 class QueryError(ValueError):

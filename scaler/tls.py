@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 
 import grpc
@@ -42,6 +43,12 @@ class _Watcher:
         return tuple(out)
 
     def _config(self) -> grpc.ServerCertificateConfiguration:
+        # Check the files the way a TLS library will use them (PEM parses, key matches certificate), so a
+        # half-written rotation is refused here, with a message, and retried on the next handshake.
+        check = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        check.load_cert_chain(self._cert, self._key)
+        if self._ca:
+            check.load_verify_locations(cafile=self._ca)
         pair = [(_read(self._key), _read(self._cert))]
         root = _read(self._ca) if self._ca else None
         return grpc.ssl_server_certificate_configuration(pair, root_certificates=root)
@@ -54,7 +61,7 @@ class _Watcher:
                 return None
             try:
                 config = self._config()
-            except (OSError, ValueError) as exc:  # half-written files during rotation: keep the old pair
+            except (OSError, ValueError) as exc:  # half-written (SSLError is an OSError): keep the old pair
                 log.warning("TLS files changed but could not be read yet: %s", exc)
                 return None
             self._stamp = stamp

@@ -7,8 +7,20 @@ import math
 import pytest
 
 from scaler.config import parse_metadata
-from scaler.query import Sample, Target, histogram_quantile, plan_queries, pod_pattern, reduce_signals
+from scaler.query import (
+    RangeSample,
+    Sample,
+    Target,
+    histogram_quantile,
+    plan_history,
+    plan_queries,
+    pod_pattern,
+    reduce_history,
+    reduce_kube_state,
+    reduce_signals,
+)
 from scaler.signal import SignalName
+from scaler.state import Series
 
 INF = math.inf
 
@@ -176,3 +188,47 @@ def test_reduce_signals_triton_summary_and_mean() -> None:
     mean_only = {"triton:latency:e2e:1": [_s(2_000_000, **pod)], "triton:latency:e2e:1:count": [_s(4, **pod)]}
     s = reduce_signals(t, mean_only)
     assert s.latency_s == pytest.approx(0.5) and "mean" in s.notes["latency"]
+
+
+# -- history and kube-state-metrics --------------------------------------------------------------------
+def test_history_is_one_series_per_deployment_and_bounded() -> None:
+    few = [_target("a", "m1")]
+    many = [_target(f"ns{i % 7}", f"m{i}") for i in range(500)]
+    assert len(plan_history(few, "1m").queries) == len(plan_history(many, "1m").queries) == 4
+    text = " ".join(q.promql for q in plan_history(few, "1m").queries)
+    assert "label_replace(" in text and '"(.+)-[a-z0-9]+-[a-z0-9]+"' in text and 'namespace=~"a"' in text
+
+
+def test_reduce_history_sums_the_deployment_and_filters_namespace_and_model() -> None:
+    t = Target("ns", "so", parse_metadata({"backend": "vllm", "deployment": "dep", "model": "m",
+                                             "targetQueuePerReplica": "1"}))  # fmt: skip
+    mine = {"namespace": "ns", "deployment": "dep", "model_name": "m"}
+    results = {
+        "history:vllm:queue": [
+            RangeSample(mine, (0.0, 15.0), (1.0, 2.0)),
+            RangeSample({**mine, "model_name": "other"}, (0.0, 15.0), (50.0, 50.0)),
+            RangeSample({**mine, "namespace": "x"}, (0.0, 15.0), (50.0, 50.0)),
+        ],
+        "history:vllm:throughput:0": [RangeSample(mine, (0.0, 15.0), (10.0, 20.0))],
+        "history:vllm:throughput:1": [RangeSample(mine, (15.0,), (5.0,))],
+        "history:replicas": [RangeSample({"namespace": "ns", "deployment": "dep"}, (0.0, 15.0), (1.0, 2.0))],
+    }
+    demand, replicas = reduce_history(t, results)
+    assert demand[SignalName.QUEUE] == Series((0.0, 15.0), (1.0, 2.0))
+    assert demand[SignalName.TOKENS] == Series((0.0, 15.0), (10.0, 25.0))
+    assert replicas == Series((0.0, 15.0), (1.0, 2.0))
+
+
+def test_reduce_kube_state() -> None:
+    t = _target("ns", "dep")
+    pods = {"namespace": "ns"}
+    results = {
+        "ksm:created": [_s(900.0, **pods, pod="dep-abc12-aaaaa"), _s(990.0, **pods, pod="dep-abc12-bbbbb"),
+                        _s(100.0, **pods, pod="dep-2-abc12-ccccc")],
+        "ksm:ready_time": [_s(945.0, **pods, pod="dep-abc12-aaaaa")],
+        "ksm:ready": [_s(1.0, **pods, pod="dep-abc12-aaaaa"), _s(0.0, **pods, pod="dep-abc12-bbbbb")],
+    }  # fmt: skip
+    s = reduce_kube_state(t, results, now_s=1000.0)
+    assert s is not None
+    assert (s.total, s.ready, s.warming_ages_s, s.cold_starts_s) == (2, 1, (10.0,), (45.0,))
+    assert reduce_kube_state(_target("ns", "none"), results, now_s=1000.0) is None
