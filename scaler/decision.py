@@ -212,6 +212,11 @@ def arrival_rate_per_s(series: Series | None, now_s: float) -> float:
     rate: a gateway queue going 0, 10, 20, 30 at 5 s steps is 2 requests/s.
     """
     times, values = _window(series, now_s - ARRIVAL_WINDOW_S, now_s)
+    # Only from the first non-zero point: the jump from nothing to a burst is backlog arriving at once,
+    # not a rate. 0, 0, 0, 20, 20, 20 is a burst of 20 and no arrivals since (rate 0); over the whole
+    # window Theil-Sen would read the step as a slope, since most pairs straddle it.
+    start = next((i for i, v in enumerate(values) if v > 0), len(values))
+    times, values = times[start:], values[start:]
     if len(times) < 3:
         return 0.0
     return max(0.0, theil_sen_slope(np.asarray(times), np.asarray(values)))

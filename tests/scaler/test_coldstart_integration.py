@@ -183,6 +183,8 @@ def test_kube_state_metrics_are_the_fallback(
         assert (out["details"]["cold_start_s"], out["details"]["cold_start_samples"]) == (60.0, 1)
     finally:
         text.body = saved
+        # The next scrape marks the series stale; wait for it so later tests see no kube-state-metrics.
+        prom.wait_until(f'kube_pod_created{{namespace="{NS}"}}', lambda r: not r)
 
 
 def test_without_kubernetes_or_kube_state_metrics_explain_says_so(world: dict[str, Any]) -> None:

@@ -39,9 +39,17 @@ def test_burst_at_zero_is_right_sized_for_backlog_plus_one_cold_start_of_arrival
     assert d.details["from_zero"]["arrival_per_s"] == pytest.approx(0.4)
 
 
-def test_a_spike_at_zero_is_backlog_not_a_rate() -> None:
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.0] * 12 + [24.0],  # a burst just now
+        [0.0] * 6 + [24.0] * 7,  # a burst half a minute ago, nothing since: most pairs straddle the step
+        [0.0, 0.0, 24.0],  # a burst in a short history
+    ],
+)
+def test_a_burst_at_zero_is_backlog_not_a_rate(values: list[float]) -> None:
     config = parse_metadata({**BASE, "activationQuery": 'sum(gateway_pending{namespace="ml"})'})
-    history = series([0.0] * 12 + [24.0], step_s=5.0)  # all at once: Theil-Sen slope 0
+    history = series(values, step_s=5.0)
     d = decide(*at_zero(activation_value=24.0, activation_history=history), config, NOW_S)
     assert (d.desired_replicas, d.reason) == (3, Reason.FROM_ZERO)  # ceil(24 / 8)
 
