@@ -8,6 +8,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -40,6 +41,7 @@ ACTIVATION_WINDOW_S = 60.0
 
 
 log = logging.getLogger("scaler.prometheus")
+_T = TypeVar("_T")
 
 
 class SourceError(RuntimeError):
@@ -48,8 +50,8 @@ class SourceError(RuntimeError):
 
 @dataclass(frozen=True)
 class PrometheusAuth:
-    """How to authenticate to Prometheus. The token is read from the file at each client creation, so a
-    rotated service-account token is picked up."""
+    """How to authenticate to Prometheus. The token and password files are re-read before each query, so
+    a rotated service-account token is picked up without a restart."""
 
     bearer_token_file: str | None = None
     basic_user: str | None = None
@@ -122,32 +124,22 @@ class PrometheusSource:
         if self._auth.ca_file:
             self._conn._session.verify = self._auth.ca_file
 
+    def _credentials(self) -> None:
+        # Re-read the token and password files before each query: a projected service-account token is
+        # rotated on disk (hourly) while the scaler runs, and the source lives as long as the process.
+        self._conn.headers = self._auth.headers()
+        self._conn.auth = self._auth.basic()
+
     def query(self, q: Query) -> list[Sample]:
         """Run one instant query; raise SourceError naming the server and the query on any failure."""
-        start = time.perf_counter()
-        error: Exception | None = None
-        try:
-            raw = self._conn.custom_query(q.promql, timeout=self.timeout_s)
-            return [_sample(r) for r in raw]
-        except (
-            requests.RequestException,
-            PrometheusApiClientException,
-            ValueError,
-            KeyError,
-            TypeError,
-        ) as exc:
-            error = exc
-            raise SourceError(f"prometheus {self.url}: query {q.kind} failed: {_short(exc)}") from exc
-        finally:
-            self._queries_in_collect += 1
-            if self._observe is not None:
-                self._observe(q.kind, time.perf_counter() - start, error)
+        return self._send(
+            q, lambda: [_sample(r) for r in self._conn.custom_query(q.promql, timeout=self.timeout_s)]
+        )
 
     def query_range(self, q: Query, start_s: float, end_s: float, step_s: float) -> list[RangeSample]:
         """Run one range query; raise SourceError naming the server and the query on any failure."""
-        start = time.perf_counter()
-        error: Exception | None = None
-        try:
+
+        def send() -> list[RangeSample]:
             raw = self._conn.custom_query_range(
                 q.promql,
                 start_time=dt.datetime.fromtimestamp(start_s, tz=dt.UTC),
@@ -156,9 +148,20 @@ class PrometheusSource:
                 params={"timeout": f"{self.timeout_s:g}s"},
             )
             return [_range_sample(r) for r in raw]
+
+        return self._send(q, send)
+
+    def _send(self, q: Query, send: Callable[[], list[_T]]) -> list[_T]:
+        """Time, count and observe one query; every failure becomes a SourceError naming server and query."""
+        start = time.perf_counter()
+        error: Exception | None = None
+        try:
+            self._credentials()
+            return send()
         except (
             requests.RequestException,
             PrometheusApiClientException,
+            OSError,
             ValueError,
             KeyError,
             TypeError,
