@@ -35,6 +35,7 @@ MIN_STABILISATION_S = 60.0
 HALVING_PERIOD_S = 60.0
 # The arrival rate at zero and while warming is the robust slope of the queue over this window.
 ARRIVAL_WINDOW_S = 60.0
+ARRIVAL_MIN_SPAN_S = 30.0
 # Signals whose history is demand (forecast, stabilisation, idleness); GPU and latency only guard.
 DEMAND_SIGNALS = (SignalName.QUEUE, SignalName.TOKENS)
 
@@ -217,7 +218,9 @@ def arrival_rate_per_s(series: Series | None, now_s: float) -> float:
     # window Theil-Sen would read the step as a slope, since most pairs straddle it.
     start = next((i for i, v in enumerate(values) if v > 0), len(values))
     times, values = times[start:], values[start:]
-    if len(times) < 3:
+    # Fewer than 3 points, or less than ARRIVAL_MIN_SPAN_S of them, cannot tell a rate from a burst
+    # that straddled two scrapes (pods appearing one scrape apart read 4, 8, 12: not 4 requests/s).
+    if len(times) < 3 or times[-1] - times[0] < ARRIVAL_MIN_SPAN_S:
         return 0.0
     return max(0.0, theil_sen_slope(np.asarray(times), np.asarray(values)))
 

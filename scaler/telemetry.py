@@ -61,6 +61,12 @@ class Telemetry:
             (*_SO, "signal"),
             registry=registry,
         )
+        self.signal_target = Gauge(
+            "llm_scaler_signal_target",
+            "Each signal's target (queue, tokens: per replica; gpu: percent; latency: the SLO in s).",
+            (*_SO, "signal"),
+            registry=registry,
+        )
         self.decisions = Counter(
             "llm_scaler_decisions",
             "Decisions made, by the reason that won.",
@@ -174,6 +180,7 @@ class Telemetry:
         for v in decision.signals:
             name = v.signal.value
             self.signal_missing.labels(*key, name).set(1 if v.status == "missing" else 0)
+            self.signal_target.labels(*key, name).set(v.target)
             if v.value is not None:
                 self.signal_value.labels(*key, name).set(v.value)
             else:  # missing is not zero, and not the last value either
@@ -235,6 +242,7 @@ class Telemetry:
             self.signal_value,
             self.signal_desired_replicas,
             self.signal_missing,
+            self.signal_target,
             self.forecast_value,
         ):
             for signal in ("queue", "tokens", "gpu", "latency"):
