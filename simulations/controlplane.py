@@ -1,0 +1,295 @@
+"""The control plane as it behaves: Prometheus scrapes, KEDA's operator loop, the HPA, Knative's KPA.
+
+Sources (read from upstream code, see ../shared/KEDA.md):
+- HPA: kubernetes ``pkg/controller/podautoscaler/horizontal.go`` (``stabilizeRecommendationWithBehaviors``,
+  ``convertDesiredReplicasWithBehaviorRate``, ``calculateScalingUpLimitWithScalingPolicies``) and
+  ``replica_calculator.go`` (``GetExternalPerPodMetricReplicas``, ``calcPlainMetricReplicas``): sync every
+  15 s, tolerance 0.1, default behaviour scale-up window 0 s with policies max(100 %, 4 pods) per 15 s,
+  scale-down window 300 s with 100 % per 15 s.
+- KEDA: ``pkg/scaling/executor/scale_scaledobjects.go``: 0 -> max(minReplicaCount, 1) when a trigger is
+  active, -> 0 once ``lastActiveTime + cooldownPeriod`` passed with all triggers inactive (only when
+  ``minReplicaCount`` is 0); ``pollingInterval`` 30 s and ``cooldownPeriod`` 300 s by default;
+  ``external-push``: each ``true`` pushed triggers an immediate scale check. A scaler error never scales.
+- Knative KPA: ``pkg/autoscaler/scaling/autoscaler.go`` ``Scale``: every 2 s, stable window 60 s, panic
+  window 10 % of it (6 s), panic threshold 200 %, target utilisation 70 %, max scale-up rate 1000, max
+  scale-down rate 2, scale-to-zero grace period 30 s.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from simulations.fleet import Fleet, Scrape
+
+PERIOD_S = 15.0  # HPA scaling-policy period used by the defaults
+
+
+@dataclass
+class ScrapeStore:
+    """Prometheus as the policies see it: samples only at scrape times, kept for ``retention_s``."""
+
+    interval_s: float = 15.0
+    retention_s: float = 900.0
+    scrapes: deque[Scrape] = field(default_factory=deque)
+    keep_all: bool = False
+    history: list[Scrape] = field(default_factory=list)
+
+    def add(self, s: Scrape) -> None:
+        self.scrapes.append(s)
+        if self.keep_all:
+            self.history.append(s)
+        while self.scrapes and self.scrapes[0].t_s < s.t_s - self.retention_s:
+            self.scrapes.popleft()
+
+    @property
+    def last(self) -> Scrape | None:
+        return self.scrapes[-1] if self.scrapes else None
+
+    def at_or_before(self, t_s: float) -> Scrape | None:
+        for s in reversed(self.scrapes):
+            if s.t_s <= t_s:
+                return s
+        return None
+
+
+# -- the HPA ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HpaPolicy:
+    kind: str  # "Pods" or "Percent"
+    value: int
+    period_s: float = PERIOD_S
+
+
+@dataclass(frozen=True)
+class HpaBehavior:
+    """``spec.behavior``; defaults are Kubernetes' (autoscaling/v2 defaulting)."""
+
+    up_window_s: float = 0.0
+    up_policies: tuple[HpaPolicy, ...] = (HpaPolicy("Percent", 100), HpaPolicy("Pods", 4))
+    down_window_s: float = 300.0
+    down_policies: tuple[HpaPolicy, ...] = (HpaPolicy("Percent", 100),)
+    # selectPolicy Max for both (the default)
+
+
+@dataclass
+class Hpa:
+    min_replicas: int
+    max_replicas: int
+    behavior: HpaBehavior = field(default_factory=HpaBehavior)
+    tolerance: float = 0.1
+    sync_s: float = 15.0
+    recommendations: list[tuple[float, int]] = field(default_factory=list)
+    events: list[tuple[float, int]] = field(default_factory=list)  # (time, replica change)
+
+    @staticmethod
+    def external_average_value(value: float, target: float, current: int, tolerance: float = 0.1) -> int:
+        """``GetExternalPerPodMetricReplicas``: ceil(value / target) unless within tolerance of current.
+
+        Worked example: value 10.5, target 1, current 10: ratio 1.05 is within 0.1, so 10 stays; 11.5 gives
+        ratio 1.15 and ceil(11.5) = 12.
+        """
+        if current > 0 and abs(value / (target * current) - 1.0) <= tolerance:
+            return current
+        return math.ceil(value / target)
+
+    @staticmethod
+    def pods_average_value(
+        values: np.ndarray, target: float, current: int, missing: int, tolerance: float = 0.1
+    ) -> int:
+        """``calcPlainMetricReplicas`` for a Pods metric (non-CPU, so no unready-pod special case)."""
+        ready = len(values)
+        if ready == 0:
+            return current
+        ratio = float(values.mean()) / target
+        if missing == 0:
+            if abs(1.0 - ratio) <= tolerance:
+                return current
+            return math.ceil(ratio * ready)
+        # Missing pods: assumed at the target when scaling down, at 0 when scaling up.
+        fill = target if ratio < 1.0 else 0.0
+        new_ratio = (float(values.sum()) + fill * missing) / (target * (ready + missing))
+        if abs(1.0 - new_ratio) <= tolerance or (new_ratio < 1.0) != (ratio < 1.0):
+            return current
+        new = math.ceil(new_ratio * (ready + missing))
+        if (new_ratio < 1.0 and new > current) or (new_ratio > 1.0 and new < current):
+            return current
+        return new
+
+    def normalize(self, desired: int, current: int, now_s: float) -> int:
+        """Stabilisation windows, then scaling policies, then min/max.
+
+        Upstream: ``normalizeDesiredReplicasWithBehaviors``.
+        """
+        b = self.behavior
+        up_rec = down_rec = desired
+        for t, rec in self.recommendations:
+            if t > now_s - b.up_window_s:
+                up_rec = min(up_rec, rec)
+            if t > now_s - b.down_window_s:
+                down_rec = max(down_rec, rec)
+        horizon = max(b.up_window_s, b.down_window_s)
+        self.recommendations = [(t, r) for t, r in self.recommendations if t > now_s - horizon]
+        self.recommendations.append((now_s, desired))
+        rec = max(current, up_rec)
+        rec = min(rec, down_rec)
+        if rec > current:
+            limit = max(self._up_limit(current, now_s), current)
+            rec = min(rec, limit, self.max_replicas)
+        elif rec < current:
+            limit = min(self._down_limit(current, now_s), current)
+            rec = max(rec, limit, self.min_replicas)
+        return max(self.min_replicas, min(self.max_replicas, rec))
+
+    def _changed(self, now_s: float, period_s: float, sign: int) -> int:
+        return sum(abs(c) for t, c in self.events if t > now_s - period_s and c * sign > 0)
+
+    def _up_limit(self, current: int, now_s: float) -> int:
+        proposals = []
+        for p in self.behavior.up_policies:
+            start = current - self._changed(now_s, p.period_s, +1)
+            if p.kind == "Pods":
+                proposals.append(start + p.value)
+            else:
+                proposals.append(math.ceil(start * (1 + p.value / 100)))
+        return max(proposals)
+
+    def _down_limit(self, current: int, now_s: float) -> int:
+        proposals = []
+        for p in self.behavior.down_policies:
+            start = current + self._changed(now_s, p.period_s, -1)
+            if p.kind == "Pods":
+                proposals.append(start - p.value)
+            else:
+                proposals.append(int(start * (1 - p.value / 100)))
+        return min(proposals)
+
+    def record(self, now_s: float, change: int) -> None:
+        if change:
+            self.events.append((now_s, change))
+            self.events = [(t, c) for t, c in self.events if t > now_s - 1800]
+
+
+# -- KEDA ------------------------------------------------------------------------------------------------
+@dataclass
+class Keda:
+    """A ScaledObject: KEDA's activation/deactivation around an HPA whose metric comes from ``metric``."""
+
+    hpa: Hpa
+    min_replica_count: int = 0
+    polling_s: float = 30.0
+    cooldown_s: float = 300.0
+    last_active_s: float | None = None
+    activations: int = 0
+
+    def check(self, fleet: Fleet, now_s: float, active: bool | None) -> None:
+        """One scale check (a poll, or a pushed ``true``). ``active`` None: the scaler errored."""
+        current = fleet.replicas
+        if active is None:
+            return  # KEDA.md: a scaler error never scales to zero (fallback is not modelled)
+        if active:
+            self.last_active_s = now_s
+            if current == 0:
+                # KEDA scales the Deployment itself; the HPA's scale-event history is its own actions only.
+                fleet.scale_to(max(self.min_replica_count, 1), now_s)
+                self.activations += 1
+            return
+        if current > 0 and self.min_replica_count == 0:
+            since = self.last_active_s if self.last_active_s is not None else 0.0
+            if now_s - since >= self.cooldown_s:
+                fleet.scale_to(0, now_s)
+        elif current < self.min_replica_count:
+            fleet.scale_to(self.min_replica_count, now_s)
+
+    def hpa_sync(self, fleet: Fleet, now_s: float, desired: int | None) -> None:
+        """One HPA sync: ``desired`` is the raw replica count from the metric (None: metric error, no change).
+
+        The HPA does nothing at 0 replicas (scaling is disabled there; KEDA owns 0 <-> 1).
+        """
+        current = fleet.replicas
+        if current == 0 or desired is None:
+            return
+        new = self.hpa.normalize(desired, current, now_s)
+        if new != current:
+            fleet.scale_to(new, now_s)
+            self.hpa.record(now_s, new - current)
+
+
+# -- Knative KPA -----------------------------------------------------------------------------------------
+@dataclass
+class Kpa:
+    """Knative's autoscaler on concurrency (its own control loop: no KEDA, no HPA)."""
+
+    target_per_pod: float  # autoscaling.knative.dev/target (containerConcurrency target)
+    max_replicas: int
+    min_replicas: int = 0
+    target_utilization: float = 0.70
+    stable_window_s: float = 60.0
+    panic_window_fraction: float = 0.10
+    panic_threshold: float = 2.0
+    max_scale_up_rate: float = 1000.0
+    max_scale_down_rate: float = 2.0
+    scale_to_zero_grace_s: float = 30.0
+    tick_s: float = 2.0
+    samples: deque[tuple[float, float]] = field(default_factory=deque)
+    panic_since_s: float | None = None
+    max_panic_pods: int = 0
+    zero_since_s: float | None = None
+
+    def observe(self, now_s: float, concurrency: float) -> None:
+        """A per-second sample of time-averaged concurrency (queue-proxy / activator reports)."""
+        self.samples.append((now_s, concurrency))
+        while self.samples and self.samples[0][0] <= now_s - self.stable_window_s:
+            self.samples.popleft()
+
+    def _average(self, now_s: float, window_s: float) -> float:
+        vals = [c for t, c in self.samples if t > now_s - window_s]
+        return sum(vals) / len(vals) if vals else 0.0
+
+    def desired(self, now_s: float, ready: int) -> int:
+        """``Scale``: stable and panic pod counts, panic mode holds the maximum (never scales down)."""
+        target = self.target_per_pod * self.target_utilization
+        ready_f = max(1.0, float(ready))
+        max_up = math.ceil(self.max_scale_up_rate * ready_f)
+        max_down = math.floor(ready_f / self.max_scale_down_rate)
+        stable = self._average(now_s, self.stable_window_s)
+        panic = self._average(now_s, self.stable_window_s * self.panic_window_fraction)
+        dspc = min(max(math.ceil(stable / target), max_down), max_up)
+        dppc = min(max(math.ceil(panic / target), max_down), max_up)
+        over = dppc / ready_f >= self.panic_threshold
+        if over:
+            self.panic_since_s = now_s
+        elif self.panic_since_s is not None and now_s >= self.panic_since_s + self.stable_window_s:
+            self.panic_since_s = None
+            self.max_panic_pods = 0
+        want = dspc
+        if self.panic_since_s is not None:
+            self.max_panic_pods = max(self.max_panic_pods, dppc, ready)
+            want = self.max_panic_pods
+        return max(self.min_replicas, min(self.max_replicas, want))
+
+    def tick(self, fleet: Fleet, now_s: float) -> None:
+        want = self.desired(now_s, fleet.ready)
+        current = fleet.replicas
+        if want == 0 and current > 0:
+            # Scale to zero only after the grace period (the activator is put in the path first).
+            if self.zero_since_s is None:
+                self.zero_since_s = now_s
+            if now_s - self.zero_since_s < self.scale_to_zero_grace_s:
+                return
+        else:
+            self.zero_since_s = None
+        if want != current:
+            fleet.scale_to(want, now_s)
+
+    def poke(self, fleet: Fleet, now_s: float) -> None:
+        """The activator at zero: a request arrived, scale up at once (activation scale 1)."""
+        if fleet.replicas == 0:
+            fleet.scale_to(1, now_s)
+
+
+Clock = Callable[[], float]

@@ -1,0 +1,150 @@
+"""Export a run's time series as an OpenMetrics text file that ``promtool tsdb create-blocks-from
+openmetrics`` accepts, under the names the real systems use: the scaler's own ``llm_scaler_*`` gauges
+(scaler/telemetry.py) and the fleet's ``vllm:*`` and ``DCGM_FI_DEV_GPU_UTIL`` series, so the project's
+dashboards and queries work on simulated data too. One sample per scrape; timestamps are seconds since
+``base_epoch_s``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from simulations.engine import RunResult
+from simulations.fleet import E2E_BUCKETS_S, TTFT_BUCKETS_S
+from simulations.policy import DEPLOYMENT, SCALEDOBJECT
+
+BASE_EPOCH_S = 1_700_000_000.0  # 2023-11-14T22:13:20Z; any fixed origin keeps files reproducible
+
+
+def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in pairs)
+    return "{" + inner + "}"
+
+
+def _num(v: float) -> str:
+    return f"{v:.10g}"
+
+
+class _Families:
+    """Samples grouped by family, then series, in time order (OpenMetrics forbids interleaving families)."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, tuple[str, str]] = {}
+        self.samples: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+
+    def declare(self, family: str, kind: str, help_text: str) -> None:
+        self.types.setdefault(family, (kind, help_text))
+
+    def add(self, family: str, sample_name: str, labels: str, value: float, ts: float) -> None:
+        self.samples[family][sample_name + labels].append(f"{sample_name}{labels} {_num(value)} {ts:.3f}")
+
+    def write(self, out: TextIO) -> None:
+        for family, (kind, help_text) in self.types.items():
+            if family not in self.samples:
+                continue
+            out.write(f"# TYPE {family} {kind}\n# HELP {family} {help_text}\n")
+            for lines in self.samples[family].values():
+                out.write("\n".join(lines) + "\n")
+
+
+def _fleet(f: _Families, r: RunResult, namespace: str, base: float) -> None:
+    gpus = r.sim.profile.gpus_per_replica
+    f.declare("vllm:num_requests_waiting", "gauge", "Requests waiting to be scheduled.")
+    f.declare("vllm:num_requests_running", "gauge", "Requests in the running batch.")
+    f.declare("vllm:generation_tokens", "counter", "Generated tokens.")
+    f.declare("vllm:prompt_tokens", "counter", "Prefilled prompt tokens.")
+    f.declare("vllm:time_to_first_token_seconds", "histogram", "Time to first token.")
+    f.declare("vllm:e2e_request_latency_seconds", "histogram", "End-to-end request latency.")
+    f.declare("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).")
+    model = r.sim.profile.name
+    for s in r.store.history:
+        ts = base + s.t_s
+        for j, pod in enumerate(s.pods.tolist()):
+            lab = [("namespace", namespace), ("pod", f"{DEPLOYMENT}-{pod}"), ("model_name", model)]
+            ls = _labels(lab)
+            f.add("vllm:num_requests_waiting", "vllm:num_requests_waiting", ls, float(s.waiting[j]), ts)
+            f.add("vllm:num_requests_running", "vllm:num_requests_running", ls, float(s.running[j]), ts)
+            f.add("vllm:generation_tokens", "vllm:generation_tokens_total", ls, float(s.gen_total[j]), ts)
+            f.add("vllm:prompt_tokens", "vllm:prompt_tokens_total", ls, float(s.prompt_total[j]), ts)
+            for fam, bounds, hist, total in (
+                ("vllm:time_to_first_token_seconds", TTFT_BUCKETS_S, s.ttft_hist[j], s.ttft_sum[j]),
+                ("vllm:e2e_request_latency_seconds", E2E_BUCKETS_S, s.e2e_hist[j], s.e2e_sum[j]),
+            ):
+                for le, c in zip((*[_num(b) for b in bounds], "+Inf"), hist.tolist(), strict=True):
+                    f.add(fam, f"{fam}_bucket", _labels([*lab, ("le", le)]), c, ts)
+                f.add(fam, f"{fam}_sum", ls, float(total), ts)
+                f.add(fam, f"{fam}_count", ls, float(hist[-1]), ts)
+        for j, pod in enumerate(s.gpu_pods.tolist()):
+            for g in range(gpus):
+                ls = _labels([("namespace", namespace), ("pod", f"{DEPLOYMENT}-{pod}"), ("gpu", str(g))])
+                f.add("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_GPU_UTIL", ls, float(s.gpu_util_percent[j]), ts)
+
+
+def _scaler(f: _Families, r: RunResult, namespace: str, base: float) -> None:
+    if not r.decisions:
+        return
+    so = [("namespace", namespace), ("scaledobject", SCALEDOBJECT), ("deployment", DEPLOYMENT)]
+    ls = _labels(so)
+    for name, help_text in (
+        ("llm_scaler_desired_replicas", "Replicas the scaler asks for (the value returned to KEDA)."),
+        ("llm_scaler_current_replicas", "Pods of the Deployment that exist, as the scaler sees them."),
+        ("llm_scaler_ready_replicas", "Pods of the Deployment that serve and report metrics."),
+        ("llm_scaler_active", "1 if the scaler reports the ScaledObject active."),
+        ("llm_scaler_warming_replicas", "Pods that exist but are not Ready yet."),
+        ("llm_scaler_cold_start_seconds", "Cold-start estimate used by the decision."),
+        ("llm_scaler_signal_value", "Measured value of each signal."),
+        ("llm_scaler_signal_desired_replicas", "Replicas each signal alone would ask for."),
+    ):
+        f.declare(name, "gauge", help_text)
+    i = 0
+    decisions = r.decisions
+    for s in r.store.history:
+        while i + 1 < len(decisions) and decisions[i + 1][0] <= s.t_s:
+            i += 1
+        t, d = decisions[i]
+        if t > s.t_s:
+            continue
+        ts = base + s.t_s
+        f.add("llm_scaler_desired_replicas", "llm_scaler_desired_replicas", ls, d.desired_replicas, ts)
+        if d.current_replicas is not None:
+            f.add("llm_scaler_current_replicas", "llm_scaler_current_replicas", ls, d.current_replicas, ts)
+        if d.ready_replicas is not None:
+            f.add("llm_scaler_ready_replicas", "llm_scaler_ready_replicas", ls, d.ready_replicas, ts)
+        f.add("llm_scaler_active", "llm_scaler_active", ls, 1.0 if d.active else 0.0, ts)
+        warming = d.details.get("warming_replicas")
+        if warming is not None:
+            f.add("llm_scaler_warming_replicas", "llm_scaler_warming_replicas", ls, float(warming), ts)
+        cold = d.details.get("cold_start_s")
+        if cold is not None:
+            f.add("llm_scaler_cold_start_seconds", "llm_scaler_cold_start_seconds", ls, float(cold), ts)
+        for v in d.signals:
+            sl = _labels([*so, ("signal", v.signal.value)])
+            if v.value is not None:
+                f.add("llm_scaler_signal_value", "llm_scaler_signal_value", sl, float(v.value), ts)
+            if v.desired_replicas is not None:
+                f.add(
+                    "llm_scaler_signal_desired_replicas",
+                    "llm_scaler_signal_desired_replicas",
+                    sl,
+                    float(v.desired_replicas),
+                    ts,
+                )
+
+
+def write_openmetrics(runs: dict[str, RunResult], path: Path, base_epoch_s: float = BASE_EPOCH_S) -> int:
+    """Write every run (namespace ``sim-<policy>``) to ``path``; returns the number of samples."""
+    f = _Families()
+    for name, r in runs.items():
+        if not r.store.history:
+            raise ValueError(f"run {name!r} kept no scrapes; simulate with keep_scrapes=True")
+        namespace = f"sim-{name}"
+        _scaler(f, r, namespace, base_epoch_s)
+        _fleet(f, r, namespace, base_epoch_s)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        f.write(out)
+        out.write("# EOF\n")
+    return sum(len(v) for fam in f.samples.values() for v in fam.values())

@@ -1,0 +1,59 @@
+"""Benchmark: ``compare`` (every policy) on the bundled one-hour Azure conversation trace.
+
+The issue's budget is 60 s on 2 cores. ``run(out_dir)`` returns the median of ``REPEATS`` runs and the
+per-policy split of the last one; ``python -m tests.bench.bench_simulator OUT`` runs it alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from simulations.engine import compare
+from simulations.policy import POLICIES, SimSettings
+from simulations.profile import DEFAULT_PROFILE, profile_named
+from simulations.report import write_comparison
+from simulations.trace import load_trace
+
+REPEATS = 3
+BUDGET_S = 60.0
+
+
+def run(out_dir: Path) -> dict[str, Any]:
+    trace = load_trace("azure-conv")
+    sim = SimSettings(profile=profile_named(DEFAULT_PROFILE))
+    walls: list[float] = []
+    per_policy: dict[str, float] = {}
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        c = compare(trace, sim, POLICIES)
+        walls.append(time.perf_counter() - started)
+        per_policy = {name: round(r.wall_s, 2) for name, r in c.runs.items()}
+    summary = write_comparison(c, out_dir / "simulator")
+    median = statistics.median(walls)
+    return {
+        "name": "simulator.compare.azure-conv",
+        "requests": len(trace),
+        "simulated_s": trace.span_s,
+        "profile": sim.profile.name,
+        "policies": list(POLICIES),
+        "repeats": REPEATS,
+        "wall_s": [round(w, 2) for w in walls],
+        "median_s": round(median, 2),
+        "budget_s": BUDGET_S,
+        "within_budget": median <= BUDGET_S,
+        "per_policy_s": per_policy,
+        "cpus": os.cpu_count(),
+        "slo_attainment": {k: v["slo_attainment"] for k, v in summary["policies"].items()},
+    }
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "out/bench")
+    out.mkdir(parents=True, exist_ok=True)
+    print(json.dumps(run(out), indent=2))

@@ -1,0 +1,112 @@
+"""The command line: bad input is one line and a non-zero exit; ``compare`` writes a valid summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulations.__main__ import main
+from simulations.policy import POLICIES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["compare", "--trace", "nope.csv", "--out", "x"], "is not a file"),
+        (["compare", "--trace", "azure-conv", "--out", "x", "--profile", "gpt"], "unknown profile"),
+        (
+            ["compare", "--trace", "azure-conv", "--out", "x", "--cold-start-s", "-1"],
+            "--cold-start-s must be",
+        ),
+        (["compare", "--trace", "azure-conv", "--out", "x", "--ttft-slo-s", "nan"], "--ttft-slo-s must be"),
+        (["compare", "--trace", "azure-conv", "--out", "x", "--seed", "x"], "--seed must be"),
+        (["compare", "--trace", "azure-conv", "--out", "x", "--policies", "magic"], "unknown policy"),
+        (["compare", "--trace", "azure-conv", "--out", "x", "--set", "kpa.nope=1"], "unknown setting"),
+        (["compare", "--trace", "azure-conv", "--out", "x", "--metadata", "backend=tpu"], "backend"),
+        (["compare", "--trace", "azure-conv", "--out", "x", "--slice", "abc"], "--slice must be"),
+        (["run", "--policy", "nope", "--trace", "azure-conv", "--out", "x"], "unknown policy"),
+        (
+            ["run", "--policy", "kpa", "--trace", "azure-conv", "--out", "x", "--metadata", "a=b"],
+            "scaler policy",
+        ),
+        (["frobnicate"], "invalid choice"),
+        (["compare", "--out", "x"], "--trace"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rc = main([a if a != "x" else str(tmp_path / "o") for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1, err
+    assert needle in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_compare_end_to_end_on_a_short_slice(tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simulations",
+            "compare",
+            "--trace",
+            "azure-code",
+            "--slice",
+            "0:420",
+            "--out",
+            str(out),
+            "--profile",
+            "llama8b-h100",
+            "--cold-start-s",
+            "30",
+            "--ttft-slo-s",
+            "2",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "[" in proc.stderr and "%" in proc.stderr  # the progress bar
+    s = json.loads((out / "summary.json").read_text())
+    assert s["requests"] > 100 and s["trace"].startswith("azure_llm_2023_code")
+    assert s["oracle_gpu_hours"] > 0
+    assert set(s["policies"]) == set(POLICIES)
+    for row in s["policies"].values():
+        assert set(row) == {
+            "slo_attainment",
+            "ttft_p50_s",
+            "ttft_p99_s",
+            "e2e_p99_s",
+            "gpu_hours",
+            "cold_starts",
+            "max_replicas",
+            "dropped",
+        }
+        assert 0 <= row["slo_attainment"] <= 1 and row["gpu_hours"] >= s["oracle_gpu_hours"]
+    md = (out / "summary.md").read_text()
+    assert all(f"| {p} |" in md for p in POLICIES)
+    for png in ("replicas.png", "latency.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trace_generator_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "p.csv"
+    assert main(["trace", "--kind", "poisson", "--rate", "1", "--duration-s", "120", "--out", str(out)]) == 0
+    assert out.read_text().startswith("arrival_s,input_tokens,output_tokens\n")
