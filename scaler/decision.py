@@ -21,15 +21,16 @@ import numpy as np
 from scaler.coldstart import ColdStart, estimate_cold_start
 from scaler.config import ScalerConfig
 from scaler.forecast import forecast_demand, theil_sen_slope
-from scaler.keepwarm import decide_release, measure_idleness
+from scaler.keepwarm import Idleness, decide_release, gaps_between, measure_idleness
 from scaler.signal import SignalName, Signals
 from scaler.state import Series, State
 
 # Below the SLO, latency only guards: while pXX is above this fraction of the SLO, no scale-down.
 LATENCY_GUARD_FRACTION = 0.8
-# Scale-down stabilisation: no decision goes below the largest ask of the last window, which is at least
-# this long and at least one cold start (releasing a replica we would need again within a cold start
-# costs more than keeping it).
+# Above the SLO, latency may at most double the ready replicas per decision.
+LATENCY_MAX_STEP = 2
+# Scale-down stabilisation: a replica above the current ask is released by the keep-warm economics
+# (see _stabilisation_floor), and never within this long of the last ask that needed it.
 MIN_STABILISATION_S = 60.0
 # ...and at most halves the fleet per HALVING_PERIOD_S: 16 -> 8 -> 4 -> 2 -> 1 takes four minutes.
 HALVING_PERIOD_S = 60.0
@@ -143,9 +144,18 @@ def _latency_verdict(
         return SignalVerdict(name, None, slo_s, None, Status.MISSING, note or "no series")
     if latency_s > slo_s:
         # Above the SLO, scale in proportion: ready=2 at p99 3 s against 2 s asks ceil(2 x 3 / 2) = 3.
+        # At most double per decision: a tail latency is a lagging, windowed signal, and queueing delay
+        # is not proportional to 1 / replicas -- p99 19 s against 1 s would ask 19x the fleet for a queue
+        # that one more replica drains. The queue and forecast signals size the step; latency corrects.
         base = max(ready or 0, 1)
-        ask = max(base + 1, ceil_ratio(base * latency_s, slo_s))
-        return SignalVerdict(name, latency_s, slo_s, ask, Status.OK, note, now_replicas=ask)
+        proportional = ceil_ratio(base * latency_s, slo_s)
+        ask = max(base + 1, min(proportional, LATENCY_MAX_STEP * base))
+        why = (
+            note
+            if ask == proportional
+            else f"{note + '; ' if note else ''}capped at {LATENCY_MAX_STEP:g}x ready"
+        )
+        return SignalVerdict(name, latency_s, slo_s, ask, Status.OK, why, now_replicas=ask)
     if latency_s > LATENCY_GUARD_FRACTION * slo_s:
         return SignalVerdict(name, latency_s, slo_s, None, Status.GUARD, note or "within 80 % of the SLO")
     return SignalVerdict(name, latency_s, slo_s, None, Status.IDLE, note)
@@ -268,19 +278,48 @@ def _demand_busy(signals: Signals, state: State) -> bool:
     return any((v or 0) > 0 for v in (signals.queue_requests, signals.tokens_per_s, state.activation_value))
 
 
-def _stabilisation_floor(
-    verdicts: tuple[SignalVerdict, ...], state: State, current: int, now_s: float, window_s: float
-) -> tuple[int, str]:
-    """The lowest a scale-down may go now, and why: the largest ask of the window, at most a halving."""
-    floor, why = 0, ""
+def _asks_history(verdicts: tuple[SignalVerdict, ...], state: State) -> tuple[np.ndarray, np.ndarray, float]:
+    """(times, replicas asked at each time, step): the demand signals' past asks, the largest per time."""
+    by_time: dict[float, int] = {}
+    steps: list[float] = []
     for v in verdicts:
-        if v.signal not in DEMAND_SIGNALS or v.status != Status.OK:
+        history = state.demand_history.get(v.signal)
+        if v.signal not in DEMAND_SIGNALS or v.status != Status.OK or history is None or not len(history):
             continue
-        _, values = _window(state.demand_history.get(v.signal), now_s - window_s, now_s)
-        if values:
-            ask = ceil_ratio(max(values), v.target)
-            if ask > floor:
-                floor, why = ask, f"{v.signal.value} asked {ask} within the last {window_s:.0f} s"
+        times = np.asarray(history.times_s)
+        if len(times) >= 2:
+            steps.append(float(np.diff(times).min()))
+        for t, value in zip(history.times_s, history.values, strict=True):
+            by_time[t] = max(by_time.get(t, 0), ceil_ratio(value, v.target))
+    ordered = sorted(by_time)
+    return np.asarray(ordered), np.asarray([by_time[t] for t in ordered]), min(steps, default=0.0)
+
+
+def _stabilisation_floor(
+    verdicts: tuple[SignalVerdict, ...], state: State, current: int, desired: int, now_s: float, cold_s: float
+) -> tuple[int, str]:
+    """The lowest a scale-down may go now, and why.
+
+    Each replica above ``desired`` is released by the same keep-warm economics as the last one: replica
+    level k (the k-th replica) stays while releasing it does not pay, judged from the times the past asks
+    reached k -- how long ago, and the gaps between. Bursts that recur every 90 s keep their replicas
+    warm through the lulls (a cold start each time would cost more and miss the SLO); a one-off burst
+    lets its replicas go after the break-even time. Never within MIN_STABILISATION_S of the last ask, and
+    never more than halving per HALVING_PERIOD_S.
+    """
+    floor, why = 0, ""
+    times, asks, step_s = _asks_history(verdicts, state)
+    span_s = now_s - float(times[0]) if len(times) else 0.0
+    for level in range(current, desired, -1):
+        busy = times[asks >= level]
+        if busy.size == 0:
+            continue  # never needed in the history we can see: no reason to hold it
+        idle_s = max(0.0, now_s - float(busy.max()))
+        idleness = Idleness(idle_s, gaps_between(busy, step_s) if step_s > 0 else (), span_s)
+        release = decide_release(idleness, cold_s, MIN_STABILISATION_S)
+        if not release.release:
+            floor, why = level, f"replica {level}: {release.why}"
+            break
     _, replicas = _window(state.replica_history, now_s - HALVING_PERIOD_S, now_s)
     peak = max([current, *replicas])
     half = math.ceil(peak / 2)
@@ -371,8 +410,7 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
             return make(True, floor, Reason.HOLD_MISSING)
         if guarded:
             return make(True, floor, Reason.LATENCY_GUARD)
-        window_s = max(MIN_STABILISATION_S, cold.seconds)
-        stable, why = _stabilisation_floor(verdicts, state, floor, now_s, window_s)
+        stable, why = _stabilisation_floor(verdicts, state, floor, desired, now_s, cold.seconds)
         # Pods still loading are a scale-up less than a cold start old: no scale-down on top of it (it
         # would throw away the GPU time already spent loading them). Pods stuck loading for more than two
         # cold starts (unschedulable, crash-looping) no longer hold the fleet.

@@ -98,13 +98,20 @@ def _span(histories: Sequence[Series], now_s: float) -> float:
 
 def _gaps(histories: Sequence[Series]) -> tuple[float, ...]:
     """Lengths of the runs of zero demand between two busy samples (on the union of the histories)."""
-    busy = np.unique(_busy_times(histories))
     spacings = [np.diff(np.asarray(h.times_s)) for h in histories if len(h) >= 2]
-    if busy.size < 2 or not spacings:
+    if not spacings:
         return ()
-    # Consecutive busy samples are one history step apart; anything longer holds a gap. Busy at 0 s and
-    # 60 s on a 15 s step: three silent samples, a gap of 60 - 15 = 45 s.
-    step = float(np.concatenate(spacings).min())
+    return gaps_between(_busy_times(histories), float(np.concatenate(spacings).min()))
+
+
+def gaps_between(busy_times_s: np.ndarray, step_s: float) -> tuple[float, ...]:
+    """Idle gaps between busy samples taken every ``step_s``.
+
+    Consecutive busy samples are one step apart; anything longer holds a gap. Busy at 0 s and 60 s on a
+    15 s step: three silent samples, a gap of 60 - 15 = 45 s.
+    """
+    busy = np.unique(busy_times_s)
+    if busy.size < 2:
+        return ()
     steps = np.diff(busy)
-    gaps = steps[steps > 1.5 * step] - step
-    return tuple(float(g) for g in gaps)
+    return tuple(float(g) for g in steps[steps > 1.5 * step_s] - step_s)

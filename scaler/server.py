@@ -16,11 +16,10 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from scaler._generated import externalscaler_pb2 as pb
-from scaler._generated import externalscaler_pb2_grpc as pb_grpc
 from scaler.kube import open_kubernetes
 from scaler.prometheus import PrometheusAuth, PrometheusSource
 from scaler.refresher import Refresher, Source
-from scaler.service import ExternalScalerService
+from scaler.service import ExternalScalerService, add_to_server
 from scaler.telemetry import Telemetry
 
 log = logging.getLogger("scaler.server")
@@ -97,7 +96,7 @@ class ScalerServer:
 
     async def start(self) -> None:
         server = grpc.aio.server()
-        pb_grpc.add_ExternalScalerServicer_to_server(ExternalScalerService(self.refresher), server)  # type: ignore[no-untyped-call]
+        add_to_server(ExternalScalerService(self.refresher), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from scaler._generated import externalscaler_pb2 as pb
 from scaler._generated import externalscaler_pb2_grpc as pb_grpc
@@ -133,3 +134,59 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
             grpc.StatusCode.UNIMPLEMENTED, "StreamMetricSpec: the metric target is fixed at 1"
         )
         yield pb.GetMetricSpecResponse()  # pragma: no cover - makes this an async generator
+
+
+def _decoding_unary(
+    name: str, message: Any, method: Callable[[Any, Ctx], Awaitable[Any]], telemetry: Any
+) -> Callable[[bytes, Ctx], Awaitable[Any]]:
+    async def handler(raw: bytes, context: Ctx) -> Any:
+        try:
+            request = message.FromString(raw)
+        except DecodeError as exc:
+            telemetry.rpc_errors.labels(name, "INVALID_ARGUMENT").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _undecodable(name, message, exc))
+        return await method(request, context)
+
+    return handler
+
+
+def _decoding_stream(
+    name: str, message: Any, method: Callable[[Any, Ctx], AsyncIterator[Any]], telemetry: Any
+) -> Callable[[bytes, Ctx], AsyncIterator[Any]]:
+    async def handler(raw: bytes, context: Ctx) -> AsyncIterator[Any]:
+        try:
+            request = message.FromString(raw)
+        except DecodeError as exc:
+            telemetry.rpc_errors.labels(name, "INVALID_ARGUMENT").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _undecodable(name, message, exc))
+            return
+        async for item in method(request, context):
+            yield item
+
+    return handler
+
+
+def _undecodable(name: str, message: Any, exc: Exception) -> str:
+    return f"{name}: the request is not a valid {message.DESCRIPTOR.full_name} message ({exc})"
+
+
+def add_to_server(servicer: ExternalScalerService, server: grpc.aio.Server) -> None:
+    """Register the service like the generated ``add_ExternalScalerServicer_to_server``, but decode requests
+    in the handler: bytes that are not the proto message get INVALID_ARGUMENT saying so, where grpc's own
+    decoding would answer UNKNOWN and log a traceback per bad request."""
+    service = pb.DESCRIPTOR.services_by_name["ExternalScaler"]
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for m in service.methods:
+        request, response = getattr(pb, m.input_type.name), getattr(pb, m.output_type.name)
+        method = getattr(servicer, m.name)
+        if m.server_streaming:
+            handlers[m.name] = grpc.unary_stream_rpc_method_handler(
+                _decoding_stream(m.name, request, method, servicer.telemetry),
+                response_serializer=response.SerializeToString,
+            )
+        else:
+            handlers[m.name] = grpc.unary_unary_rpc_method_handler(
+                _decoding_unary(m.name, request, method, servicer.telemetry),
+                response_serializer=response.SerializeToString,
+            )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
