@@ -38,6 +38,7 @@ class KubernetesReader:
     @classmethod
     def connect(cls, kubeconfig: str | None = None, timeout_s: float = 5.0) -> KubernetesReader:
         """In-cluster config when running in a pod, else ``kubeconfig`` (or $KUBECONFIG / ~/.kube/config)."""
+        import yaml
         from kubernetes import client, config
 
         # A private Configuration, not the client's global default: explain and tests may hold several.
@@ -50,8 +51,9 @@ class KubernetesReader:
                     config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
             else:
                 config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)  # type: ignore[no-untyped-call]
-        except (config.ConfigException, OSError, TypeError, ValueError) as exc:
-            raise KubeError(f"no Kubernetes configuration: {exc}") from exc
+        except (OSError, TypeError, ValueError, AttributeError, config.ConfigException, yaml.YAMLError) as e:
+            # A kubeconfig that is not YAML, or YAML of the wrong shape, is a one-line error, not a traceback.
+            raise KubeError(f"no Kubernetes configuration: {_short(e)}") from e
         return cls(client.CoreV1Api(client.ApiClient(cfg)), timeout_s=timeout_s)
 
     def pod_states(self, targets: Sequence[Target], now_s: float) -> dict[Key, PodStates]:

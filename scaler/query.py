@@ -167,8 +167,19 @@ def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> S
     backend = cfg.backend.value
     up = {s.labels["pod"]: s.value for s in mine("up", model_filter=False)}
     presence = {s.labels["pod"] for s in _finite(mine(f"{backend}:presence"))}
-    unreadable = sorted(p for p, v in up.items() if v != 1)
-    ready_pods = presence - set(unreadable)
+    failed = {p for p, v in up.items() if v != 1}
+    ready_pods = presence - failed
+    # A pod reporting NaN/Inf demand has unknown load, not zero load: it counts as unreadable, which
+    # holds the fleet (summing it as 0 would let 3 pods with 1 NaN look like 2 idle ones and shrink).
+    demand_kinds = [f"{backend}:queue", "dcgm:gpu_util"]
+    demand_kinds += [f"{backend}:throughput:{i}" for i in range(len(prof.throughput_counters))]
+    garbled = {
+        s.labels["pod"]
+        for kind in demand_kinds
+        for s in mine(kind, model_filter=kind != "dcgm:gpu_util")
+        if not math.isfinite(s.value)
+    }
+    unreadable = sorted(failed | garbled)
     current = len(set(up) | presence)
     notes: dict[str, str] = {}
     no_traffic: set[SignalName] = set()
@@ -202,8 +213,10 @@ def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> S
         if idle:
             no_traffic.add(SignalName.LATENCY)
 
-    if unreadable:
-        notes["pods"] = f"{len(unreadable)} pod(s) not scraped successfully: {', '.join(unreadable[:5])}"
+    if failed:
+        notes["pods"] = f"{len(failed)} pod(s) not scraped successfully: {', '.join(sorted(failed)[:5])}"
+    if garbled:
+        notes["pods_nan"] = f"{len(garbled)} pod(s) report NaN/Inf demand: {', '.join(sorted(garbled)[:5])}"
     return Signals(
         current_replicas=current,
         ready_replicas=len(ready_pods),

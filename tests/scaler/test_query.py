@@ -150,9 +150,11 @@ RESULTS = {
 def test_reduce_signals_sums_only_this_deployments_pods() -> None:
     t = _target("ns", "llama", latencySloSeconds="5", targetGpuUtilization="80")
     s = reduce_signals(t, RESULTS)
-    assert (s.current_replicas, s.ready_replicas, s.unreadable_pods) == (3, 2, 1)
+    # ccccc failed its scrape; bbbbb reports NaN tokens/s: both unreadable, which holds the fleet
+    assert (s.current_replicas, s.ready_replicas, s.unreadable_pods) == (3, 2, 2)
     assert s.queue_requests == 12  # 5 + 7; other namespace and llama-8b excluded
-    assert s.tokens_per_s == 100.0  # the NaN pod is dropped, not counted as zero
+    assert s.tokens_per_s == 100.0  # the NaN pod is not summed (as zero or otherwise)
+    assert "llama-abc12-bbbbb" in s.notes["pods_nan"]
     assert s.gpu_util_percent == pytest.approx(70.0)  # (90 + 70 + 50) / 3 GPUs
     # buckets summed over pods: {1: 0, 2: 10, +Inf: 10}: p99 = 1 + 1 x 9.9/10
     assert s.latency_s == pytest.approx(1.99)
