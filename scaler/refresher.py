@@ -2,7 +2,9 @@
 
 RPCs never query Prometheus themselves: they answer from the latest snapshot, so KEDA's double polling
 (operator + HPA) costs Prometheus nothing extra. A trigger seen for the first time (or with changed
-metadata) is fetched at once, so its first answer is real. The wall clock is read here and only here.
+metadata) is fetched at once, so its first answer is real; first fetches arriving together share one
+collect (KEDA restarting with 2,000 ScaledObjects sends 2,000 GetMetricSpec at once). The wall clock is
+read here and only here.
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ class Entry:
     subscribers: set[asyncio.Queue[Decision]] = field(default_factory=set)
 
 
+@dataclass
+class _FirstFetch:
+    """New entries waiting for one shared collect on one Prometheus server."""
+
+    entries: list[Entry]
+    done: asyncio.Future[None]
+
+
 def target_from_ref(namespace: str, name: str, metadata: Mapping[str, str]) -> Target:
     """Validate a ScaledObjectRef; raises ConfigError naming the key."""
     validate_namespace(namespace)
@@ -88,6 +98,9 @@ class Refresher:
         self._clock = clock
         self._entries: dict[Key, Entry] = {}
         self._pending: dict[Key, asyncio.Future[None]] = {}
+        self._first_fetch: dict[str, _FirstFetch] = {}  # the batch still open for joiners, per server
+        self._first_fetch_lock: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.refreshes = 0
 
     # -- lookups ---------------------------------------------------------------------------------------
@@ -126,16 +139,35 @@ class Refresher:
             else:
                 entry.target, entry.url, entry.decision, entry.refreshed_at_s = target, url, None, None
             self.telemetry.scaledobjects.set(len(self._entries))
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._pending[key] = fut
-            try:
-                await self._refresh_group(url, [entry])
-            finally:
-                self._pending.pop(key, None)
-                fut.set_result(None)
-        else:
-            await asyncio.shield(pending)
+            pending = self._join_first_fetch(url, entry)
+            self._pending[key] = pending
+            pending.add_done_callback(lambda _f: self._pending.pop(key, None))
+        await asyncio.shield(pending)
         return self._entries[key]
+
+    def _join_first_fetch(self, url: str, entry: Entry) -> asyncio.Future[None]:
+        """Add ``entry`` to the open batch for ``url`` (opening one if none); the future is set when the
+        batch's collect is done. One collect per server at a time: entries that arrive while it runs
+        form the next batch, so 2,000 registrations cost a handful of collects, not 2,000."""
+        batch = self._first_fetch.get(url)
+        if batch is None:
+            batch = _FirstFetch(entries=[], done=asyncio.get_running_loop().create_future())
+            self._first_fetch[url] = batch
+            task = asyncio.create_task(self._run_first_fetch(url, batch), name=f"first-fetch {url}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        batch.entries.append(entry)
+        return batch.done
+
+    async def _run_first_fetch(self, url: str, batch: _FirstFetch) -> None:
+        try:
+            async with self._first_fetch_lock[url]:
+                if self._first_fetch.get(url) is batch:
+                    del self._first_fetch[url]  # closed: later arrivals open the next batch
+                await self._refresh_group(url, batch.entries)
+        finally:
+            if not batch.done.done():  # also on cancellation at shutdown: waiters then see "no data yet"
+                batch.done.set_result(None)
 
     def answer(self, entry: Entry) -> Decision:
         """The current decision; Unavailable if it is missing, invalid or older than the staleness bound."""
