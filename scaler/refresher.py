@@ -124,7 +124,7 @@ class Refresher:
     # -- the RPC side --------------------------------------------------------------------------------
     async def ensure(self, target: Target) -> Entry:
         """The entry for ``target``, fetched at once if it is new or its metadata changed."""
-        key = (target.namespace, target.name, target.config.deployment)
+        key = _key(target)
         url = self.url_for(target)
         entry = self._entries.get(key)
         now = self._clock()
@@ -224,7 +224,9 @@ class Refresher:
         targets = [e.target for e in entries]
         started = time.perf_counter()
         try:
-            observations = await asyncio.to_thread(self.source(url).collect, targets)
+            # Collect and decide off the event loop: for 2,000 ScaledObjects the decisions and their
+            # metrics take tens of milliseconds, which on the loop would stall every RPC behind them.
+            decided, now = await asyncio.to_thread(self._collect_and_decide, self.source(url), targets)
         except Exception as exc:  # the source names the server and query; keep last good data
             message = str(exc) or type(exc).__name__
             log.warning("refresh of %d ScaledObject(s) on %s failed: %s", len(entries), url, message)
@@ -233,17 +235,15 @@ class Refresher:
             return
         finally:
             self.telemetry.refresh_duration.observe(time.perf_counter() - started)
-        now = self._clock()
-        for e in entries:
-            key = (e.target.namespace, e.target.name, e.target.config.deployment)
-            obs = observations.get(key)
-            if obs is None:
+        for e, target in zip(entries, targets, strict=True):
+            if e.target is not target:
+                continue  # its metadata changed meanwhile: its own first fetch answers for the new one
+            decision = decided.get(_key(target))
+            if decision is None:
                 e.error = "source returned no signals for this ScaledObject"
                 continue
-            decision = decide(obs.signals, obs.state, e.target.config, now)
             previous = e.decision
             e.decision, e.refreshed_at_s, e.error = decision, now, None
-            self.telemetry.record(key, decision, now)
             if previous is None or previous.active != decision.active or previous.valid != decision.valid:
                 log.info(
                     "%s: desired=%d active=%s reason=%s",
@@ -253,6 +253,21 @@ class Refresher:
                     decision.reason,
                 )
             self._notify(e, decision)
+
+    def _collect_and_decide(
+        self, source: Source, targets: Sequence[Target]
+    ) -> tuple[dict[Key, Decision], float]:
+        """Runs in a worker thread: one collect, then the pure core and its metrics for each target."""
+        observations = source.collect(targets)
+        now = self._clock()
+        decided: dict[Key, Decision] = {}
+        for t in targets:
+            key = _key(t)
+            obs = observations.get(key)
+            if obs is not None:
+                decided[key] = decide(obs.signals, obs.state, t.config, now)
+                self.telemetry.record(key, decided[key], now)  # prometheus_client metrics are thread-safe
+        return decided, now
 
     def _notify(self, entry: Entry, decision: Decision) -> None:
         for queue in list(entry.subscribers):
@@ -268,6 +283,10 @@ class Refresher:
                 self.telemetry.forget(key)
                 log.info("forgot %s: not polled for %.0f s", _name(entry), now - entry.last_used_s)
         self.telemetry.scaledobjects.set(len(self._entries))
+
+
+def _key(target: Target) -> Key:
+    return (target.namespace, target.name, target.config.deployment)
 
 
 def _name(entry: Entry) -> str:
