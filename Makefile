@@ -28,8 +28,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy scaler simulations
 
+# make bench BENCH_ARGS=--quick: a 2-minute smoke of the same benchmarks (1 round, 20 s soak)
 bench: $(STAMP)
-	$(PY) -m tests.bench.run --out out/bench
+	$(PY) -m tests.bench.run --out out/bench $(BENCH_ARGS)
 
 # Regenerate the Python stubs from proto/externalscaler.proto (KEDA's proto, verbatim).
 proto: $(STAMP)
