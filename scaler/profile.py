@@ -92,3 +92,54 @@ DCGM_GPU_UTIL_METRIC = "DCGM_FI_DEV_GPU_UTIL"
 
 def profile_for(backend: Backend) -> BackendProfile:
     return PROFILES[backend]
+
+
+# vLLM's own histogram buckets (../shared/metrics/REFERENCE.md): the simulator and the test exporter emit
+# histograms with these, so what they export is what Prometheus would hold from a real vLLM.
+VLLM_TTFT_BUCKETS_S = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+)
+VLLM_E2E_BUCKETS_S = (
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+)

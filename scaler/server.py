@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -143,6 +146,42 @@ class ScalerServer:
         if self._metrics_http is not None:
             self._metrics_http.shutdown()  # type: ignore[attr-defined]
             self._metrics_http.server_close()  # type: ignore[attr-defined]
+
+
+class ScalerThread:
+    """A ScalerServer on its own asyncio loop in a background thread, for embedding (the simulator's closed
+    loop, tests). ``start()``; ``call(coro_fn)`` runs a coroutine on the server's loop; ``stop()``."""
+
+    def __init__(
+        self,
+        options: ServeOptions,
+        source_for: Callable[[str], Source] | None = None,
+        clock: Callable[[], float] | None = None,
+        grace_s: float = 1.0,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.loop = asyncio.new_event_loop()
+        self.server = ScalerServer(options, registry=self.registry, source_for=source_for, clock=clock)
+        self.grace_s = grace_s
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="scaler-loop")
+
+    def start(self) -> ScalerThread:
+        self._thread.start()
+        self.call(self.server.start).result(timeout=30)
+        return self
+
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(fn(), self.loop)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.grpc_port}"
+
+    def stop(self) -> None:
+        self.call(lambda: self.server.stop(grace_s=self.grace_s)).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
 
 
 async def serve_forever(options: ServeOptions) -> None:

@@ -7,21 +7,18 @@ proto. Simulated time only moves when the simulator moves it: each refresh tick 
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from prometheus_client import CollectorRegistry
 
 from scaler._generated import externalscaler_pb2 as pb
 from scaler._generated import externalscaler_pb2_grpc as pb_grpc
 from scaler.refresher import Source
-from scaler.server import ScalerServer, ServeOptions
+from scaler.server import ScalerThread, ServeOptions
 from simulations.controlplane import ScrapeStore
 from simulations.fleet import Fleet
 from simulations.policy import KEY, NAMESPACE, SCALEDOBJECT, ScalerPolicy
@@ -32,53 +29,30 @@ RPC_TIMEOUT_S = 10.0
 SIM_PROMETHEUS_URL = "http://prometheus.sim.invalid:9090"
 
 
-class ServerRunner:
-    """The real ScalerServer on its own asyncio loop in a background thread."""
-
-    def __init__(self, source_for: Callable[[str], Source], clock: Callable[[], float]) -> None:
-        options = ServeOptions(
-            grpc_port=0,
-            metrics_port=-1,
-            bind_address="127.0.0.1",
-            prometheus_url=SIM_PROMETHEUS_URL,
-            refresh_s=1e9,  # no wall-clock refreshes: the simulator drives refresh_all itself
-        )
-        self.registry = CollectorRegistry()
-        self.loop = asyncio.new_event_loop()
-        self.server = ScalerServer(options, registry=self.registry, source_for=source_for, clock=clock)
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="scaler-loop")
-
-    def start(self) -> ServerRunner:
-        self._thread.start()
-        self.call(self.server.start).result(timeout=30)
-        return self
-
-    def call(self, fn: Callable[[], Any]) -> Future[Any]:
-        return asyncio.run_coroutine_threadsafe(fn(), self.loop)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.server.grpc_port}"
-
-    def stop(self) -> None:
-        self.call(lambda: self.server.stop(grace_s=0.5)).result(timeout=30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
+def start_server(source_for: Callable[[str], Source], clock: Callable[[], float]) -> ScalerThread:
+    """The real ScalerServer on its own asyncio loop in a background thread, clocked by simulated time."""
+    options = ServeOptions(
+        grpc_port=0,
+        metrics_port=-1,
+        bind_address="127.0.0.1",
+        prometheus_url=SIM_PROMETHEUS_URL,
+        refresh_s=1e9,  # no wall-clock refreshes: the simulator drives refresh_all itself
+    )
+    return ScalerThread(options, source_for=source_for, clock=clock, grace_s=0.5).start()
 
 
 @dataclass
 class GrpcScalerPolicy(ScalerPolicy):
     """``scaler`` with every KEDA call made over loopback gRPC to the real server."""
 
-    runner: ServerRunner | None = None
+    runner: ScalerThread | None = None
     rpc_calls: dict[str, int] = field(default_factory=dict)
 
     def attach(self, fleet: Fleet, store: ScrapeStore) -> None:
         super().attach(fleet, store)
         source = self.source
         assert source is not None
-        self.runner = ServerRunner(source_for=lambda url: source, clock=lambda: self.now_s).start()
+        self.runner = start_server(source_for=lambda url: source, clock=lambda: self.now_s)
         self.channel = grpc.insecure_channel(self.runner.address)
         self.stub = pb_grpc.ExternalScalerStub(self.channel)  # type: ignore[no-untyped-call]
         self.ref = pb.ScaledObjectRef(name=SCALEDOBJECT, namespace=NAMESPACE, scalerMetadata=self.metadata)

@@ -18,60 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scaler.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
 from simulations.profile import HardwareProfile
 from simulations.replica import admit, serve
 from simulations.trace import Trace
 
 FREE, LOADING, READY, DRAINING = 0, 1, 2, 3
-
-# vLLM's own buckets (../shared/metrics/REFERENCE.md), so exported histograms are what Prometheus would hold.
-TTFT_BUCKETS_S = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    20.0,
-    40.0,
-    80.0,
-    160.0,
-    640.0,
-    2560.0,
-)
-E2E_BUCKETS_S = (
-    0.3,
-    0.5,
-    0.8,
-    1.0,
-    1.5,
-    2.0,
-    2.5,
-    5.0,
-    10.0,
-    15.0,
-    20.0,
-    30.0,
-    40.0,
-    50.0,
-    60.0,
-    120.0,
-    240.0,
-    480.0,
-    960.0,
-    1920.0,
-    7680.0,
-)
 
 
 @dataclass
@@ -149,17 +101,17 @@ class Fleet:
         self.gen_total = np.zeros(cap)
         self.prompt_total = np.zeros(cap)
         self.busy = np.zeros(cap)
-        self.ttft_hist = np.zeros((cap, len(TTFT_BUCKETS_S) + 1))
+        self.ttft_hist = np.zeros((cap, len(VLLM_TTFT_BUCKETS_S) + 1))
         self.ttft_sum = np.zeros(cap)
-        self.e2e_hist = np.zeros((cap, len(E2E_BUCKETS_S) + 1))
+        self.e2e_hist = np.zeros((cap, len(VLLM_E2E_BUCKETS_S) + 1))
         self.e2e_sum = np.zeros(cap)
-        self.fleet_ttft_hist = np.zeros(len(TTFT_BUCKETS_S) + 1)
+        self.fleet_ttft_hist = np.zeros(len(VLLM_TTFT_BUCKETS_S) + 1)
         self.fleet_gen_total = 0.0
         self.fleet_prompt_total = 0.0
         self._next_pod = 0
         self._rng = np.random.default_rng(self.config.seed)
-        self._ttft_b = np.asarray(TTFT_BUCKETS_S)
-        self._e2e_b = np.asarray(E2E_BUCKETS_S)
+        self._ttft_b = np.asarray(VLLM_TTFT_BUCKETS_S)
+        self._e2e_b = np.asarray(VLLM_E2E_BUCKETS_S)
         for _ in range(self.initial_replicas):
             slot = self._new_slot(0.0)
             self.status[slot] = READY  # the initial replicas are up before the trace starts

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
+from scaler.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
 from simulations.engine import RunResult
-from simulations.fleet import E2E_BUCKETS_S, TTFT_BUCKETS_S
 from simulations.policy import DEPLOYMENT, SCALEDOBJECT
 
 BASE_EPOCH_S = 1_700_000_000.0  # 2023-11-14T22:13:20Z; any fixed origin keeps files reproducible
@@ -70,8 +70,8 @@ def _fleet(f: _Families, r: RunResult, namespace: str, base: float) -> None:
             f.add("vllm:generation_tokens", "vllm:generation_tokens_total", ls, float(s.gen_total[j]), ts)
             f.add("vllm:prompt_tokens", "vllm:prompt_tokens_total", ls, float(s.prompt_total[j]), ts)
             for fam, bounds, hist, total in (
-                ("vllm:time_to_first_token_seconds", TTFT_BUCKETS_S, s.ttft_hist[j], s.ttft_sum[j]),
-                ("vllm:e2e_request_latency_seconds", E2E_BUCKETS_S, s.e2e_hist[j], s.e2e_sum[j]),
+                ("vllm:time_to_first_token_seconds", VLLM_TTFT_BUCKETS_S, s.ttft_hist[j], s.ttft_sum[j]),
+                ("vllm:e2e_request_latency_seconds", VLLM_E2E_BUCKETS_S, s.e2e_hist[j], s.e2e_sum[j]),
             ):
                 for le, c in zip((*[_num(b) for b in bounds], "+Inf"), hist.tolist(), strict=True):
                     f.add(fam, f"{fam}_bucket", _labels([*lab, ("le", le)]), c, ts)

@@ -27,12 +27,13 @@ from typing import Any
 import numpy as np
 
 from scaler.decision import Decision, decide
+from scaler.profile import VLLM_TTFT_BUCKETS_S
 from scaler.query import Target
 from scaler.refresher import target_from_ref
 from scaler.signal import SignalName, Signals
 from scaler.state import Observation, ReplicaSource, Series, State
 from simulations.controlplane import Hpa, HpaBehavior, Keda, Kpa, ScrapeStore
-from simulations.fleet import TTFT_BUCKETS_S, Fleet, Scrape
+from simulations.fleet import Fleet, Scrape
 from simulations.profile import HardwareProfile
 from simulations.trace import Trace
 
@@ -107,7 +108,7 @@ class MemorySource:
                 s.fleet_gen_total + s.fleet_prompt_total - old.fleet_gen_total - old.fleet_prompt_total
             ) / span
             inc = s.fleet_ttft_hist - old.fleet_ttft_hist
-            latency = histogram_quantile(self.latency_quantile, TTFT_BUCKETS_S, inc)
+            latency = histogram_quantile(self.latency_quantile, VLLM_TTFT_BUCKETS_S, inc)
             if latency is None:
                 no_traffic = frozenset({SignalName.LATENCY})
         gpu = float(s.gpu_util_percent.mean()) if len(s.gpu_pods) else None
@@ -235,6 +236,22 @@ def _float(settings: Mapping[str, str], key: str, policy: str) -> float:
     return v
 
 
+def _keda_from(settings: Mapping[str, str], policy: str, max_replicas: int) -> Keda:
+    """KEDA and the HPA it manages, from a policy's settings (min_replicas, polling_s, cooldown_s, ...)."""
+    min_rc = int(_float(settings, "min_replicas", policy))
+    hpa = Hpa(
+        max(1, min_rc),
+        max_replicas,
+        HpaBehavior(down_window_s=_float(settings, "hpa_down_window_s", policy)),
+    )
+    return Keda(
+        hpa,
+        min_replica_count=min_rc,
+        polling_s=_float(settings, "polling_s", policy),
+        cooldown_s=_float(settings, "cooldown_s", policy),
+    )
+
+
 def merged_settings(policy: str, given: Mapping[str, str]) -> dict[str, str]:
     if policy not in DEFAULTS:
         raise PolicyError(f"unknown policy {policy!r}; allowed: {', '.join(POLICIES)}")
@@ -292,19 +309,7 @@ class ScalerPolicy(Policy):
         self.source = MemorySource(
             fleet, store, clock=lambda: self.now_s, latency_quantile=self.config.latency_quantile
         )
-        s = self.settings
-        min_rc = int(_float(s, "min_replicas", self.name))
-        hpa = Hpa(
-            max(1, min_rc),
-            self.sim.max_replicas,
-            HpaBehavior(down_window_s=_float(s, "hpa_down_window_s", self.name)),
-        )
-        self.keda = Keda(
-            hpa,
-            min_replica_count=min_rc,
-            polling_s=_float(s, "polling_s", self.name),
-            cooldown_s=_float(s, "cooldown_s", self.name),
-        )
+        self.keda = _keda_from(self.settings, self.name, self.sim.max_replicas)
 
     # The three calls KEDA makes; the closed loop overrides them with real gRPC.
     def refresh(self, t_s: float) -> None:
@@ -355,23 +360,12 @@ class KedaQueuePolicy(Policy):
     def attach(self, fleet: Fleet, store: ScrapeStore) -> None:
         super().attach(fleet, store)
         s = self.settings
-        min_rc = int(_float(s, "min_replicas", self.name))
         self.threshold = _float(s, "threshold", self.name)
         if self.threshold <= 0:
             raise PolicyError("keda-queue: setting threshold must be > 0")
         self.activation = _float(s, "activation_threshold", self.name)
-        hpa = Hpa(
-            max(1, min_rc),
-            self.sim.max_replicas,
-            HpaBehavior(down_window_s=_float(s, "hpa_down_window_s", self.name)),
-        )
-        self.keda = Keda(
-            hpa,
-            min_replica_count=min_rc,
-            polling_s=_float(s, "polling_s", self.name),
-            cooldown_s=_float(s, "cooldown_s", self.name),
-        )
-        self.initial_replicas = max(1, min_rc)
+        self.keda = _keda_from(s, self.name, self.sim.max_replicas)
+        self.initial_replicas = max(1, self.keda.min_replica_count)
 
     def _value(self) -> float:
         assert self.store is not None

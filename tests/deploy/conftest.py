@@ -16,12 +16,11 @@ from typing import Any
 import grpc
 import pytest
 
-from scaler.server import ServeOptions
+from scaler.server import ScalerThread, ServeOptions
 from tests.deploy.support import of_kind, render
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.kube_api import FakeKubeAPI, FakeKubePod
 from tests.harness.prometheus import PrometheusProcess, free_port, require_prometheus
-from tests.harness.scaler_process import ScalerThread
 
 NS = "dash"
 RATE_WINDOW = "10s"

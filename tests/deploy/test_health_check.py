@@ -18,9 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2
 
-from scaler.server import SERVICE_NAME, ServeOptions
+from scaler.server import SERVICE_NAME, ScalerThread, ServeOptions
 from tests.deploy.support import DEPLOY
-from tests.harness.scaler_process import ScalerThread
 
 SCRIPT = DEPLOY / "docker" / "grpc_health_check.py"
 

@@ -20,53 +20,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-VLLM_E2E_BUCKETS = (
-    0.3,
-    0.5,
-    0.8,
-    1.0,
-    1.5,
-    2.0,
-    2.5,
-    5.0,
-    10.0,
-    15.0,
-    20.0,
-    30.0,
-    40.0,
-    50.0,
-    60.0,
-    120.0,
-    240.0,
-    480.0,
-    960.0,
-    1920.0,
-    7680.0,
-)
-VLLM_TTFT_BUCKETS = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-    20.0,
-    40.0,
-    80.0,
-    160.0,
-    640.0,
-    2560.0,
-)
+from scaler.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
+
 TRITON_FIRST_RESPONSE_MS_BUCKETS = (100.0, 500.0, 2000.0, 5000.0)
 
 
@@ -102,7 +57,8 @@ class FakePod:
         for key in ("gen", "prompt", "req"):
             self._base[key] = self._counter(key, self._rate(key), now)
         for name in ("e2e", "ttft"):
-            for le in (*VLLM_E2E_BUCKETS, *VLLM_TTFT_BUCKETS, *TRITON_FIRST_RESPONSE_MS_BUCKETS, math.inf):
+            bounds = (*VLLM_E2E_BUCKETS_S, *VLLM_TTFT_BUCKETS_S, *TRITON_FIRST_RESPONSE_MS_BUCKETS, math.inf)
+            for le in bounds:
                 k = f"{name}:{le}"
                 self._base[k] = self._bucket(name, le, now)
         self._base["e2e_sum"] = self._counter("e2e_sum", self.requests_per_s * self.e2e_latency_s, now)
@@ -143,8 +99,8 @@ class FakePod:
             f"vllm:generation_tokens_total{{{lb}}} {self._counter('gen', self.generation_tokens_per_s, now)}",
         ]
         for family, name, buckets, latency in (
-            ("vllm:e2e_request_latency_seconds", "e2e", VLLM_E2E_BUCKETS, self.e2e_latency_s),
-            ("vllm:time_to_first_token_seconds", "ttft", VLLM_TTFT_BUCKETS, self.ttft_s),
+            ("vllm:e2e_request_latency_seconds", "e2e", VLLM_E2E_BUCKETS_S, self.e2e_latency_s),
+            ("vllm:time_to_first_token_seconds", "ttft", VLLM_TTFT_BUCKETS_S, self.ttft_s),
         ):
             out.append(f"# TYPE {family} histogram")
             for le in (*buckets, math.inf):

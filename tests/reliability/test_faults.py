@@ -20,10 +20,9 @@ from typing import Any
 import grpc
 import pytest
 
-from scaler.server import ServeOptions
+from scaler.server import ScalerThread, ServeOptions
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess, free_port
-from tests.harness.scaler_process import ScalerThread
 from tests.reliability.support import DelayProxy, private_prometheus, wait_for
 
 NS = "faults"

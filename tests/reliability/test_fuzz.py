@@ -21,11 +21,10 @@ from hypothesis import strategies as st
 from scaler.config import ALLOWED_KEYS, MAX_METADATA_KEYS, MAX_VALUE_CHARS, TARGET_KEYS, ConfigError
 from scaler.decision import decide
 from scaler.refresher import target_from_ref
-from scaler.server import ServeOptions
+from scaler.server import ScalerThread, ServeOptions
 from scaler.signal import Signals
 from scaler.state import State
 from tests.harness.prometheus import PrometheusProcess
-from tests.harness.scaler_process import ScalerThread
 
 PURE = settings(
     max_examples=2000,

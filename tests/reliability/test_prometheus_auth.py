@@ -18,10 +18,9 @@ import grpc
 import pytest
 
 from scaler.prometheus import PrometheusAuth
-from scaler.server import ServeOptions
+from scaler.server import ScalerThread, ServeOptions
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess
-from tests.harness.scaler_process import ScalerThread
 from tests.reliability.certs import CA
 from tests.reliability.support import HeaderCheckingProxy, SecuredPrometheus, wait_for
 

@@ -22,9 +22,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from scaler.server import ServeOptions
+from scaler.server import ScalerThread, ServeOptions
 from tests.harness.prometheus import free_port
-from tests.harness.scaler_process import ScalerThread
 from tests.reliability.certs import CA, Issued, serial_of
 from tests.reliability.support import MemorySource, wait_for
 

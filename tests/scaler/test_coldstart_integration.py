@@ -21,11 +21,10 @@ from typing import Any
 import grpc
 import pytest
 
-from scaler.server import ServeOptions
+from scaler.server import ScalerThread, ServeOptions
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.kube_api import FakeKubeAPI, FakeKubePod, TextExporter
 from tests.harness.prometheus import PrometheusProcess, free_port, require_prometheus
-from tests.harness.scaler_process import ScalerThread
 
 NS = "cold"
 RATE_WINDOW = "10s"
