@@ -23,7 +23,7 @@ from scaler.config import ScalerConfig
 from scaler.forecast import forecast_demand, theil_sen_slope
 from scaler.keepwarm import Idleness, decide_release, gaps_between, measure_idleness
 from scaler.signal import SignalName, Signals
-from scaler.state import Series, State
+from scaler.state import ReplicaSource, Series, State
 
 # Below the SLO, latency only guards: while pXX is above this fraction of the SLO, no scale-down.
 LATENCY_GUARD_FRACTION = 0.8
@@ -460,6 +460,14 @@ def _from_zero(
             # A signal still reports demand (e.g. tokens from a pod just deleted): follow it.
             desired, reason = max(asks, key=lambda a: a[0])
             return make(True, desired, reason)
+        if state.replica_source == ReplicaSource.METRICS:
+            # Zero pods is inferred from the absence of their series, which a Deployment whose pods are not
+            # scraped (a missing PodMonitor, a wrong `deployment` key) looks like too: say so.
+            details["at_zero"] = (
+                "no series from this Deployment's pods, so it is taken to be at zero; if its pods are "
+                "running, Prometheus is not scraping them (check the PodMonitor and the deployment key), "
+                "and without the Kubernetes API or kube-state-metrics the scaler cannot tell"
+            )
         return make(True, 0, Reason.AT_ZERO)
     rate = arrival_rate_per_s(history, now_s)
     arriving = rate * cold.seconds

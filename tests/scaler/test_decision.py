@@ -9,7 +9,7 @@ import pytest
 from scaler.config import parse_metadata
 from scaler.decision import Reason, Status, ceil_ratio, decide
 from scaler.signal import SignalName, Signals
-from scaler.state import State
+from scaler.state import ReplicaSource, State
 
 NOW_S = 1_700_000_000.0
 ALL = {
@@ -146,6 +146,24 @@ def test_decide_table(
         assert verdict is not None and verdict.desired_replicas == ask, (name, signal, verdict)
     assert decision.active == (decision.valid and desired > 0)
     assert decision.now_s == NOW_S
+
+
+@pytest.mark.parametrize(
+    ("source", "warned"),
+    [
+        (ReplicaSource.METRICS, True),
+        (ReplicaSource.KUBERNETES, False),
+        (ReplicaSource.KUBE_STATE_METRICS, False),
+    ],
+)
+def test_zero_inferred_from_absent_series_says_so(source: ReplicaSource, warned: bool) -> None:
+    """With only the pods' own metrics, "no series" may be "not scraped": explain must say it cannot tell."""
+    state = State(replica_source=source)
+    decision = decide(Signals(current_replicas=0, ready_replicas=0), state, parse_metadata(ALL), NOW_S)
+    assert (decision.desired_replicas, decision.reason) == (0, Reason.AT_ZERO)
+    assert ("at_zero" in decision.details) == warned
+    if warned:
+        assert "PodMonitor" in decision.details["at_zero"]
 
 
 def test_no_usable_signal_is_not_a_decision() -> None:
