@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -184,8 +185,21 @@ class ScalerThread:
         self.loop.close()
 
 
+# The refresh (collect, 2,000 decisions and their metrics) runs in a worker thread; with CPython's default
+# 5 ms GIL switch interval each hand-back to the event loop can wait a full slice, and an RPC needs several.
+# Measured with tests/bench/run.py's client at ~550 RPC/s over 2,000 ScaledObjects: p99 58 -> 19 ms on the
+# in-memory source, 97 -> 42 ms on a real Prometheus, throughput within run-to-run noise.
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_process() -> None:
+    """Process-wide settings for a serving scaler (called by ``serve``, not by embedders)."""
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
 async def serve_forever(options: ServeOptions) -> None:
     """Run until SIGTERM or SIGINT, then drain: NOT_SERVING first, so probes and KEDA move away."""
+    tune_process()
     server = ScalerServer(options)
     await server.start()
     stop = asyncio.Event()

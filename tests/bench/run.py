@@ -78,7 +78,9 @@ async def _serve_empty(port_file: Path) -> None:
 
 
 async def _serve_scaler(port_file: Path, prometheus_url: str | None) -> None:
-    from scaler.server import ScalerServer, ServeOptions
+    from scaler.server import ScalerServer, ServeOptions, tune_process
+
+    tune_process()  # as `python -m scaler serve` does
     from tests.reliability.support import MemorySource
 
     options = ServeOptions(
@@ -136,7 +138,11 @@ class ServerProcess:
         raise RuntimeError("no VmRSS")
 
     def metric(self, name: str) -> float | None:
+        """A sample of the server's own metrics (the empty server has none)."""
         import urllib.request
+
+        if not self.metrics_port:
+            return None
 
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
             for line in r.read().decode().splitlines():
@@ -221,14 +227,15 @@ class Client:
             self.errors[exc.code().name] = self.errors.get(exc.code().name, 0) + 1
             return False
 
-    async def poll(self, duration_s: float, rate_per_s: float | None = None) -> dict[str, Any]:
+    async def poll(self, duration_s: float, rpcs_per_s: float | None = None) -> dict[str, Any]:
         """KEDA's loop over every ScaledObject: GetMetrics, IsActive, GetMetrics (the HPA), for
-        ``duration_s``; ``rate_per_s`` paces polls (None: as fast as CONCURRENCY allows)."""
+        ``duration_s``; ``rpcs_per_s`` paces them (None: as fast as CONCURRENCY allows)."""
         latencies: list[float] = []
         done = 0
         stop_at = time.perf_counter() + duration_s
         cursor = 0
-        pace = CONCURRENCY / rate_per_s if rate_per_s else 0.0
+        # each worker makes 3 RPCs per poll, then waits: 32 workers x 3 / 0.48 s = 200 RPC/s
+        pace = 3 * CONCURRENCY / rpcs_per_s if rpcs_per_s else 0.0
 
         async def worker() -> None:
             nonlocal done, cursor
@@ -351,7 +358,7 @@ async def _soak_load(
                 await asyncio.sleep(1.0)
 
         # KEDA's default pollingInterval is 30 s: 2,000 ScaledObjects x 3 RPCs / 30 s = 200 RPC/s
-        poll, _ = await asyncio.gather(c.poll(soak_s, rate_per_s=200.0), sampler())
+        poll, _ = await asyncio.gather(c.poll(soak_s, rpcs_per_s=200.0), sampler())
         queries = server.metric("llm_scaler_queries_per_refresh")
         refresh_count = server.metric("llm_scaler_refresh_duration_seconds_count")
         refresh_sum = server.metric("llm_scaler_refresh_duration_seconds_sum")
@@ -368,11 +375,19 @@ async def _soak_load(
 def bench_soak(
     workdir: Path, keda: tuple[ModuleType, ModuleType], soak_s: float, prometheus_url: str
 ) -> dict[str, Any]:
+    # Baseline first: the empty server under the same paced load for up to 60 s, so the soak's latency
+    # has a same-run reference (the client and Prometheus share the two cores with either server).
+    empty = ServerProcess("empty", workdir)
+    try:
+        baseline = asyncio.run(_soak_load(empty.address, keda, min(60.0, soak_s), empty))
+    finally:
+        empty.stop()
     server = ServerProcess("scaler-prometheus", workdir, prometheus_url)
     try:
         res = asyncio.run(_soak_load(server.address, keda, soak_s, server))
     finally:
         server.stop()
+    res["empty_poll"] = baseline["poll"]
     samples = res.pop("samples")
     # Slope after a warm-up (the first fifth, or 30 s at most): allocator and caches settle first.
     warm = min(30.0, soak_s / 5)
@@ -483,7 +498,10 @@ def _markdown(results: dict[str, Any]) -> str:
             f"{s['rss_slope_mib_per_min']:+.3f} MiB/min. Queries per refresh (scaler gauge): "
             f"{s['queries_per_refresh']}; {s['refreshes']:.0f} refreshes, "
             f"mean {s['refresh_mean_s'] or 0:.2f} s; "
-            f"poll p50 {s['poll']['p50_ms']:.2f} ms, p99 {s['poll']['p99_ms']:.2f} ms; errors {s['errors']}.",
+            f"poll {s['poll']['rps']:.0f} RPC/s, p50 {s['poll']['p50_ms']:.2f} ms, "
+            f"p99 {s['poll']['p99_ms']:.2f} ms (empty server, same load, "
+            f"{min(60.0, s['soak_s']):g} s: p50 {s['empty_poll']['p50_ms']:.2f} ms, "
+            f"p99 {s['empty_poll']['p99_ms']:.2f} ms); errors {s['errors']}.",
             "",
         ]
     sim = results.get("simulator")
