@@ -161,6 +161,20 @@ def _latency_verdict(
     return SignalVerdict(name, latency_s, slo_s, None, Status.IDLE, note)
 
 
+def _latency_waits(v: SignalVerdict, current: int) -> SignalVerdict:
+    """While replicas load, latency asks for no more than the fleet already coming.
+
+    pXX is measured over the rate window on the Ready replicas: it still shows the queueing that the loading
+    replicas were started to relieve, and a request already queued on a pod stays there. Asking again on
+    it compounds: 9 Ready of 17 at 2x the SLO asked 18, then 24, 30, 34 as each step came up, with the
+    same stale window. The queue and tokens signals still scale up while replicas load.
+    """
+    if v.signal != SignalName.LATENCY or v.desired_replicas is None or v.desired_replicas <= current:
+        return v
+    note = f"{v.note + '; ' if v.note else ''}held at the {current} replica(s) already coming"
+    return replace(v, desired_replicas=current, note=note)
+
+
 def evaluate_signals(signals: Signals, config: ScalerConfig) -> tuple[SignalVerdict, ...]:
     """One verdict per configured signal, in a fixed order."""
     verdicts: list[SignalVerdict] = []
@@ -360,12 +374,12 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
             else v
             for v in verdicts
         )
+    # The oldest warming pod tells how long until capacity starts arriving; without ages, half a cold
+    # start is the expected remainder for pods started at random times.
+    remaining_s = (
+        max(0.0, cold.seconds - max(state.warming_ages_s)) if state.warming_ages_s else cold.seconds / 2
+    )
     if warming_queue:
-        # The oldest warming pod tells how long until capacity starts arriving; without ages, half a cold
-        # start is the expected remainder for pods started at random times.
-        remaining_s = (
-            max(0.0, cold.seconds - max(state.warming_ages_s)) if state.warming_ages_s else cold.seconds / 2
-        )
         new: list[SignalVerdict] = []
         for v in verdicts:
             if v.signal == SignalName.QUEUE:
@@ -374,6 +388,10 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
                     details["warming"] = info
             new.append(v)
         verdicts = tuple(new)
+
+    loading = [a for a in state.warming_ages_s if a < 2 * cold.seconds] if state.warming_ages_s else []
+    if current and (loading or (warming > 0 and not state.warming_ages_s)):
+        verdicts = tuple(_latency_waits(v, current) for v in verdicts)
 
     asks = [(v.desired_replicas, v.signal.value) for v in verdicts if v.desired_replicas is not None]
     missing = [v.signal.value for v in verdicts if v.status == Status.MISSING]
@@ -398,6 +416,16 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
 
     if current == 0 and warming == 0:
         return _from_zero(signals, state, config, now_s, cold, asks, make, details)
+    if current and signals.ready_replicas == 0 and not signals.unreadable_pods and not asks:
+        # Pods exist but none is Ready yet (the first step from zero is loading): no pod can report
+        # metrics, so every signal is missing, yet the demand waiting at zero is still known. Keep sizing
+        # as from zero, never below the pods already starting, counting arrivals only until the first pod
+        # is Ready (the first step already planned for the rest). Worked example: 3 pods loading for 40 of
+        # 60 s, the gateway holds 180 requests arriving at 4/s, 22 per replica: ceil((180 + 4 x 20) / 22)
+        # = 12. Without this the answer was no-data, which held 3 until the first pod was Ready.
+        start = _from_zero(signals, state, config, now_s, cold, asks, make, details, remaining_s)
+        if start.reason == Reason.FROM_ZERO:
+            return make(True, max(current, start.desired_replicas), Reason.FROM_ZERO)
 
     if not asks and not guarded and missing and len(missing) == len(verdicts):
         return make(False, current or 0, f"{Reason.NO_DATA}: {', '.join(missing)} missing")
@@ -440,8 +468,10 @@ def _from_zero(
     asks: list[tuple[int, str]],
     make: MakeDecision,
     details: dict[str, Any],
+    horizon_s: float | None = None,
 ) -> Decision:
-    """No pods: activate on demand and size the first step for the backlog plus one cold start of arrivals.
+    """No pods: activate on demand and size the first step for the backlog plus one cold start of arrivals
+    (``horizon_s`` instead of the cold start when pods are already loading).
 
     The demand waiting at zero is the ``activationQuery`` value when configured (a gateway's pending
     requests), else the backend's own queue (when something still reports it). Worked example: 24 requests
@@ -470,7 +500,8 @@ def _from_zero(
             )
         return make(True, 0, Reason.AT_ZERO)
     rate = arrival_rate_per_s(history, now_s)
-    arriving = rate * cold.seconds
+    horizon = cold.seconds if horizon_s is None else horizon_s
+    arriving = rate * horizon
     target = config.target_queue_per_replica
     desired = max(1, ceil_ratio(backlog + arriving, target)) if target is not None else 1
     details["from_zero"] = {
@@ -478,6 +509,7 @@ def _from_zero(
         "demand_source": source,
         "arrival_per_s": rate,
         "arriving_during_cold_start": arriving,
+        "arrival_horizon_s": horizon,
     }
     for ask, _ in asks:
         desired = max(desired, ask)

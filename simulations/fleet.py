@@ -87,6 +87,9 @@ class Fleet:
         self.decode_left = self.output - 1
         self.admitted = np.zeros(n, dtype=bool)
         self.ttft = np.full(n, np.nan)
+        # When the engine first saw each request. vLLM's own histograms start there, so time spent in the
+        # gateway while no replica was Ready is in the user's TTFT (scored) but not in the exported metric.
+        self.engine_arrival = self.arrival.copy()
         self.e2e = np.full(n, np.nan)
         self.dropped = np.zeros(n, dtype=bool)
         self.next_arrival = 0
@@ -189,7 +192,7 @@ class Fleet:
                     self.status[slot] = FREE
 
     # -- requests ------------------------------------------------------------------------------------
-    def _route(self, t_s: float) -> None:
+    def _route(self, t_s: float, dt_s: float) -> None:
         j = int(np.searchsorted(self.arrival, t_s, side="right"))
         if j > self.next_arrival:
             self.gateway = np.concatenate([self.gateway, np.arange(self.next_arrival, j)])
@@ -203,6 +206,9 @@ class Fleet:
                 self.dropped[self.gateway[late]] = True
                 self.gateway = self.gateway[~late]
             return
+        # Routed now; anything that arrived within the last step would have reached the engine on arrival.
+        waited = self.gateway
+        self.engine_arrival[waited] = np.maximum(self.arrival[waited], t_s - dt_s)
         outstanding = np.bincount(self.rep[self.active], minlength=self.cap)[ready].tolist()
         ready_l = ready.tolist()
         for i in self.gateway.tolist():
@@ -215,7 +221,7 @@ class Fleet:
     def step(self, t_s: float, dt_s: float) -> None:
         """Advance [t_s, t_s + dt_s): replicas become Ready or leave, arrivals route, replicas serve."""
         self._advance_replicas(t_s)
-        self._route(t_s)
+        self._route(t_s, dt_s)
         self.gpu_seconds += self.holding * self.config.profile.gpus_per_replica * dt_s
         self.busy[:] = 0.0
         if not len(self.active):
@@ -249,8 +255,8 @@ class Fleet:
         first = ~np.isnan(out.prefill_done_at_s)
         if first.any():
             ids = run[first]
-            ttft = out.prefill_done_at_s[first] - self.arrival[ids]
-            self.ttft[ids] = ttft
+            self.ttft[ids] = out.prefill_done_at_s[first] - self.arrival[ids]
+            ttft = out.prefill_done_at_s[first] - self.engine_arrival[ids]
             b = np.searchsorted(self._ttft_b, ttft, side="left")
             np.add.at(self.ttft_hist, (self.rep[ids], b), 1.0)
             np.add.at(self.ttft_sum, self.rep[ids], ttft)
@@ -258,8 +264,8 @@ class Fleet:
         fin = ~np.isnan(out.finished_at_s)
         if fin.any():
             ids = run[fin]
-            e2e = out.finished_at_s[fin] - self.arrival[ids]
-            self.e2e[ids] = e2e
+            self.e2e[ids] = out.finished_at_s[fin] - self.arrival[ids]
+            e2e = out.finished_at_s[fin] - self.engine_arrival[ids]
             b = np.searchsorted(self._e2e_b, e2e, side="left")
             np.add.at(self.e2e_hist, (self.rep[ids], b), 1.0)
             np.add.at(self.e2e_sum, self.rep[ids], e2e)

@@ -76,6 +76,63 @@ def test_without_activation_query_the_backend_queue_activates() -> None:
 
 
 # -- warming ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("age_s", "pending", "desired"),
+    [
+        (10.0, 24.0, 6),  # ceil((24 + 0.4 x 50) / 8) = 6: arrivals until the first pod is Ready
+        (40.0, 36.0, 6),  # ceil((36 + 0.4 x 20) / 8) = 6: the first step already planned for these
+        (50.0, 100.0, 13),  # the gateway grew faster than planned: ceil((100 + 0.4 x 10) / 8) = 13
+        (40.0, 4.0, 3),  # demand fell: never below the pods already loading
+    ],
+)
+def test_first_step_still_loading_keeps_sizing_from_the_waiting_demand(
+    age_s: float, pending: float, desired: int
+) -> None:
+    """Pods exist but none is Ready: no pod reports metrics, yet the gateway's demand is known. The answer
+    is a from-zero sizing over the time left until the first pod is Ready, not no-data."""
+    config = parse_metadata({**BASE, "activationQuery": 'sum(gateway_pending{namespace="ml"})'})
+    history = series([2.0 * i for i in range(13)], step_s=5.0)  # 0.4 requests/s
+    signals = Signals(current_replicas=3, ready_replicas=0)
+    state = State(
+        activation_value=pending,
+        activation_history=history,
+        warming_replicas=3,
+        warming_ages_s=(age_s,) * 3,
+        replica_source=ReplicaSource.KUBERNETES,
+    )
+    d = decide(signals, state, config, NOW_S)
+    assert (d.valid, d.active, d.reason) == (True, True, Reason.FROM_ZERO)
+    assert d.desired_replicas == max(3, desired)
+
+
+def test_first_step_loading_with_unknown_demand_is_not_a_decision() -> None:
+    config = parse_metadata({**BASE, "activationQuery": 'sum(gateway_pending{namespace="ml"})'})
+    state = State(activation_value=None, warming_replicas=3, warming_ages_s=(20.0,) * 3)
+    d = decide(Signals(current_replicas=3, ready_replicas=0), state, config, NOW_S)
+    assert not d.valid and d.desired_replicas == 3  # KEDA's fallback, never a scale-down
+
+
+@pytest.mark.parametrize(
+    ("warming", "ages", "desired", "held"),
+    [
+        (0, (), 8, False),  # nothing loading: 4 Ready at 2x the SLO ask 8
+        (2, (20.0, 20.0), 6, True),  # 2 loading: latency waits for them (6 = 4 Ready + 2 coming)
+        (2, (200.0, 200.0), 8, False),  # stuck for over two cold starts: no longer counted as coming
+    ],
+)
+def test_latency_does_not_compound_while_replicas_load(
+    warming: int, ages: tuple[float, ...], desired: int, held: bool
+) -> None:
+    config = parse_metadata({**BASE, "latencySloSeconds": "1", "latencyMetric": "ttft"})
+    signals = Signals(current_replicas=4 + warming, ready_replicas=4, queue_requests=8.0, latency_s=2.0)
+    state = State(warming_replicas=warming, warming_ages_s=ages, replica_source=ReplicaSource.KUBERNETES)
+    d = decide(signals, state, config, NOW_S)
+    latency = d.verdict(SignalName.LATENCY)
+    assert latency is not None and latency.now_replicas == 8  # what latency alone measured
+    assert latency.desired_replicas == desired and ("already coming" in latency.note) is held
+    assert d.desired_replicas == max(desired, 4 + warming)
+
+
 def test_burst_while_warming_does_not_pile_on_when_the_queue_is_steady() -> None:
     config = parse_metadata(BASE)
     for age_s in (0.0, 15.0, 30.0, 45.0):  # stepped through the warm-up
