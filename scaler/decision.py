@@ -37,8 +37,7 @@ HALVING_PERIOD_S = 60.0
 # The arrival rate at zero and while warming is the robust slope of the queue over this window.
 ARRIVAL_WINDOW_S = 60.0
 ARRIVAL_MIN_SPAN_S = 30.0
-# Signals whose history is demand (forecast, stabilisation, idleness); GPU only guards. Latency's history
-# counts in stabilisation alone (what it asked while above its SLO, see _latency_asks): it is not demand.
+# Signals whose history is demand (forecast, stabilisation, idleness); GPU and latency only guard.
 DEMAND_SIGNALS = (SignalName.QUEUE, SignalName.TOKENS)
 
 
@@ -135,19 +134,6 @@ def _gpu_verdict(util_percent: float | None, ready: int | None, target: float, n
     return SignalVerdict(SignalName.GPU, util_percent, target, ask, Status.OK, note, now_replicas=ask)
 
 
-def latency_ask(latency_s: float, ready: int | None, slo_s: float) -> tuple[int, int]:
-    """(replicas asked, the uncapped proportional ask) for a latency above its SLO.
-
-    Scale in proportion: ready=2 at p99 3 s against 2 s asks ceil(2 x 3 / 2) = 3. At most double per
-    decision: a tail latency is a lagging, windowed signal, and queueing delay is not proportional to
-    1 / replicas -- p99 19 s against 1 s would ask 19x the fleet for a queue that one more replica
-    drains. The queue and forecast signals size the step; latency corrects.
-    """
-    base = max(ready or 0, 1)
-    proportional = ceil_ratio(base * latency_s, slo_s)
-    return max(base + 1, min(proportional, LATENCY_MAX_STEP * base)), proportional
-
-
 def _latency_verdict(
     latency_s: float | None, ready: int | None, slo_s: float, note: str, no_traffic: bool
 ) -> SignalVerdict:
@@ -157,7 +143,13 @@ def _latency_verdict(
     if latency_s is None:
         return SignalVerdict(name, None, slo_s, None, Status.MISSING, note or "no series")
     if latency_s > slo_s:
-        ask, proportional = latency_ask(latency_s, ready, slo_s)
+        # Above the SLO, scale in proportion: ready=2 at p99 3 s against 2 s asks ceil(2 x 3 / 2) = 3.
+        # At most double per decision: a tail latency is a lagging, windowed signal, and queueing delay
+        # is not proportional to 1 / replicas -- p99 19 s against 1 s would ask 19x the fleet for a queue
+        # that one more replica drains. The queue and forecast signals size the step; latency corrects.
+        base = max(ready or 0, 1)
+        proportional = ceil_ratio(base * latency_s, slo_s)
+        ask = max(base + 1, min(proportional, LATENCY_MAX_STEP * base))
         why = (
             note
             if ask == proportional
@@ -300,47 +292,19 @@ def _demand_busy(signals: Signals, state: State) -> bool:
     return any((v or 0) > 0 for v in (signals.queue_requests, signals.tokens_per_s, state.activation_value))
 
 
-def _latency_asks(history: Series, replicas: Series | None, slo_s: float) -> list[tuple[float, int]]:
-    """(time, replicas asked) of the past latencies above the SLO, as the latency verdict would have asked
-    them then: ready=4 at p99 1.5 s against 1 s asked 6. A point without a replica count at the same time
-    asks nothing (it cannot be sized), and neither does one at or under the SLO."""
-    if replicas is None:
-        return []
-    ready_at = dict(zip(replicas.times_s, replicas.values, strict=True))
-    out = []
-    for t, latency_s in zip(history.times_s, history.values, strict=True):
-        ready = ready_at.get(t)
-        if ready is not None and latency_s > slo_s:
-            out.append((t, latency_ask(latency_s, round(ready), slo_s)[0]))
-    return out
-
-
 def _asks_history(verdicts: tuple[SignalVerdict, ...], state: State) -> tuple[np.ndarray, np.ndarray, float]:
-    """(times, replicas asked at each time, step): the past asks, the largest per time.
-
-    Demand signals ask their value over their target; latency asks what it asked when above its SLO
-    (with the replicas of that time), so bursts that were latency-bound keep their replicas too.
-    """
+    """(times, replicas asked at each time, step): the demand signals' past asks, the largest per time."""
     by_time: dict[float, int] = {}
     steps: list[float] = []
     for v in verdicts:
         history = state.demand_history.get(v.signal)
-        if history is None or not len(history):
-            continue
-        if v.signal in DEMAND_SIGNALS and v.status == Status.OK:
-            asks = [
-                (t, ceil_ratio(value, v.target))
-                for t, value in zip(history.times_s, history.values, strict=True)
-            ]
-        elif v.signal == SignalName.LATENCY:
-            asks = _latency_asks(history, state.replica_history, v.target)
-        else:
+        if v.signal not in DEMAND_SIGNALS or v.status != Status.OK or history is None or not len(history):
             continue
         times = np.asarray(history.times_s)
         if len(times) >= 2:
             steps.append(float(np.diff(times).min()))
-        for t, ask in asks:
-            by_time[t] = max(by_time.get(t, 0), ask)
+        for t, value in zip(history.times_s, history.values, strict=True):
+            by_time[t] = max(by_time.get(t, 0), ceil_ratio(value, v.target))
     ordered = sorted(by_time)
     return np.asarray(ordered), np.asarray([by_time[t] for t in ordered]), min(steps, default=0.0)
 
@@ -354,9 +318,8 @@ def _stabilisation_floor(
     level k (the k-th replica) stays while releasing it does not pay, judged from the times the past asks
     reached k -- how long ago, and the gaps between. Bursts that recur every 90 s keep their replicas
     warm through the lulls (a cold start each time would cost more and miss the SLO); a one-off burst
-    lets its replicas go after the break-even time. The asks include latency's while it was above its SLO,
-    so bursts that were latency-bound rather than queue-bound keep their replicas the same way. Never
-    within MIN_STABILISATION_S of the last ask, and never more than halving per HALVING_PERIOD_S.
+    lets its replicas go after the break-even time. Never within MIN_STABILISATION_S of the last ask, and
+    never more than halving per HALVING_PERIOD_S.
     """
     floor, why = 0, ""
     times, asks, step_s = _asks_history(verdicts, state)

@@ -279,30 +279,8 @@ def _by_deployment(expr: str, by: str) -> str:
     return f"sum by ({by}) (label_replace({expr}, {_DEPLOYMENT_FROM_POD}))"
 
 
-# Latency history is one histogram_quantile query per (backend, metric, quantile) configured; at most this
-# many quantiles per backend and metric (the most used ones), so the query count stays bounded whatever
-# the ScaledObjects ask. A ScaledObject whose quantile is left out has no latency history: it keeps no
-# replicas for past latency (as without this history), it never loses any.
-MAX_HISTORY_QUANTILES = 2
-
-
-def _latency_history_kind(backend: str, metric: str, source: int, quantile: float) -> str:
-    return f"history:{backend}:latency:{metric}:{source}:q{quantile!r}"
-
-
-def _history_quantiles(targets: Sequence[Target], backend: Backend, metric: LatencyMetric) -> list[float]:
-    """The quantiles whose latency history is read for ``backend`` and ``metric``: the most used first."""
-    counts: dict[float, int] = defaultdict(int)
-    for t in targets:
-        c = t.config
-        if c.backend == backend and c.latency_slo_s is not None and c.latency_metric == metric:
-            counts[c.latency_quantile] += 1
-    return sorted(counts, key=lambda q: (-counts[q], q))[:MAX_HISTORY_QUANTILES]
-
-
 def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
-    """Range queries for the demand history (queue, tokens), the latency history (histogram sources: pXX
-    per Deployment, computed by Prometheus) and the replica history of ``targets``."""
+    """Range queries for the demand history (queue, tokens) and the replica history of ``targets``."""
     plan = QueryPlan()
     if not targets:
         return plan
@@ -321,15 +299,6 @@ def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
                 f"history:{backend}:throughput:{i}",
                 _by_deployment(f"rate({counter}{{{ns}}}[{rate_window}])", by),
             )
-        for metric in sorted({t.config.latency_metric for t in targets if t.config.latency_slo_s}):
-            for i, src in enumerate(prof.latency[metric]):
-                if src.kind != LatencyKind.HISTOGRAM:
-                    continue  # summaries and means: no history (they only guard and ask now)
-                for q in _history_quantiles(targets, backend, metric):
-                    buckets = _by_deployment(f"rate({src.metric}{{{ns}}}[{rate_window}])", f"{by}, le")
-                    plan.add(
-                        _latency_history_kind(backend, metric, i, q), f"histogram_quantile({q!r}, {buckets})"
-                    )
     return plan
 
 
@@ -355,27 +324,10 @@ def _sum_series(series: Iterable[RangeSample]) -> Series | None:
     return Series(times, tuple(totals[t] for t in times))
 
 
-def _max_series(series: Iterable[RangeSample], scale: float) -> Series | None:
-    """The largest value per time across series (quantiles do not add), times ``scale``; None when none."""
-    peaks: dict[float, float] = {}
-    for s in series:
-        for t, v in zip(s.times_s, s.values, strict=True):
-            if math.isfinite(v):
-                peaks[t] = max(peaks.get(t, -math.inf), v * scale)
-    if not peaks:
-        return None
-    times = tuple(sorted(peaks))
-    return Series(times, tuple(peaks[t] for t in times))
-
-
 def reduce_history(
     target: Target, results: Mapping[str, Sequence[RangeSample]]
 ) -> tuple[dict[SignalName, Series], Series | None]:
-    """(history by signal, replica history) of one ScaledObject from the history queries.
-
-    The latency history is the configured quantile (seconds) from the first histogram source with data;
-    points without requests are absent (histogram_quantile gives NaN), not zero.
-    """
+    """(demand history by signal, replica history) of one ScaledObject from the history queries."""
     cfg = target.config
     prof = profile_for(cfg.backend)
 
@@ -398,13 +350,6 @@ def reduce_history(
     )
     if tokens is not None:
         demand[SignalName.TOKENS] = tokens
-    if cfg.latency_slo_s is not None:
-        for i, src in enumerate(prof.latency[cfg.latency_metric]):
-            kind = _latency_history_kind(backend, cfg.latency_metric, i, cfg.latency_quantile)
-            latency = _max_series(mine(kind), src.to_seconds)
-            if latency is not None:
-                demand[SignalName.LATENCY] = latency
-                break
     replicas = _sum_series(mine("history:replicas", model_filter=False))
     return demand, replicas
 

@@ -47,9 +47,7 @@ class State:
     nothing could tell (then ``replica_source`` says why). ``warming_ages_s``: how long each has existed.
     ``cold_start_samples_s``: recent pod creation -> Ready durations of this Deployment, any order.
     ``demand_history``: recent values of each demand signal (queue, tokens, gpu), oldest first, for the
-    forecast, for scale-down stabilisation and for idle time (the last time demand was non-zero); and of
-    latency (seconds, the configured quantile; no point where there were no requests), which with
-    ``replica_history`` at the same times tells stabilisation what latency asked while above its SLO.
+    forecast, for scale-down stabilisation and for idle time (the last time demand was non-zero).
     ``activation_value``: the ``activationQuery`` value now (``None``: not configured or no data).
     ``activation_history``: that query's recent values, for the arrival rate while at zero.
     ``replica_history``: recent current-replica counts, for "no scale-down soon after a scale-up".

@@ -136,7 +136,7 @@ class MemorySource:
             recent = [s for s in self.store.scrapes if last.t_s - HISTORY_S < s.t_s <= last.t_s]
             per = [(s.t_s, self._scrape_signals(s, now)) for s in recent]
             history = {}
-            for name in (SignalName.QUEUE, SignalName.TOKENS, SignalName.GPU, SignalName.LATENCY):
+            for name in (SignalName.QUEUE, SignalName.TOKENS, SignalName.GPU):
                 pts = [(t, sig.value_of(name)) for t, sig in per]
                 kept = [(t, v) for t, v in pts if v is not None]
                 history[name] = Series(tuple(t for t, _ in kept), tuple(float(v) for _, v in kept))

@@ -272,63 +272,6 @@ def test_scale_down_at_most_halves_per_minute() -> None:
     assert (d.desired_replicas, d.reason) == (8, Reason.STABILISED)  # ceil(16 / 2), not 1
 
 
-LATENCY = {**BASE, "latencySloSeconds": "1", "latencyMetric": "ttft"}
-# 6 replicas, the queue light (8 -> 1 replica) and TTFT fine now (0.3 s against 1 s).
-CALM = Signals(current_replicas=6, ready_replicas=6, queue_requests=8.0, latency_s=0.3)
-
-
-def _latency_bursts(burst_every: int, bursts: int, idle_steps: int, p99_s: float = 1.3) -> State:
-    """Latency-bound bursts (the queue never over one replica's target) every ``burst_every`` steps of
-    15 s on 6 replicas, then ``idle_steps`` calm ones; no other scale-up in the last minute."""
-    latency = ([p99_s] + [0.3] * (burst_every - 1)) * bursts + [p99_s] + [0.3] * idle_steps
-    n = len(latency)
-    return State(
-        demand_history={SignalName.QUEUE: series([8.0] * n), SignalName.LATENCY: series(latency)},
-        replica_history=series([6.0] * n),
-    )
-
-
-@pytest.mark.parametrize(
-    ("state", "desired", "why"),
-    [
-        # every 2 min p99 1.3 s on 6 replicas asked ceil(6 x 1.3) = 8; last one 75 s ago: the gaps of 105 s
-        # say the next comes in ~30 s, less than the 120 s penalty of a cold start: keep the 6
-        (_latency_bursts(8, 5, 5), 6, "replica 6: expected 30 s more idle"),
-        # ...and 30 min ago, once: releasing pays, only the halving limit holds (6 -> 3)
-        (_latency_bursts(6, 0, 120), 3, "at most halve"),
-        # at or under the SLO the past asked nothing
-        (_latency_bursts(8, 5, 5, p99_s=1.0), 3, "at most halve"),
-    ],
-)
-def test_recurring_latency_bound_bursts_keep_their_replicas_warm(
-    state: State, desired: int, why: str
-) -> None:
-    d = decide(CALM, state, parse_metadata(LATENCY), NOW_S)
-    assert (d.desired_replicas, d.reason) == (desired, Reason.STABILISED)
-    assert d.details["stabilisation"].startswith(why)
-
-
-def test_latency_history_without_replica_counts_asks_nothing() -> None:
-    with_replicas = _latency_bursts(8, 5, 5)
-    # replica counts for the last 45 s only, none at the bursts
-    unsized = State(demand_history=with_replicas.demand_history, replica_history=series([6.0] * 4))
-    d = decide(CALM, unsized, parse_metadata(LATENCY), NOW_S)
-    # the bursts' latency cannot be sized without the replicas of their time: only the halving holds
-    assert (d.desired_replicas, d.reason) == (3, Reason.STABILISED)
-
-
-def test_a_past_latency_ask_is_capped_like_the_live_one() -> None:
-    # p99 19 s on 2 replicas asked 4 (2x ready), not 38: it holds at most 4 of 8 replicas
-    signals = Signals(current_replicas=8, ready_replicas=8, queue_requests=8.0, latency_s=0.3)
-    state = State(
-        demand_history={SignalName.LATENCY: series([19.0, 0.3, 0.3, 0.3, 0.3, 0.3])},
-        replica_history=series([2.0, 2.0, 2.0, 2.0, 2.0, 2.0]),
-    )
-    d = decide(signals, state, parse_metadata(LATENCY), NOW_S)
-    assert (d.desired_replicas, d.reason) == (4, Reason.STABILISED)
-    assert d.details["stabilisation"].startswith("replica 4:")
-
-
 @pytest.mark.parametrize(("age_s", "desired"), [(30.0, 8), (200.0, 4)])
 def test_no_scale_down_while_a_recent_scale_up_is_still_warming(age_s: float, desired: int) -> None:
     signals = Signals(current_replicas=8, ready_replicas=6, queue_requests=8.0)

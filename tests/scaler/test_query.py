@@ -8,7 +8,6 @@ import pytest
 
 from scaler.config import parse_metadata
 from scaler.query import (
-    MAX_HISTORY_QUANTILES,
     RangeSample,
     Sample,
     Target,
@@ -220,47 +219,6 @@ def test_reduce_history_sums_the_deployment_and_filters_namespace_and_model() ->
     assert demand[SignalName.QUEUE] == Series((0.0, 15.0), (1.0, 2.0))
     assert demand[SignalName.TOKENS] == Series((0.0, 15.0), (10.0, 25.0))
     assert replicas == Series((0.0, 15.0), (1.0, 2.0))
-
-
-def test_latency_history_queries_stay_bounded_whatever_the_quantiles() -> None:
-    few = [_target("a", "m1", latencySloSeconds="1")]
-    many = [
-        _target(f"ns{i % 7}", f"m{i}", latencySloSeconds="1", latencyMetric=("ttft", "e2e")[i % 2],
-                latencyQuantile=f"0.{90 + i % 9}")
-        for i in range(500)
-    ]  # fmt: skip
-    few_plan, many_plan = plan_history(few, "1m").queries, plan_history(many, "1m").queries
-    assert len(few_plan) == 5  # replicas, queue, 2 x throughput, one latency quantile
-    assert len(many_plan) == 4 + 2 * MAX_HISTORY_QUANTILES  # two metrics, the most used quantiles each
-    (latency,) = [q for q in few_plan if ":latency:" in q.kind]
-    assert latency.promql.startswith(
-        "histogram_quantile(0.99, sum by (namespace, deployment, model_name, le)"
-    )
-    assert "label_replace(rate(vllm:e2e_request_latency_seconds_bucket" in latency.promql
-
-
-def test_reduce_history_latency_is_the_configured_quantile_in_seconds() -> None:
-    t = Target(
-        "ns",
-        "tri",
-        parse_metadata({"backend": "triton", "deployment": "tri", "latencySloSeconds": "1",
-                        "latencyMetric": "ttft", "latencyQuantile": "0.9"}),
-    )  # fmt: skip
-    mine = {"namespace": "ns", "deployment": "tri"}
-    (q,) = [q for q in plan_history([t], "1m").queries if ":latency:" in q.kind]
-    results = {
-        # Triton's histogram is in ms; two models: the slower one per point, quantiles do not add
-        q.kind: [
-            RangeSample({**mine, "model": "a"}, (0.0, 15.0, 30.0), (1500.0, 200.0, 300.0)),
-            RangeSample({**mine, "model": "b"}, (15.0, 30.0), (400.0, 100.0)),
-            RangeSample({**mine, "deployment": "other"}, (0.0,), (9000.0,)),
-        ],
-        "history:triton:latency:ttft:0:q0.99": [RangeSample(mine, (0.0,), (9000.0,))],  # another quantile
-    }
-    demand, _ = reduce_history(t, results)
-    assert demand[SignalName.LATENCY] == Series((0.0, 15.0, 30.0), (1.5, 0.4, 0.3))
-    # no latency series (no requests: histogram_quantile is NaN, dropped): no latency history, not zero
-    assert SignalName.LATENCY not in reduce_history(t, {})[0]
 
 
 def test_reduce_kube_state() -> None:

@@ -17,10 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from scaler.prometheus import PrometheusSource, target_key
-from scaler.refresher import target_from_ref
 from scaler.server import ScalerThread, ServeOptions
-from scaler.signal import SignalName
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess, free_port
 
@@ -206,20 +203,6 @@ def test_latency_matches_prometheus_histogram_quantile(
     # every request takes 1.2 s, bucket (1.0, 1.5]: 1.0 + 0.5 x 0.99 = 1.495
     assert ours == pytest.approx(1.495, rel=0.01)
     assert ours == pytest.approx(float(theirs[0]["value"][1]), rel=0.01)
-
-
-def test_latency_history_is_one_quantile_series_per_deployment(
-    pods: dict[str, FakePod], prometheus: PrometheusProcess
-) -> None:
-    target = target_from_ref(NS, "llama-so", VLLM)
-    source = PrometheusSource(prometheus.url, rate_window=RATE_WINDOW, history_s=10.0, history_step_s=1.0)
-    obs = source.collect([target])[target_key(target)]
-    latency = obs.state.demand_history[SignalName.LATENCY]
-    # histogram_quantile over both pods' buckets, per point: 1.2 s each, 1.0 + 0.5 x 0.99 = 1.495
-    assert len(latency) >= 5 and latency.values == pytest.approx([1.495] * len(latency), rel=0.01)
-    replicas = obs.state.replica_history
-    assert replicas is not None and set(latency.times_s) <= set(replicas.times_s)
-    assert any("histogram_quantile(0.99" in q for q in prometheus.queries_seen())
 
 
 def test_stream_pushes_current_state_then_changes(
