@@ -106,7 +106,7 @@ scrape_configs:
                 f"--config.file={cfg}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-lifecycle",
+                *self.extra_flags(),
                 "--storage.tsdb.retention.time=1h",
                 "--log.level=warn",
             ],
@@ -114,6 +114,15 @@ scrape_configs:
             stderr=log,
         )
         self.wait_ready()
+
+    def extra_flags(self) -> list[str]:
+        """Flags beyond config, storage and address (a subclass may secure the API instead)."""
+        return ["--web.enable-lifecycle"]
+
+    def open(self, path: str, timeout_s: float = 2.0) -> bytes:
+        """GET ``path`` on the API (a subclass adds TLS and credentials)."""
+        with urllib.request.urlopen(self.url + path, timeout=timeout_s) as r:
+            return bytes(r.read())
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -124,12 +133,10 @@ scrape_configs:
                     f"prometheus exited: {(self.workdir / 'prometheus.log').read_text()[-2000:]}"
                 )
             try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return
+                self.open("/-/ready", timeout_s=1.0)
+                return
             except OSError:
-                pass
-            time.sleep(0.1)
+                time.sleep(0.1)
         raise TimeoutError("prometheus did not become ready in time")
 
     def stop(self) -> None:
@@ -146,9 +153,7 @@ scrape_configs:
             self._log = None
 
     def query(self, promql: str) -> list[dict[str, Any]]:
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        with urllib.request.urlopen(url, timeout=5) as r:
-            body = json.load(r)
+        body = json.loads(self.open("/api/v1/query?" + urllib.parse.urlencode({"query": promql}), 5.0))
         return list(body["data"]["result"])
 
     def wait_until(

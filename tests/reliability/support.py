@@ -223,33 +223,10 @@ class SecuredPrometheus(PrometheusProcess):
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def start(self, port: int | None = None) -> None:
-        import subprocess
+    def extra_flags(self) -> list[str]:
+        return [f"--web.config.file={self.web_config}"]
 
-        from tests.harness.prometheus import free_port, require_prometheus
-
-        binary = require_prometheus()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        cfg = self.workdir / "prometheus.yml"
-        cfg.write_text(self.config())
-        self.port = port or self.port or free_port()
-        self._log = log = open(self.workdir / "prometheus.log", "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={cfg}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                f"--web.config.file={self.web_config}",
-                "--storage.tsdb.retention.time=1h",
-                "--log.level=warn",
-            ],
-            stdout=log,
-            stderr=log,
-        )
-        self.wait_ready()
-
-    def _open(self, path: str, timeout_s: float = 2.0) -> bytes:
+    def open(self, path: str, timeout_s: float = 2.0) -> bytes:
         import base64
         import ssl
 
@@ -259,23 +236,3 @@ class SecuredPrometheus(PrometheusProcess):
         req.add_header("Authorization", f"Basic {token}")
         with urllib.request.urlopen(req, timeout=timeout_s, context=ctx) as r:
             return bytes(r.read())
-
-    def wait_ready(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.workdir / "prometheus.log").read_text()[-2000:])
-            try:
-                self._open("/-/ready", timeout_s=1.0)
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise TimeoutError("secured prometheus did not become ready in time")
-
-    def query(self, promql: str) -> list[dict[str, object]]:
-        import json
-        import urllib.parse
-
-        body = json.loads(self._open("/api/v1/query?" + urllib.parse.urlencode({"query": promql}), 5.0))
-        return list(body["data"]["result"])
