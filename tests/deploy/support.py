@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.harness.prometheus import require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -32,14 +31,8 @@ def kustomize_dirs() -> list[str]:
 
 
 def require_tool(name: str) -> str:
-    """Path of a command-line tool; under CI=true a missing tool fails, locally it skips loudly."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"the '{name}' binary is not installed: deploy tests render manifests with it"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip("SKIPPING DEPLOY TEST: " + message)
-    return path
+    """Path of a command-line tool the deploy tests render manifests with (see require_binary)."""
+    return require_binary(name, "deploy tests render manifests with it")
 
 
 @functools.cache

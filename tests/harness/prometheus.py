@@ -25,18 +25,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def require_prometheus() -> str:
-    """Path of the prometheus binary. Under CI=true a missing binary fails; locally it skips loudly."""
-    path = shutil.which("prometheus")
+def require_binary(name: str, why: str) -> str:
+    """Path of a command-line tool the tests need. Under CI=true a missing tool fails the test; locally it
+    skips loudly (``why`` says what needs it and how to install it)."""
+    path = shutil.which(name)
     if path is None:
-        message = (
-            "the 'prometheus' binary is not installed: integration tests need Debian's prometheus package "
-            "(apt-get install prometheus; .ci/run installs it)"
-        )
+        message = f"the '{name}' binary is not installed: {why}"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
-        pytest.skip("SKIPPING INTEGRATION TEST: " + message)
+        pytest.skip("SKIPPING: " + message)
     return path
+
+
+def require_prometheus() -> str:
+    """Path of the prometheus binary (Debian's package; .ci/run installs it)."""
+    return require_binary(
+        "prometheus", "integration tests need Debian's prometheus package (apt-get install prometheus)"
+    )
 
 
 class PrometheusProcess:

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from simulations.engine import simulate
 from simulations.openmetrics import write_openmetrics
 from simulations.policy import SimSettings, make_policy
 from simulations.profile import profile_named
 from simulations.trace import load_trace
+from tests.harness.prometheus import require_binary
 
 
 def _promtool() -> str:
-    path = shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is required under CI (Debian: apt-get install prometheus)")
-        pytest.skip("promtool not installed")
-    return path
+    return require_binary("promtool", "the OpenMetrics export is checked with it (Debian: prometheus)")
 
 
 def test_export_is_accepted_by_promtool(tmp_path: Path) -> None:
