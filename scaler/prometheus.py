@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import math
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -18,11 +19,13 @@ from urllib3.util.retry import Retry
 from scaler.kube import KubeError, KubernetesReader
 from scaler.promql import confine_query
 from scaler.query import (
+    HistoryIndex,
     PodStates,
     Query,
     RangeSample,
     Sample,
     Target,
+    index_history,
     plan_history,
     plan_kube_state,
     plan_queries,
@@ -30,7 +33,7 @@ from scaler.query import (
     reduce_kube_state,
     reduce_signals,
 )
-from scaler.signal import Signals
+from scaler.signal import SignalName, Signals
 from scaler.state import Observation, ReplicaSource, Series, State
 
 # Demand history read for forecasts, stabilisation and idle time; one hour shows the gaps between bursts.
@@ -100,7 +103,10 @@ class PrometheusSource:
         self.history_step_s = history_step_s
         self._kube = kube
         self._clock = clock
-        self._history_cache: tuple[tuple[str, ...], float, dict[str, list[RangeSample]]] | None = None
+        self._history_cache: tuple[tuple[str, ...], float, HistoryIndex] | None = None
+        self._reduced_history: dict[
+            tuple[str, str, str, str | None], tuple[dict[SignalName, Series], Series | None]
+        ] = {}
         # Queries sent by the last collect (the scaler's llm_scaler_queries_per_refresh).
         self.queries_last_collect = 0
         self._queries_in_collect = 0
@@ -181,6 +187,7 @@ class PrometheusSource:
         plan = plan_queries(targets, self.rate_window)
         results = {q.kind: self.query(q) for q in plan.queries}
         history = self._history(targets, now_s)
+        reduced = self._reduced_history
         pods, replica_source, pod_note = self._pod_states(targets, now_s)
         activation = self._activation(targets, now_s)
         self.queries_last_collect = self._queries_in_collect
@@ -189,7 +196,12 @@ class PrometheusSource:
         for t in targets:
             key = target_key(t)
             signals = reduce_signals(t, results)
-            demand, replicas = reduce_history(t, history)
+            # History changes once per step (15 s), refreshes come every 2 s: reduce once per step and
+            # hand every refresh the same Series objects.
+            hkey = (t.namespace, t.config.deployment, t.config.backend, t.config.model)
+            if hkey not in reduced:
+                reduced[hkey] = reduce_history(t, history.get((t.namespace, t.config.deployment), {}))
+            demand, replicas = reduced[hkey]
             states = pods.get(key)
             notes: dict[str, str] = {"replicas": pod_note} if pod_note else {}
             state = State(demand_history=demand, replica_history=replicas, notes=notes)
@@ -216,9 +228,9 @@ class PrometheusSource:
         return out
 
     # -- the parts of a collect ---------------------------------------------------------------------
-    def _history(self, targets: Sequence[Target], now_s: float) -> dict[str, list[RangeSample]]:
-        """Demand and replica history, re-read once per history step (aligned, so every scaler replica
-        asks Prometheus the same range and gets the same points)."""
+    def _history(self, targets: Sequence[Target], now_s: float) -> HistoryIndex:
+        """Demand and replica history by (namespace, deployment), re-read once per history step (aligned,
+        so every scaler replica asks Prometheus the same range and gets the same points)."""
         plan = plan_history(targets, self.rate_window)
         end_s = now_s - now_s % self.history_step_s
         key = tuple(q.promql for q in plan.queries)
@@ -227,8 +239,10 @@ class PrometheusSource:
             return cached[2]
         start_s = end_s - self.history_s
         results = {q.kind: self.query_range(q, start_s, end_s, self.history_step_s) for q in plan.queries}
-        self._history_cache = (key, end_s, results)
-        return results
+        index = index_history(results)
+        self._history_cache = (key, end_s, index)
+        self._reduced_history = {}
+        return index
 
     def _pod_states(
         self, targets: Sequence[Target], now_s: float
@@ -302,13 +316,13 @@ def _range_sample(raw: dict[str, object]) -> RangeSample:
     values = raw.get("values")
     if not isinstance(metric, dict) or not isinstance(values, list):
         raise ValueError(f"unexpected range result shape: {str(raw)[:120]}")
-    pairs = [(float(t), float(v)) for t, v in values]
-    pairs = [(t, v) for t, v in pairs if math.isfinite(v)]
-    return RangeSample(
-        labels={str(k): str(val) for k, val in metric.items()},
-        times_s=tuple(t for t, _ in pairs),
-        values=tuple(v for _, v in pairs),
-    )
+    times_s, kept = array("d"), array("d")
+    for t, v in values:
+        value = float(v)
+        if math.isfinite(value):
+            times_s.append(float(t))
+            kept.append(value)
+    return RangeSample(labels={str(k): str(val) for k, val in metric.items()}, times_s=times_s, values=kept)
 
 
 def _short(exc: Exception) -> str:

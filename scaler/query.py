@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from scaler.config import Backend, LatencyMetric, ScalerConfig
 from scaler.profile import DCGM_GPU_UTIL_METRIC, LatencyKind, LatencySource, profile_for
 from scaler.signal import SignalName, Signals
-from scaler.state import Series
+from scaler.state import Series, pack_floats
 
 Labels = Mapping[str, str]
 
@@ -304,9 +304,15 @@ def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
 
 @dataclass(frozen=True)
 class RangeSample:
+    """One series of a range query; times and values packed as in ``Series``."""
+
     labels: Labels
-    times_s: tuple[float, ...]
-    values: tuple[float, ...]
+    times_s: Sequence[float]
+    values: Sequence[float]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "times_s", pack_floats(self.times_s))
+        object.__setattr__(self, "values", pack_floats(self.values))
 
 
 def _sum_series(series: Iterable[RangeSample]) -> Series | None:
@@ -324,10 +330,27 @@ def _sum_series(series: Iterable[RangeSample]) -> Series | None:
     return Series(times, tuple(totals[t] for t in times))
 
 
+HistoryIndex = dict[tuple[str, str], dict[str, list[RangeSample]]]
+
+
+def index_history(results: Mapping[str, Sequence[RangeSample]]) -> HistoryIndex:
+    """The history results grouped by (namespace, deployment), so each ScaledObject reads its own few
+    series instead of scanning every series of every Deployment (2,000 ScaledObjects x 8,000 series
+    would be 16 M label lookups per refresh)."""
+    index: HistoryIndex = defaultdict(lambda: defaultdict(list))
+    for kind, series in results.items():
+        for s in series:
+            ns, dep = s.labels.get("namespace"), s.labels.get("deployment")
+            if ns is not None and dep is not None:
+                index[(ns, dep)][kind].append(s)
+    return {k: dict(v) for k, v in index.items()}
+
+
 def reduce_history(
     target: Target, results: Mapping[str, Sequence[RangeSample]]
 ) -> tuple[dict[SignalName, Series], Series | None]:
-    """(demand history by signal, replica history) of one ScaledObject from the history queries."""
+    """(demand history by signal, replica history) of one ScaledObject from the history queries (all of
+    them, or its Deployment's entry of ``index_history``)."""
     cfg = target.config
     prof = profile_for(cfg.backend)
 

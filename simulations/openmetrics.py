@@ -19,16 +19,22 @@ from simulations.policy import DEPLOYMENT, SCALEDOBJECT
 BASE_EPOCH_S = 1_700_000_000.0  # 2023-11-14T22:13:20Z; any fixed origin keeps files reproducible
 
 
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    inner = ",".join(f'{k}="{v}"' for k, v in pairs)
+def labels_text(pairs: Iterable[tuple[str, str]]) -> str:
+    """``{k="v",...}`` with the values escaped as the exposition format requires."""
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in pairs)
     return "{" + inner + "}"
 
 
-def _num(v: float) -> str:
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def number_text(v: float) -> str:
+    """A sample value as OpenMetrics text (10 significant digits)."""
     return f"{v:.10g}"
 
 
-class _Families:
+class Families:
     """Samples grouped by family, then series, in time order (OpenMetrics forbids interleaving families)."""
 
     def __init__(self) -> None:
@@ -39,18 +45,21 @@ class _Families:
         self.types.setdefault(family, (kind, help_text))
 
     def add(self, family: str, sample_name: str, labels: str, value: float, ts: float) -> None:
-        self.samples[family][sample_name + labels].append(f"{sample_name}{labels} {_num(value)} {ts:.3f}")
+        line = f"{sample_name}{labels} {number_text(value)} {ts:.3f}"
+        self.samples[family][sample_name + labels].append(line)
 
     def write(self, out: TextIO) -> None:
+        """Every declared family with samples, then ``# EOF``."""
         for family, (kind, help_text) in self.types.items():
             if family not in self.samples:
                 continue
             out.write(f"# TYPE {family} {kind}\n# HELP {family} {help_text}\n")
             for lines in self.samples[family].values():
                 out.write("\n".join(lines) + "\n")
+        out.write("# EOF\n")
 
 
-def _fleet(f: _Families, r: RunResult, namespace: str, base: float) -> None:
+def _fleet(f: Families, r: RunResult, namespace: str, base: float) -> None:
     gpus = r.sim.profile.gpus_per_replica
     f.declare("vllm:num_requests_waiting", "gauge", "Requests waiting to be scheduled.")
     f.declare("vllm:num_requests_running", "gauge", "Requests in the running batch.")
@@ -64,7 +73,7 @@ def _fleet(f: _Families, r: RunResult, namespace: str, base: float) -> None:
         ts = base + s.t_s
         for j, pod in enumerate(s.pods.tolist()):
             lab = [("namespace", namespace), ("pod", f"{DEPLOYMENT}-{pod}"), ("model_name", model)]
-            ls = _labels(lab)
+            ls = labels_text(lab)
             f.add("vllm:num_requests_waiting", "vllm:num_requests_waiting", ls, float(s.waiting[j]), ts)
             f.add("vllm:num_requests_running", "vllm:num_requests_running", ls, float(s.running[j]), ts)
             f.add("vllm:generation_tokens", "vllm:generation_tokens_total", ls, float(s.gen_total[j]), ts)
@@ -73,21 +82,21 @@ def _fleet(f: _Families, r: RunResult, namespace: str, base: float) -> None:
                 ("vllm:time_to_first_token_seconds", VLLM_TTFT_BUCKETS_S, s.ttft_hist[j], s.ttft_sum[j]),
                 ("vllm:e2e_request_latency_seconds", VLLM_E2E_BUCKETS_S, s.e2e_hist[j], s.e2e_sum[j]),
             ):
-                for le, c in zip((*[_num(b) for b in bounds], "+Inf"), hist.tolist(), strict=True):
-                    f.add(fam, f"{fam}_bucket", _labels([*lab, ("le", le)]), c, ts)
+                for le, c in zip((*[number_text(b) for b in bounds], "+Inf"), hist.tolist(), strict=True):
+                    f.add(fam, f"{fam}_bucket", labels_text([*lab, ("le", le)]), c, ts)
                 f.add(fam, f"{fam}_sum", ls, float(total), ts)
                 f.add(fam, f"{fam}_count", ls, float(hist[-1]), ts)
         for j, pod in enumerate(s.gpu_pods.tolist()):
             for g in range(gpus):
-                ls = _labels([("namespace", namespace), ("pod", f"{DEPLOYMENT}-{pod}"), ("gpu", str(g))])
+                ls = labels_text([("namespace", namespace), ("pod", f"{DEPLOYMENT}-{pod}"), ("gpu", str(g))])
                 f.add("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_GPU_UTIL", ls, float(s.gpu_util_percent[j]), ts)
 
 
-def _scaler(f: _Families, r: RunResult, namespace: str, base: float) -> None:
+def _scaler(f: Families, r: RunResult, namespace: str, base: float) -> None:
     if not r.decisions:
         return
     so = [("namespace", namespace), ("scaledobject", SCALEDOBJECT), ("deployment", DEPLOYMENT)]
-    ls = _labels(so)
+    ls = labels_text(so)
     for name, help_text in (
         ("llm_scaler_desired_replicas", "Replicas the scaler asks for (the value returned to KEDA)."),
         ("llm_scaler_current_replicas", "Pods of the Deployment that exist, as the scaler sees them."),
@@ -121,7 +130,7 @@ def _scaler(f: _Families, r: RunResult, namespace: str, base: float) -> None:
         if cold is not None:
             f.add("llm_scaler_cold_start_seconds", "llm_scaler_cold_start_seconds", ls, float(cold), ts)
         for v in d.signals:
-            sl = _labels([*so, ("signal", v.signal.value)])
+            sl = labels_text([*so, ("signal", v.signal.value)])
             if v.value is not None:
                 f.add("llm_scaler_signal_value", "llm_scaler_signal_value", sl, float(v.value), ts)
             if v.desired_replicas is not None:
@@ -136,7 +145,7 @@ def _scaler(f: _Families, r: RunResult, namespace: str, base: float) -> None:
 
 def write_openmetrics(runs: dict[str, RunResult], path: Path, base_epoch_s: float = BASE_EPOCH_S) -> int:
     """Write every run (namespace ``sim-<policy>``) to ``path``; returns the number of samples."""
-    f = _Families()
+    f = Families()
     for name, r in runs.items():
         if not r.store.history:
             raise ValueError(f"run {name!r} kept no scrapes; simulate with keep_scrapes=True")
@@ -146,5 +155,4 @@ def write_openmetrics(runs: dict[str, RunResult], path: Path, base_epoch_s: floa
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as out:
         f.write(out)
-        out.write("# EOF\n")
     return sum(len(v) for fam in f.samples.values() for v in fam.values())

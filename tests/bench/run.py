@@ -30,12 +30,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import grpc
+
+from scaler.prometheus import HISTORY_S
 
 N_SO = 2000
 N_STREAMS = 200
@@ -340,6 +343,58 @@ def bench_queries(prometheus: Any) -> dict[str, Any]:
     return out
 
 
+def bench_history_memory(prometheus: Any) -> dict[str, Any]:
+    """What the scaler holds per Deployment for its hour of history, measured with tracemalloc around
+    one collect of the Deployments that have data (the observations the refresher keeps plus the
+    source's history cache), and the same points as tuples of floats (the representation before
+    ``pack_floats``) as the same-run baseline."""
+    import gc
+    import tracemalloc
+
+    from scaler.prometheus import PrometheusSource
+    from scaler.refresher import target_from_ref
+
+    meta = {"backend": "vllm", "targetQueuePerReplica": "4"}
+    targets = [
+        target_from_ref(f"bench-{ns}", f"so-{ns}-{d}", {**meta, "deployment": f"d{d}"})
+        for ns in range(NAMESPACES)
+        for d in range(5)
+    ]
+    # one collect first, so imports, the connection pool and caches of the client are not counted
+    PrometheusSource(prometheus.url, rate_window="10s", history_step_s=15.0).collect(targets)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        source = PrometheusSource(prometheus.url, rate_window="10s", history_step_s=15.0)
+        observations = source.collect(targets)
+        gc.collect()
+        packed = tracemalloc.get_traced_memory()[0] - before
+        series = [
+            s
+            for o in observations.values()
+            for s in (*o.state.demand_history.values(), o.state.replica_history)
+            if s is not None
+        ]
+        before = tracemalloc.get_traced_memory()[0]
+        as_tuples = [(tuple(s.times_s), tuple(s.values)) for s in series]
+        tuples = tracemalloc.get_traced_memory()[0] - before
+        before = tracemalloc.get_traced_memory()[0]
+        as_arrays = [(array("d", s.times_s), array("d", s.values)) for s in series]
+        arrays = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    points = sum(len(s) for s in series)
+    del as_tuples, as_arrays, source
+    return {
+        "deployments": len(targets),
+        "points_per_deployment": points / len(targets),
+        "kib_per_deployment": packed / len(targets) / 1024,
+        "observation_series_kib_as_tuples_per_deployment": tuples / len(targets) / 1024,
+        "observation_series_kib_packed_per_deployment": arrays / len(targets) / 1024,
+    }
+
+
 # -- memory soak -------------------------------------------------------------------------------------------
 
 
@@ -423,6 +478,7 @@ def _world(workdir: Path) -> Any:
     from tests.harness.exporter import FakePod
     from tests.reliability.support import private_prometheus
 
+    started_s = time.time()
     with private_prometheus(workdir / "world") as (fleet, prom):
         # 5 Deployments with 1 pod in each of the 10 namespaces: 50 scrape targets at 1 s
         for ns in range(NAMESPACES):
@@ -440,6 +496,16 @@ def _world(workdir: Path) -> Any:
         prom.wait_until('count(up{job=~"bench-.*"} == 1) == 50', bool, timeout_s=60)
         prom.wait_until(
             "count(count_over_time(vllm:generation_tokens_total[10s]) >= 5) == 50", bool, timeout_s=60
+        )
+        # A production Prometheus has hours of data; a fresh one has seconds. The scaler reads a 1 h
+        # demand history (HISTORY_S), so on a fresh Prometheus that history, and the scaler's memory
+        # with it, grows for the first hour of any soak (+0.19 MiB/min in a 1,800 s soak before this
+        # backfill). Give Prometheus the hour it would have had, ending before its first scrape.
+        prom.backfill('{job=~"bench-.*"}', started_s - HISTORY_S - 300, started_s - 5)
+        prom.wait_until(
+            f'min(count_over_time(up{{job=~"bench-.*"}}[{int(HISTORY_S)}s])) >= {int(HISTORY_S / 5 * 0.9)}',
+            bool,
+            timeout_s=120,
         )
         yield prom
 
@@ -488,6 +554,17 @@ def _markdown(results: dict[str, Any]) -> str:
                 f"{r['steady_collect_s']:.2f} |"
             )
         lines += ["", f"Independent of the number of ScaledObjects: {q['independent_of_n']}", ""]
+    h = results.get("history_memory")
+    if h:
+        lines += [
+            "## History held per Deployment (1 h at 15 s)",
+            "",
+            f"{h['points_per_deployment']:.0f} points per Deployment; all the scaler holds for them "
+            f"(observations and the source's cache): {h['kib_per_deployment']:.1f} KiB per Deployment. "
+            f"The observations' series alone: {h['observation_series_kib_packed_per_deployment']:.1f} KiB "
+            f"packed, {h['observation_series_kib_as_tuples_per_deployment']:.1f} KiB as tuples of floats.",
+            "",
+        ]
     s = results.get("soak")
     if s:
         lines += [
@@ -552,6 +629,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["rpc"] = bench_rpc(workdir, keda, rounds, round_s, prom.url)
             print("queries per refresh", flush=True)
             results["queries"] = bench_queries(prom)
+            print("history memory", flush=True)
+            results["history_memory"] = bench_history_memory(prom)
             print(f"soak: {soak_s:g} s", flush=True)
             results["soak"] = bench_soak(workdir, keda, soak_s, prom.url)
     sim_file = Path(__file__).with_name("bench_simulator.py")

@@ -12,6 +12,7 @@ from scaler.query import (
     Sample,
     Target,
     histogram_quantile,
+    index_history,
     plan_history,
     plan_queries,
     pod_pattern,
@@ -219,6 +220,16 @@ def test_reduce_history_sums_the_deployment_and_filters_namespace_and_model() ->
     assert demand[SignalName.QUEUE] == Series((0.0, 15.0), (1.0, 2.0))
     assert demand[SignalName.TOKENS] == Series((0.0, 15.0), (10.0, 25.0))
     assert replicas == Series((0.0, 15.0), (1.0, 2.0))
+    # the Deployment's entry of the index gives the same answer as every series
+    index = index_history(results)
+    assert reduce_history(t, index[("ns", "dep")]) == (demand, replicas)
+    assert set(index) == {("ns", "dep"), ("x", "dep")}
+    assert len(index[("ns", "dep")]["history:vllm:queue"]) == 2  # the model filter is reduce_history's
+
+
+def test_index_history_drops_series_without_namespace_or_deployment() -> None:
+    results = {"history:replicas": [RangeSample({"namespace": "ns"}, (0.0,), (1.0,))]}
+    assert index_history(results) == {}
 
 
 def test_reduce_kube_state() -> None:

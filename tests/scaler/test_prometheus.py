@@ -1,0 +1,58 @@
+"""PrometheusSource against a real Prometheus: history is read and reduced once per history step."""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Iterator
+
+import pytest
+
+from scaler.config import parse_metadata
+from scaler.prometheus import PrometheusSource
+from scaler.query import Target
+from scaler.signal import SignalName
+from tests.harness.exporter import FakeFleet, FakePod
+from tests.harness.prometheus import PrometheusProcess
+
+NS = "histmemo"
+
+
+@pytest.fixture(scope="module")
+def targets(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[list[Target]]:
+    pod = fleet.add(FakePod(NS, "llm-5d4f8b7c9-aaaaa", waiting=3, running=1, generation_tokens_per_s=100))
+    # three scrapes at least, so the 10 s rate has points inside a 15 s history step
+    prometheus.wait_until(f'count_over_time(vllm:num_requests_waiting{{namespace="{NS}"}}[1m]) >= 3', bool)
+    meta = {"backend": "vllm", "deployment": "llm", "targetQueuePerReplica": "4"}
+    yield [Target(NS, "llm", parse_metadata(meta)), Target(NS, "other", parse_metadata(meta))]
+    fleet.remove(pod.namespace, pod.name)
+
+
+def test_history_is_read_and_reduced_once_per_step(
+    prometheus: PrometheusProcess, targets: list[Target]
+) -> None:
+    # 1 s into the next 15 s step (so +2 s stays in it and +15 s is the one after): the pod's first
+    # scrape is before that step's end, and Prometheus answers a range ending a little ahead with the
+    # latest sample
+    real = time.time()
+    now = [real - real % 15 + 16]
+    src = PrometheusSource(prometheus.url, rate_window="10s", history_step_s=15.0, clock=lambda: now[0])
+
+    first = src.collect(targets)
+    queries_first = src.queries_last_collect
+    queue = first[(NS, "llm", "llm")].state.demand_history[SignalName.QUEUE]
+    assert len(queue) >= 1 and set(queue.values) == {4.0}  # waiting 3 + running 1
+    assert isinstance(queue.values, array) and queue.values.typecode == "d"
+
+    now[0] += 2.0
+    second = src.collect(targets)
+    assert src.queries_last_collect == queries_first - 4  # the 4 history range queries are not re-sent
+    # the same Series objects: nothing is re-reduced or re-allocated between history steps
+    assert second[(NS, "llm", "llm")].state.demand_history[SignalName.QUEUE] is queue
+    # two ScaledObjects on one Deployment share its reduction
+    assert second[(NS, "other", "llm")].state.demand_history[SignalName.QUEUE] is queue
+
+    now[0] += 15.0
+    third = src.collect(targets)
+    assert src.queries_last_collect == queries_first
+    assert third[(NS, "llm", "llm")].state.demand_history[SignalName.QUEUE] is not queue
