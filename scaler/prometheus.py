@@ -103,7 +103,8 @@ class PrometheusSource:
         self.history_step_s = history_step_s
         self._kube = kube
         self._clock = clock
-        self._history_cache: tuple[tuple[str, ...], float, HistoryIndex] | None = None
+        # (namespaces, backends, step end, index) of the last history read
+        self._history_cache: tuple[frozenset[str], frozenset[str], float, HistoryIndex] | None = None
         self._reduced_history: dict[
             tuple[str, str, str, str | None], tuple[dict[SignalName, Series], Series | None]
         ] = {}
@@ -231,16 +232,21 @@ class PrometheusSource:
     def _history(self, targets: Sequence[Target], now_s: float) -> HistoryIndex:
         """Demand and replica history by (namespace, deployment), re-read once per history step (aligned,
         so every scaler replica asks Prometheus the same range and gets the same points)."""
-        plan = plan_history(targets, self.rate_window)
         end_s = now_s - now_s % self.history_step_s
-        key = tuple(q.promql for q in plan.queries)
+        namespaces = frozenset(t.namespace for t in targets)
+        backends = frozenset(t.config.backend.value for t in targets)
         cached = self._history_cache
-        if cached is not None and cached[0] == key and cached[1] == end_s:
-            return cached[2]
+        # A read that covered these namespaces and backends in this step serves any subset of them: the
+        # first fetches of newly registered ScaledObjects (a batch each) then reuse the refresh's read
+        # instead of re-reading an hour of history per batch (with a full hour in Prometheus, that made
+        # registering 2,000 ScaledObjects take 12.7 s in `make bench`).
+        if cached is not None and cached[2] == end_s and namespaces <= cached[0] and backends <= cached[1]:
+            return cached[3]
+        plan = plan_history(targets, self.rate_window)
         start_s = end_s - self.history_s
         results = {q.kind: self.query_range(q, start_s, end_s, self.history_step_s) for q in plan.queries}
         index = index_history(results)
-        self._history_cache = (key, end_s, index)
+        self._history_cache = (namespaces, backends, end_s, index)
         self._reduced_history = {}
         return index
 

@@ -56,3 +56,20 @@ def test_history_is_read_and_reduced_once_per_step(
     third = src.collect(targets)
     assert src.queries_last_collect == queries_first
     assert third[(NS, "llm", "llm")].state.demand_history[SignalName.QUEUE] is not queue
+
+
+def test_a_batch_inside_the_last_history_read_reuses_it(
+    prometheus: PrometheusProcess, targets: list[Target]
+) -> None:
+    real = time.time()
+    now = [real - real % 15 + 16]
+    src = PrometheusSource(prometheus.url, rate_window="10s", history_step_s=15.0, clock=lambda: now[0])
+    src.collect(targets)
+    full = src.queries_last_collect
+    # a first fetch of one newly registered ScaledObject, in a namespace the last read covered
+    src.collect(targets[:1])
+    assert src.queries_last_collect == full - 4
+    # one in a namespace it did not cover: history is read again
+    meta = {"backend": "vllm", "deployment": "llm", "targetQueuePerReplica": "4"}
+    src.collect([Target("elsewhere", "llm", parse_metadata(meta))])
+    assert src.queries_last_collect == full
