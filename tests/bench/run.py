@@ -10,8 +10,12 @@ What it measures (every server in its own process, every client in this one, all
   RPC cost), and the scaler on a real Prometheus. Rounds alternate servers; medians are reported.
 - Prometheus queries per refresh for 10, 100 and 2,000 ScaledObjects (the source's own count and
   Prometheus' query log), and the time of one collect.
+- What the scaler holds per Deployment for its hour of history (packed, and as tuples for comparison).
 - Resident memory (VmRSS) of the scaler on a real Prometheus, sampled over a soak under load, with a
   least-squares slope.
+
+The world's Prometheus is backfilled with an hour of history first (as a production one has hours),
+so the scaler's 1 h history window is full from the start instead of filling during the soak.
 
 Results: ``<out>/results.json`` and ``<out>/results.md``. Every loop is bounded in count and time.
 """
