@@ -28,15 +28,19 @@ def targets(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[list[Ta
     fleet.remove(pod.namespace, pod.name)
 
 
+def _stepped_source(prometheus: PrometheusProcess) -> tuple[PrometheusSource, list[float]]:
+    """A source whose clock is ``now[0]``, set 1 s into the next 15 s history step (so +2 s stays in it
+    and +15 s is the one after). The pod's first scrape is before that step's end, and Prometheus answers
+    a range ending a little ahead with the latest sample."""
+    real = time.time()
+    now = [real - real % 15 + 16]
+    return PrometheusSource(prometheus.url, rate_window="10s", history_step_s=15.0, clock=lambda: now[0]), now
+
+
 def test_history_is_read_and_reduced_once_per_step(
     prometheus: PrometheusProcess, targets: list[Target]
 ) -> None:
-    # 1 s into the next 15 s step (so +2 s stays in it and +15 s is the one after): the pod's first
-    # scrape is before that step's end, and Prometheus answers a range ending a little ahead with the
-    # latest sample
-    real = time.time()
-    now = [real - real % 15 + 16]
-    src = PrometheusSource(prometheus.url, rate_window="10s", history_step_s=15.0, clock=lambda: now[0])
+    src, now = _stepped_source(prometheus)
 
     first = src.collect(targets)
     queries_first = src.queries_last_collect
@@ -61,9 +65,7 @@ def test_history_is_read_and_reduced_once_per_step(
 def test_a_batch_inside_the_last_history_read_reuses_it(
     prometheus: PrometheusProcess, targets: list[Target]
 ) -> None:
-    real = time.time()
-    now = [real - real % 15 + 16]
-    src = PrometheusSource(prometheus.url, rate_window="10s", history_step_s=15.0, clock=lambda: now[0])
+    src, _ = _stepped_source(prometheus)
     src.collect(targets)
     full = src.queries_last_collect
     # a first fetch of one newly registered ScaledObject, in a namespace the last read covered
