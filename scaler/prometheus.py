@@ -8,7 +8,7 @@ import math
 import time
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import requests
@@ -82,6 +82,22 @@ class PrometheusAuth:
 QueryObserver = Callable[[str, float, Exception | None], None]
 
 
+@dataclass
+class _HistoryRead:
+    """One read of the history range queries and the per-Deployment reductions made from it since."""
+
+    namespaces: frozenset[str]
+    backends: frozenset[str]
+    end_s: float
+    index: HistoryIndex
+    reduced: dict[tuple[str, str, str, str | None], tuple[dict[SignalName, Series], Series | None]] = field(
+        default_factory=dict
+    )
+
+    def covers(self, namespaces: frozenset[str], backends: frozenset[str], end_s: float) -> bool:
+        return end_s == self.end_s and namespaces <= self.namespaces and backends <= self.backends
+
+
 class PrometheusSource:
     """Batch reader for one Prometheus server. Thread-safe for sequential use by one refresher task."""
 
@@ -103,11 +119,7 @@ class PrometheusSource:
         self.history_step_s = history_step_s
         self._kube = kube
         self._clock = clock
-        # (namespaces, backends, step end, index) of the last history read
-        self._history_cache: tuple[frozenset[str], frozenset[str], float, HistoryIndex] | None = None
-        self._reduced_history: dict[
-            tuple[str, str, str, str | None], tuple[dict[SignalName, Series], Series | None]
-        ] = {}
+        self._history_read: _HistoryRead | None = None
         # Queries sent by the last collect (the scaler's llm_scaler_queries_per_refresh).
         self.queries_last_collect = 0
         self._queries_in_collect = 0
@@ -188,7 +200,6 @@ class PrometheusSource:
         plan = plan_queries(targets, self.rate_window)
         results = {q.kind: self.query(q) for q in plan.queries}
         history = self._history(targets, now_s)
-        reduced = self._reduced_history
         pods, replica_source, pod_note = self._pod_states(targets, now_s)
         activation = self._activation(targets, now_s)
         self.queries_last_collect = self._queries_in_collect
@@ -200,9 +211,10 @@ class PrometheusSource:
             # History changes once per step (15 s), refreshes come every 2 s: reduce once per step and
             # hand every refresh the same Series objects.
             hkey = (t.namespace, t.config.deployment, t.config.backend, t.config.model)
-            if hkey not in reduced:
-                reduced[hkey] = reduce_history(t, history.get((t.namespace, t.config.deployment), {}))
-            demand, replicas = reduced[hkey]
+            if hkey not in history.reduced:
+                mine = history.index.get((t.namespace, t.config.deployment), {})
+                history.reduced[hkey] = reduce_history(t, mine)
+            demand, replicas = history.reduced[hkey]
             states = pods.get(key)
             notes: dict[str, str] = {"replicas": pod_note} if pod_note else {}
             state = State(demand_history=demand, replica_history=replicas, notes=notes)
@@ -229,26 +241,24 @@ class PrometheusSource:
         return out
 
     # -- the parts of a collect ---------------------------------------------------------------------
-    def _history(self, targets: Sequence[Target], now_s: float) -> HistoryIndex:
+    def _history(self, targets: Sequence[Target], now_s: float) -> _HistoryRead:
         """Demand and replica history by (namespace, deployment), re-read once per history step (aligned,
         so every scaler replica asks Prometheus the same range and gets the same points)."""
         end_s = now_s - now_s % self.history_step_s
         namespaces = frozenset(t.namespace for t in targets)
         backends = frozenset(t.config.backend.value for t in targets)
-        cached = self._history_cache
+        last = self._history_read
         # A read that covered these namespaces and backends in this step serves any subset of them: the
         # first fetches of newly registered ScaledObjects (a batch each) then reuse the refresh's read
         # instead of re-reading an hour of history per batch (with a full hour in Prometheus, that made
         # registering 2,000 ScaledObjects take 12.7 s in `make bench`).
-        if cached is not None and cached[2] == end_s and namespaces <= cached[0] and backends <= cached[1]:
-            return cached[3]
+        if last is not None and last.covers(namespaces, backends, end_s):
+            return last
         plan = plan_history(targets, self.rate_window)
         start_s = end_s - self.history_s
         results = {q.kind: self.query_range(q, start_s, end_s, self.history_step_s) for q in plan.queries}
-        index = index_history(results)
-        self._history_cache = (namespaces, backends, end_s, index)
-        self._reduced_history = {}
-        return index
+        self._history_read = _HistoryRead(namespaces, backends, end_s, index_history(results))
+        return self._history_read
 
     def _pod_states(
         self, targets: Sequence[Target], now_s: float
