@@ -62,12 +62,14 @@ def _streams(scaler: ScalerThread) -> float:
 def _settled(scaler: ScalerThread, tasks: int, threads: int) -> None:
     """Back to the baseline: no stream counted, no extra task on the loop, no extra thread.
 
-    Each ``wait_for`` raises TimeoutError unless its condition holds within 20 s. A leaked task, stream or
-    thread never goes away, so it fails here. The counts are not sampled a second time after that: a
-    transient task can exist at any instant, and a CI run once caught one (8 tasks, baseline 7) between
-    the wait and a re-check."""
+    Each ``wait_for`` raises TimeoutError unless its condition holds within 20 s, so a leaked task fails
+    here. The task count is not sampled a second time after that: a transient task can exist at any
+    instant, and a CI run once caught one (8 tasks, baseline 7) between the wait and a re-check. The
+    stream gauge and the thread count do not come back on their own, so they are asserted again."""
     wait_for(lambda: _streams(scaler) == 0 and _tasks(scaler) <= tasks, 20, interval_s=0.1)
     wait_for(lambda: threading.active_count() <= threads, 20, interval_s=0.1)
+    assert _streams(scaler) == 0
+    assert threading.active_count() <= threads
 
 
 def _refs(keda_pb: tuple[ModuleType, ModuleType], n: int) -> list[Any]:
