@@ -4,10 +4,10 @@ Public surface: ``parse_metadata`` / ``ScalerConfig`` (the metadata contract), `
 ``decide`` / ``Decision`` / ``State`` (the pure core).
 """
 
-from scaler.config import ConfigError, ScalerConfig, parse_metadata
-from scaler.decision import Decision, SignalVerdict, decide
-from scaler.signal import SignalName, Signals
-from scaler.state import Observation, State
+from scaler.core.config import ConfigError, ScalerConfig, parse_metadata
+from scaler.core.decision import Decision, SignalVerdict, decide
+from scaler.core.signals import SignalName, Signals
+from scaler.core.state import Observation, State
 
 __all__ = [
     "ConfigError",

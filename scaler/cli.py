@@ -16,12 +16,12 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn
 
-from scaler.config import ConfigError, validate_prometheus_url
-from scaler.decision import decide
-from scaler.kube import KubeError, open_kubernetes
-from scaler.prometheus import PrometheusAuth, PrometheusSource, SourceError, target_key
-from scaler.refresher import target_from_ref
-from scaler.server import ServeOptions, serve_forever
+from scaler.core.config import ConfigError, validate_prometheus_url
+from scaler.core.decision import decide
+from scaler.core.target import target_from_ref
+from scaler.serve.server import ServeOptions, serve_forever
+from scaler.sources.kube import KubeError, open_kubernetes
+from scaler.sources.prometheus import PrometheusAuth, PrometheusSource, SourceError, target_key
 
 EXIT_USAGE = 2
 EXIT_SOURCE = 1

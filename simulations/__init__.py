@@ -1,6 +1,6 @@
 """Load simulations: replay LLM request traces through a simulated vLLM/Triton fleet, with KEDA and the HPA
-modelled, under this project's scaler (``scaler.decision.decide``, unchanged) and the autoscalers people use
-today, and score them against a lower bound.
+modelled, under this project's scaler (``scaler.core.decision.decide``, unchanged) and the autoscalers
+people use today, and score them against a lower bound.
 
 Modules: ``trace`` (requests), ``profile`` (calibrated hardware), ``replica`` (the per-replica serving model),
 ``fleet`` (replicas, routing, cold starts, metrics), ``controlplane`` (scrape, KEDA, HPA, Knative KPA),

@@ -10,19 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from scaler.config import ConfigError
-from scaler.refresher import target_from_ref
+from scaler.core.config import ConfigError
+from scaler.core.target import target_from_ref
 from simulations.engine import compare, simulate
-from simulations.policy import (
-    NAMESPACE,
-    POLICIES,
-    SCALEDOBJECT,
-    PolicyError,
-    SimSettings,
-    make_policy,
-    oracle_bound,
-    scaler_metadata,
-)
+from simulations.oracle import oracle_bound
+from simulations.policies import make_policy
+from simulations.policy import NAMESPACE, POLICIES, SCALEDOBJECT, PolicyError, SimSettings, scaler_metadata
 from simulations.profile import DEFAULT_PROFILE, PROFILES, profile_named
 from simulations.report import ProgressBar, summary_table, write_comparison, write_run
 from simulations.trace import GENERATORS, Trace, TraceError, load_trace, write_trace

@@ -1,7 +1,7 @@
-"""The closed loop across the real boundary: the scaler's real gRPC server (``scaler.server.ScalerServer``) on
-loopback, fed by the simulator's ``MemorySource`` and clocked by simulated time, called by the KEDA/HPA model
-over real gRPC (GetMetricSpec, GetMetrics, IsActive, StreamIsActive) with the stubs generated from KEDA's
-proto. Simulated time only moves when the simulator moves it: each refresh tick runs
+"""The closed loop across the real boundary: the scaler's real gRPC server (``scaler.serve.server``) on
+loopback, fed by the simulator's ``MemorySource`` and clocked by simulated time, called by the KEDA/HPA
+model over real gRPC (GetMetricSpec, GetMetrics, IsActive, StreamIsActive) with the stubs generated from
+KEDA's proto. Simulated time only moves when the simulator moves it: each refresh tick runs
 ``server.refresher.refresh_all()`` on the server's loop and waits for it.
 """
 
@@ -17,8 +17,8 @@ import grpc
 
 from scaler._generated import externalscaler_pb2 as pb
 from scaler._generated import externalscaler_pb2_grpc as pb_grpc
-from scaler.refresher import Source
-from scaler.server import ScalerThread, ServeOptions
+from scaler.serve.server import ScalerThread, ServeOptions
+from scaler.sources.source import Source
 from simulations.controlplane import ScrapeStore
 from simulations.fleet import Fleet
 from simulations.policy import KEY, NAMESPACE, SCALEDOBJECT, ScalerPolicy

@@ -14,19 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from simulations.baselines import StaticPolicy, static_peak_replicas
 from simulations.controlplane import ScrapeStore
 from simulations.fleet import Fleet, FleetConfig
-from simulations.policy import (
-    POLICIES,
-    OracleBound,
-    Policy,
-    ScalerPolicy,
-    SimSettings,
-    StaticPolicy,
-    make_policy,
-    oracle_bound,
-    static_peak_replicas,
-)
+from simulations.oracle import OracleBound, oracle_bound
+from simulations.policies import make_policy
+from simulations.policy import POLICIES, Policy, ScalerPolicy, SimSettings
 from simulations.trace import Trace
 
 Progress = Callable[[float, str], None]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scaler.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
+from scaler.sources.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
 from simulations.profile import HardwareProfile
 from simulations.replica import admit, serve
 from simulations.trace import Trace

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from scaler.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
+from scaler.sources.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
 from simulations.engine import RunResult
 from simulations.policy import DEPLOYMENT, SCALEDOBJECT
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import grpc
 
-from scaler.prometheus import HISTORY_S
+from scaler.sources.prometheus import HISTORY_S
 
 N_SO = 2000
 N_STREAMS = 200
@@ -85,7 +85,7 @@ async def _serve_empty(port_file: Path) -> None:
 
 
 async def _serve_scaler(port_file: Path, prometheus_url: str | None) -> None:
-    from scaler.server import ScalerServer, ServeOptions, tune_process
+    from scaler.serve.server import ScalerServer, ServeOptions, tune_process
 
     tune_process()  # as `python -m scaler serve` does
     from tests.reliability.support import MemorySource
@@ -322,8 +322,8 @@ def bench_rpc(
 
 
 def bench_queries(prometheus: Any) -> dict[str, Any]:
-    from scaler.prometheus import PrometheusSource
-    from scaler.refresher import target_from_ref
+    from scaler.core.target import target_from_ref
+    from scaler.sources.prometheus import PrometheusSource
 
     out: dict[str, Any] = {}
     for n in (10, 100, 2000):
@@ -355,8 +355,8 @@ def bench_history_memory(prometheus: Any) -> dict[str, Any]:
     import gc
     import tracemalloc
 
-    from scaler.prometheus import PrometheusSource
-    from scaler.refresher import target_from_ref
+    from scaler.core.target import target_from_ref
+    from scaler.sources.prometheus import PrometheusSource
 
     meta = {"backend": "vllm", "targetQueuePerReplica": "4"}
     targets = [

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import pytest
 
-from scaler.server import ScalerThread, ServeOptions
+from scaler.serve.server import ScalerThread, ServeOptions
 from tests.deploy.support import of_kind, render
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.kube_api import FakeKubeAPI, FakeKubePod

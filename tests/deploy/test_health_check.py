@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpc_health.v1 import health_pb2
 
-from scaler.server import SERVICE_NAME, ScalerThread, ServeOptions
+from scaler.serve.server import SERVICE_NAME, ScalerThread, ServeOptions
 from tests.deploy.support import DEPLOY
 
 SCRIPT = DEPLOY / "docker" / "grpc_health_check.py"

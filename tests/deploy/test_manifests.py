@@ -14,7 +14,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from scaler.config import parse_metadata
+from scaler.core.config import parse_metadata
 from tests.deploy.support import (
     DEPLOY,
     REPO,

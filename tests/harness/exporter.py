@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from scaler.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
+from scaler.sources.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
 
 TRITON_FIRST_RESPONSE_MS_BUCKETS = (100.0, 500.0, 2000.0, 5000.0)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from scaler.query import Target
-from scaler.signal import Signals
-from scaler.state import Observation, State
+from scaler.core.signals import Signals
+from scaler.core.state import Observation, State
+from scaler.core.target import Target
 from tests.harness.exporter import FakeFleet
 from tests.harness.prometheus import PrometheusProcess
 

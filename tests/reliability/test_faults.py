@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 import pytest
 
-from scaler.server import ScalerThread, ServeOptions
+from scaler.serve.server import ScalerThread, ServeOptions
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess, free_port
 from tests.reliability.support import DelayProxy, private_prometheus, wait_for

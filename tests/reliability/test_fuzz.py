@@ -18,12 +18,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scaler.config import ALLOWED_KEYS, MAX_METADATA_KEYS, MAX_VALUE_CHARS, TARGET_KEYS, ConfigError
-from scaler.decision import decide
-from scaler.refresher import target_from_ref
-from scaler.server import ScalerThread, ServeOptions
-from scaler.signal import Signals
-from scaler.state import State
+from scaler.core.config import ALLOWED_KEYS, MAX_METADATA_KEYS, MAX_VALUE_CHARS, TARGET_KEYS, ConfigError
+from scaler.core.decision import decide
+from scaler.core.signals import Signals
+from scaler.core.state import State
+from scaler.core.target import target_from_ref
+from scaler.serve.server import ScalerThread, ServeOptions
 from tests.harness.prometheus import PrometheusProcess
 
 PURE = settings(

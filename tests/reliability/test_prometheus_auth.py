@@ -17,8 +17,8 @@ import bcrypt
 import grpc
 import pytest
 
-from scaler.prometheus import PrometheusAuth
-from scaler.server import ScalerThread, ServeOptions
+from scaler.serve.server import ScalerThread, ServeOptions
+from scaler.sources.prometheus import PrometheusAuth
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess
 from tests.reliability.certs import CA

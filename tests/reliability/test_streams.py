@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import pytest
 
-from scaler.server import ScalerThread, ServeOptions
+from scaler.serve.server import ScalerThread, ServeOptions
 from tests.reliability.support import MemorySource, wait_for
 
 NS = "streams"

@@ -22,7 +22,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from scaler.server import ScalerThread, ServeOptions
+from scaler.serve.server import ScalerThread, ServeOptions
 from tests.harness.prometheus import free_port
 from tests.reliability.certs import CA, Issued, serial_of
 from tests.reliability.support import MemorySource, wait_for

@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 import pytest
 
-from scaler.server import ScalerThread, ServeOptions
+from scaler.serve.server import ScalerThread, ServeOptions
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.kube_api import FakeKubeAPI, FakeKubePod, TextExporter
 from tests.harness.prometheus import PrometheusProcess, free_port, require_prometheus

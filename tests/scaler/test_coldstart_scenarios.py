@@ -6,11 +6,11 @@ import math
 
 import pytest
 
-from scaler.coldstart import estimate_cold_start
-from scaler.config import parse_metadata
-from scaler.decision import Reason, decide
-from scaler.signal import SignalName, Signals
-from scaler.state import ReplicaSource, Series, State
+from scaler.core.coldstart import estimate_cold_start
+from scaler.core.config import parse_metadata
+from scaler.core.decision import Reason, decide
+from scaler.core.signals import SignalName, Signals
+from scaler.core.state import ReplicaSource, Series, State
 
 NOW_S = 1_700_000_000.0
 STEP_S = 15.0

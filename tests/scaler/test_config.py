@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.config import Backend, ConfigError, LatencyMetric, parse_metadata, validate_namespace
+from scaler.core.config import Backend, ConfigError, LatencyMetric, parse_metadata, validate_namespace
 
 BASE = {"backend": "vllm", "deployment": "llama-8b", "targetQueuePerReplica": "8"}
 

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from scaler.config import parse_metadata
-from scaler.decision import Reason, Status, ceil_ratio, decide
-from scaler.signal import SignalName, Signals
-from scaler.state import ReplicaSource, State
+from scaler.core.config import parse_metadata
+from scaler.core.decision import Reason, Status, ceil_ratio, decide
+from scaler.core.signals import SignalName, Signals
+from scaler.core.state import ReplicaSource, State
 
 NOW_S = 1_700_000_000.0
 ALL = {

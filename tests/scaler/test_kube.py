@@ -6,7 +6,7 @@ import datetime as dt
 
 from kubernetes.client import V1ObjectMeta, V1Pod, V1PodCondition, V1PodStatus
 
-from scaler.kube import summarise_pods
+from scaler.sources.kube import summarise_pods
 
 NOW_S = 1_700_000_000.0
 

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from scaler.config import parse_metadata
-from scaler.prometheus import PrometheusSource
-from scaler.query import Target
-from scaler.signal import SignalName
+from scaler.core.config import parse_metadata
+from scaler.core.signals import SignalName
+from scaler.core.target import Target
+from scaler.sources.prometheus import PrometheusSource
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.promql import MAX_QUERY_CHARS, QueryError, confine_query
+from scaler.core.promql import MAX_QUERY_CHARS, QueryError, confine_query
 
 NS = "ml"
 

@@ -6,11 +6,13 @@ import math
 
 import pytest
 
-from scaler.config import parse_metadata
-from scaler.query import (
+from scaler.core.config import parse_metadata
+from scaler.core.signals import SignalName
+from scaler.core.state import Series
+from scaler.core.target import Target
+from scaler.sources.query import (
     RangeSample,
     Sample,
-    Target,
     histogram_quantile,
     index_history,
     plan_history,
@@ -20,8 +22,6 @@ from scaler.query import (
     reduce_kube_state,
     reduce_signals,
 )
-from scaler.signal import SignalName
-from scaler.state import Series
 
 INF = math.inf
 

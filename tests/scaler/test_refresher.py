@@ -8,11 +8,12 @@ from collections.abc import Mapping, Sequence
 
 from prometheus_client import CollectorRegistry
 
-from scaler.query import Target
-from scaler.refresher import Key, Refresher, target_from_ref
-from scaler.signal import Signals
-from scaler.state import Observation, State
-from scaler.telemetry import Telemetry
+from scaler.core.signals import Signals
+from scaler.core.state import Observation, State
+from scaler.core.target import Target, target_from_ref
+from scaler.serve.refresher import Refresher
+from scaler.serve.telemetry import Telemetry
+from scaler.sources.source import Key
 
 
 class CountingSource:

@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from scaler.server import ScalerThread, ServeOptions
+from scaler.serve.server import ScalerThread, ServeOptions
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess, free_port
 

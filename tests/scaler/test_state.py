@@ -8,7 +8,7 @@ from array import array
 import numpy as np
 import pytest
 
-from scaler.state import Series, pack_floats
+from scaler.core.state import Series, pack_floats
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from scaler.config import parse_metadata
-from scaler.decision import decide
-from scaler.signal import SignalName, Signals
-from scaler.state import ReplicaSource, Series, State
-from scaler.telemetry import Telemetry
+from scaler.core.config import parse_metadata
+from scaler.core.decision import decide
+from scaler.core.signals import SignalName, Signals
+from scaler.core.state import ReplicaSource, Series, State
+from scaler.serve.telemetry import Telemetry
 
 KEY = ("ml", "llama-so", "llama")
 LABELS = dict(zip(("namespace", "scaledobject", "deployment"), KEY, strict=True))

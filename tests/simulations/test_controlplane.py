@@ -6,7 +6,8 @@ import numpy as np
 
 from simulations.controlplane import Hpa, HpaBehavior, Keda, Kpa
 from simulations.fleet import Fleet, FleetConfig
-from simulations.policy import SimSettings, make_policy
+from simulations.policies import make_policy
+from simulations.policy import SimSettings
 from simulations.profile import profile_named
 from simulations.trace import Trace
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulations.baselines import static_peak_replicas
 from simulations.engine import compare, simulate
-from simulations.policy import POLICIES, SimSettings, make_policy, oracle_bound, static_peak_replicas
+from simulations.oracle import oracle_bound
+from simulations.policies import make_policy
+from simulations.policy import POLICIES, SimSettings
 from simulations.trace import Trace
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from simulations.engine import simulate
 from simulations.fleet import DRAINING, LOADING, READY, Fleet, FleetConfig
-from simulations.policy import POLICIES, SimSettings, make_policy
+from simulations.policies import make_policy
+from simulations.policy import POLICIES, SimSettings
 from simulations.profile import profile_named
 from simulations.trace import Trace
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from simulations.engine import simulate
 from simulations.openmetrics import write_openmetrics
-from simulations.policy import SimSettings, make_policy
+from simulations.policies import make_policy
+from simulations.policy import SimSettings
 from simulations.profile import profile_named
 from simulations.trace import load_trace
 from tests.harness.prometheus import require_binary

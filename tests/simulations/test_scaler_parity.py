@@ -7,20 +7,13 @@ from types import ModuleType
 import grpc
 import numpy as np
 
-from scaler.decision import decide
+from scaler.core.decision import decide
 from simulations.closedloop import GrpcScalerPolicy
 from simulations.controlplane import ScrapeStore
 from simulations.engine import fleet_config, simulate
 from simulations.fleet import Fleet
-from simulations.policy import (
-    KEY,
-    NAMESPACE,
-    SCALEDOBJECT,
-    SimSettings,
-    make_policy,
-    merged_settings,
-    scaler_metadata,
-)
+from simulations.policies import make_policy
+from simulations.policy import KEY, NAMESPACE, SCALEDOBJECT, SimSettings, merged_settings, scaler_metadata
 from simulations.profile import profile_named
 from simulations.trace import Trace, load_trace
 

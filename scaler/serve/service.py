@@ -18,11 +18,11 @@ from google.protobuf.message import DecodeError
 
 from scaler._generated import externalscaler_pb2 as pb
 from scaler._generated import externalscaler_pb2_grpc as pb_grpc
-from scaler.config import ConfigError
-from scaler.query import Target
-from scaler.refresher import Refresher, Unavailable, target_from_ref
+from scaler.core.config import ConfigError
+from scaler.core.target import Target, target_from_ref
+from scaler.serve.refresher import Refresher, Unavailable
 
-log = logging.getLogger("scaler.service")
+log = logging.getLogger("scaler.serve.service")
 
 T = TypeVar("T")
 Ctx = grpc.aio.ServicerContext[Any, Any]

@@ -13,9 +13,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from scaler.query import PodStates, Target, pod_pattern
+from scaler.core.target import Target
+from scaler.sources.query import PodStates, pod_pattern
 
-log = logging.getLogger("scaler.kube")
+log = logging.getLogger("scaler.sources.kube")
 
 Key = tuple[str, str, str]
 

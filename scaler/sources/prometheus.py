@@ -16,15 +16,17 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from scaler.kube import KubeError, KubernetesReader
-from scaler.promql import confine_query
-from scaler.query import (
+from scaler.core.promql import confine_query
+from scaler.core.signals import SignalName, Signals
+from scaler.core.state import Observation, ReplicaSource, Series, State
+from scaler.core.target import Target
+from scaler.sources.kube import KubeError, KubernetesReader
+from scaler.sources.query import (
     HistoryIndex,
     PodStates,
     Query,
     RangeSample,
     Sample,
-    Target,
     index_history,
     plan_history,
     plan_kube_state,
@@ -33,8 +35,6 @@ from scaler.query import (
     reduce_kube_state,
     reduce_signals,
 )
-from scaler.signal import SignalName, Signals
-from scaler.state import Observation, ReplicaSource, Series, State
 
 # Demand history read for forecasts, stabilisation and idle time; one hour shows the gaps between bursts.
 HISTORY_S = 3600.0
@@ -43,7 +43,7 @@ HISTORY_STEP_S = 15.0
 ACTIVATION_WINDOW_S = 60.0
 
 
-log = logging.getLogger("scaler.prometheus")
+log = logging.getLogger("scaler.sources.prometheus")
 _T = TypeVar("_T")
 
 

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from scaler.signal import SignalName, Signals
+from scaler.core.signals import SignalName, Signals
 
 
 class ReplicaSource(StrEnum):

@@ -10,7 +10,7 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from scaler.decision import Decision
+from scaler.core.decision import Decision
 
 _SO = ("namespace", "scaledobject", "deployment")
 _REPLICA_SOURCES = ("kubernetes", "kube-state-metrics", "metrics", "simulation")

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from scaler.coldstart import ColdStart, estimate_cold_start
-from scaler.config import ScalerConfig
-from scaler.forecast import forecast_demand, theil_sen_slope
-from scaler.keepwarm import Idleness, decide_release, gaps_between, measure_idleness
-from scaler.signal import SignalName, Signals
-from scaler.state import ReplicaSource, Series, State
+from scaler.core.coldstart import ColdStart, estimate_cold_start
+from scaler.core.config import ScalerConfig
+from scaler.core.forecast import forecast_demand, theil_sen_slope
+from scaler.core.keepwarm import Idleness, decide_release, gaps_between, measure_idleness
+from scaler.core.signals import SignalName, Signals
+from scaler.core.state import ReplicaSource, Series, State
 
 # Below the SLO, latency only guards: while pXX is above this fraction of the SLO, no scale-down.
 LATENCY_GUARD_FRACTION = 0.8

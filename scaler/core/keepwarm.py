@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scaler.state import Series
+from scaler.core.state import Series
 
 PENALTY_COLD_STARTS = 2.0
 # Fewer gaps than this longer than idle_s and the residual is anecdote: fall back to break-even.

@@ -14,7 +14,7 @@ import threading
 
 import grpc
 
-log = logging.getLogger("scaler.tls")
+log = logging.getLogger("scaler.serve.tls")
 
 
 def _read(path: str) -> bytes:

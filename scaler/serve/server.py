@@ -20,13 +20,14 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from scaler._generated import externalscaler_pb2 as pb
-from scaler.kube import open_kubernetes
-from scaler.prometheus import PrometheusAuth, PrometheusSource
-from scaler.refresher import Refresher, Source
-from scaler.service import ExternalScalerService, add_to_server
-from scaler.telemetry import Telemetry
+from scaler.serve.refresher import Refresher
+from scaler.serve.service import ExternalScalerService, add_to_server
+from scaler.serve.telemetry import Telemetry
+from scaler.sources.kube import open_kubernetes
+from scaler.sources.prometheus import PrometheusAuth, PrometheusSource
+from scaler.sources.source import Source
 
-log = logging.getLogger("scaler.server")
+log = logging.getLogger("scaler.serve.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name  # "externalscaler.ExternalScaler"
 
@@ -132,7 +133,7 @@ class ScalerServer:
             return None
         if not (o.tls_cert and o.tls_key):
             raise ValueError("--tls-cert and --tls-key must be given together")
-        from scaler.tls import server_credentials
+        from scaler.serve.tls import server_credentials
 
         return server_credentials(o.tls_cert, o.tls_key, o.tls_client_ca)
 

@@ -14,10 +14,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from scaler.config import Backend, LatencyMetric, ScalerConfig
-from scaler.profile import DCGM_GPU_UTIL_METRIC, LatencyKind, LatencySource, profile_for
-from scaler.signal import SignalName, Signals
-from scaler.state import Series, pack_floats
+from scaler.core.config import Backend, LatencyMetric
+from scaler.core.signals import SignalName, Signals
+from scaler.core.state import Series, pack_floats
+from scaler.core.target import Target
+from scaler.sources.profile import DCGM_GPU_UTIL_METRIC, LatencyKind, LatencySource, profile_for
 
 Labels = Mapping[str, str]
 
@@ -26,19 +27,6 @@ Labels = Mapping[str, str]
 class Sample:
     labels: Labels
     value: float
-
-
-@dataclass(frozen=True)
-class Target:
-    """One ScaledObject as the refresher knows it."""
-
-    namespace: str
-    name: str
-    config: ScalerConfig
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.namespace, self.name)
 
 
 @dataclass(frozen=True)

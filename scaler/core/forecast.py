@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scaler.state import Series
+from scaler.core.state import Series
 
 # The trend is fitted on the last LOOKBACK_S of history: long enough to see a ramp through scrape noise,
 # short enough to follow it when it turns.

@@ -16,25 +16,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from scaler.config import ConfigError, parse_metadata, validate_namespace
-from scaler.decision import Decision, decide
-from scaler.promql import QueryError, confine_query
-from scaler.query import Target
-from scaler.state import Observation
-from scaler.telemetry import Telemetry
+from scaler.core.config import ConfigError
+from scaler.core.decision import Decision, decide
+from scaler.core.target import Target
+from scaler.serve.telemetry import Telemetry
+from scaler.sources.source import Key, Source
 
-log = logging.getLogger("scaler.refresher")
-
-Key = tuple[str, str, str]
-
-
-class Source(Protocol):
-    """Anything that observes a batch of targets: Prometheus (+ Kubernetes) in production, memory in the
-    simulator. All or nothing: raise rather than return a partial batch."""
-
-    def collect(self, targets: Sequence[Target]) -> Mapping[Key, Observation]: ...
+log = logging.getLogger("scaler.serve.refresher")
 
 
 class Unavailable(RuntimeError):
@@ -58,20 +47,6 @@ class _FirstFetch:
 
     entries: list[Entry]
     done: asyncio.Future[None]
-
-
-def target_from_ref(namespace: str, name: str, metadata: Mapping[str, str]) -> Target:
-    """Validate a ScaledObjectRef; raises ConfigError naming the key."""
-    validate_namespace(namespace)
-    if not name or len(name) > 253:
-        raise ConfigError("name", "the ScaledObject name must be 1-253 characters")
-    config = parse_metadata(metadata)
-    if config.activation_query is not None:
-        try:
-            confine_query(config.activation_query, namespace)
-        except QueryError as exc:
-            raise ConfigError("activationQuery", str(exc)) from None
-    return Target(namespace=namespace, name=name, config=config)
 
 
 class Refresher:

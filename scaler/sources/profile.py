@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from scaler.config import Backend, LatencyMetric
+from scaler.core.config import Backend, LatencyMetric
 
 
 class LatencyKind(StrEnum):

@@ -1,0 +1,51 @@
+"""Every policy by name: ``make_policy`` builds one with its settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from simulations.baselines import HpaGpuPolicy, KedaQueuePolicy, KpaPolicy, StaticPolicy, static_peak_replicas
+from simulations.policy import (
+    Policy,
+    PolicyError,
+    ScalerPolicy,
+    SimSettings,
+    _float,
+    merged_settings,
+    scaler_metadata,
+)
+from simulations.trace import Trace
+
+
+def make_policy(
+    name: str,
+    sim: SimSettings,
+    trace: Trace,
+    given: Mapping[str, str] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> Policy:
+    """Build a policy by name with its settings (defaults in DEFAULTS; unknown keys are refused)."""
+    settings = merged_settings(name, given or {})
+    for key, value in settings.items():  # every setting is a number (or empty: derived from the profile)
+        if value != "":
+            _float(settings, key, name)
+    if name == "scaler":
+        return ScalerPolicy(name, settings, sim, metadata=scaler_metadata(sim, metadata))
+    if metadata:
+        raise PolicyError(f"--metadata applies to the scaler policy only, not {name!r}")
+    if name == "keda-queue":
+        return KedaQueuePolicy(name, settings, sim)
+    if name == "hpa-gpu":
+        return HpaGpuPolicy(name, settings, sim)
+    if name == "kpa":
+        return KpaPolicy(name, settings, sim)
+    if not 0 < float(settings["target_attainment"]) <= 1:
+        raise PolicyError("static-peak: setting target_attainment must be in (0, 1]")
+    n = (
+        int(_float(settings, "replicas", name))
+        if settings["replicas"]
+        else static_peak_replicas(trace, sim.profile)
+    )
+    if n < 1:
+        raise PolicyError("static-peak: setting replicas must be >= 1")
+    return StaticPolicy(name, settings, sim, initial_replicas=min(n, sim.max_replicas))
