@@ -34,7 +34,7 @@ class ScrapeStore:
     """Prometheus as the policies see it: samples only at scrape times, kept for ``retention_s``."""
 
     interval_s: float = 15.0
-    retention_s: float = 900.0
+    retention_s: float = 3900.0  # the scaler reads an hour of history
     scrapes: deque[Scrape] = field(default_factory=deque)
     keep_all: bool = False
     history: list[Scrape] = field(default_factory=list)

@@ -44,6 +44,9 @@ class Scrape:
     gpu_util_percent: np.ndarray
     fleet_gen_total: float
     fleet_prompt_total: float
+    fleet_done_total: float  # requests finished (vLLM: request_success_total)
+    fleet_itl_sum_s: float  # vLLM: inter_token_latency_seconds_sum, summed over pods
+    fleet_itl_count: float
     fleet_ttft_hist: np.ndarray
     gateway_queue: int
     replicas: int  # Deployment replicas (loading + Ready), from the Kubernetes API
@@ -111,6 +114,9 @@ class Fleet:
         self.fleet_ttft_hist = np.zeros(len(VLLM_TTFT_BUCKETS_S) + 1)
         self.fleet_gen_total = 0.0
         self.fleet_prompt_total = 0.0
+        self.fleet_done_total = 0.0
+        self.fleet_itl_sum_s = 0.0
+        self.fleet_itl_count = 0.0
         self._next_pod = 0
         self._rng = np.random.default_rng(self.config.seed)
         self._ttft_b = np.asarray(VLLM_TTFT_BUCKETS_S)
@@ -251,6 +257,8 @@ class Fleet:
         self.gen_total[:used] += out.generated_tokens
         self.prompt_total[:used] += out.prompt_tokens
         self.fleet_gen_total += float(out.generated_tokens.sum())
+        self.fleet_itl_sum_s += float(out.itl_sum_s.sum())
+        self.fleet_itl_count += float(out.itl_count.sum())
         self.fleet_prompt_total += float(out.prompt_tokens.sum())
         first = ~np.isnan(out.prefill_done_at_s)
         if first.any():
@@ -268,6 +276,7 @@ class Fleet:
             e2e = out.finished_at_s[fin] - self.engine_arrival[ids]
             b = np.searchsorted(self._e2e_b, e2e, side="left")
             np.add.at(self.e2e_hist, (self.rep[ids], b), 1.0)
+            self.fleet_done_total += float(len(ids))
             np.add.at(self.e2e_sum, self.rep[ids], e2e)
             keep = np.ones(len(a), dtype=bool)
             keep[np.flatnonzero(adm)[fin]] = False
@@ -326,6 +335,9 @@ class Fleet:
             gpu_util_percent=100.0 * np.where(self.status[gpus] == LOADING, 0.0, self.busy[gpus]),
             fleet_gen_total=self.fleet_gen_total,
             fleet_prompt_total=self.fleet_prompt_total,
+            fleet_done_total=self.fleet_done_total,
+            fleet_itl_sum_s=self.fleet_itl_sum_s,
+            fleet_itl_count=self.fleet_itl_count,
             fleet_ttft_hist=np.cumsum(self.fleet_ttft_hist),
             gateway_queue=len(self.gateway),
             replicas=self.replicas,

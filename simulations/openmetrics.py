@@ -123,12 +123,15 @@ def _scaler(f: Families, r: RunResult, namespace: str, base: float) -> None:
         if d.ready_replicas is not None:
             f.add("llm_scaler_ready_replicas", "llm_scaler_ready_replicas", ls, d.ready_replicas, ts)
         f.add("llm_scaler_active", "llm_scaler_active", ls, 1.0 if d.active else 0.0, ts)
-        warming = d.details.get("warming_replicas")
-        if warming is not None:
-            f.add("llm_scaler_warming_replicas", "llm_scaler_warming_replicas", ls, float(warming), ts)
-        cold = d.details.get("cold_start_s")
-        if cold is not None:
-            f.add("llm_scaler_cold_start_seconds", "llm_scaler_cold_start_seconds", ls, float(cold), ts)
+        if d.warming_replicas is not None:
+            f.add(
+                "llm_scaler_warming_replicas",
+                "llm_scaler_warming_replicas",
+                ls,
+                float(d.warming_replicas),
+                ts,
+            )
+        f.add("llm_scaler_cold_start_seconds", "llm_scaler_cold_start_seconds", ls, d.cold_start.seconds, ts)
         for v in d.signals:
             sl = labels_text([*so, ("signal", v.signal.value)])
             if v.value is not None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from scaler.core.decision import Decision, decide
 from scaler.core.target import target_from_ref
-from simulations.controlplane import Hpa, HpaBehavior, Keda, ScrapeStore
+from simulations.controlplane import Hpa, HpaBehavior, HpaPolicy, Keda, ScrapeStore
 from simulations.fleet import Fleet
 from simulations.profile import HardwareProfile
 from simulations.source import MemorySource
@@ -61,7 +61,7 @@ class SimSettings:
 
 
 DEFAULTS: dict[str, dict[str, str]] = {
-    "scaler": {"polling_s": "30", "cooldown_s": "60", "hpa_down_window_s": "0", "min_replicas": "0"},
+    "scaler": {"polling_s": "15", "cooldown_s": "30", "hpa_down_window_s": "0", "min_replicas": "0"},
     "keda-queue": {
         "threshold": "5",
         "activation_threshold": "0",
@@ -87,7 +87,6 @@ def scaler_metadata(settings: SimSettings, overrides: Mapping[str, str] | None =
     md = {
         "backend": p.backend,
         "deployment": DEPLOYMENT,
-        "targetQueuePerReplica": f"{math.floor(p.target_concurrency * TARGET_UTILISATION):d}",
         "latencySloSeconds": f"{settings.ttft_slo_s:g}",
         "latencyMetric": "ttft",
         "coldStartSeconds": f"{settings.cold_start_s:g}",
@@ -110,11 +109,16 @@ def _float(settings: Mapping[str, str], key: str, policy: str) -> float:
 def _keda_from(settings: Mapping[str, str], policy: str, max_replicas: int) -> Keda:
     """KEDA and the HPA it manages, from a policy's settings (min_replicas, polling_s, cooldown_s, ...)."""
     min_rc = int(_float(settings, "min_replicas", policy))
-    hpa = Hpa(
-        max(1, min_rc),
-        max_replicas,
-        HpaBehavior(down_window_s=_float(settings, "hpa_down_window_s", policy)),
-    )
+    behavior = HpaBehavior(down_window_s=_float(settings, "hpa_down_window_s", policy))
+    tolerance = 0.1
+    if policy == "scaler":  # TEMPORARY (core branch): deploy/scaling's behaviour until the sim reads it
+        behavior = HpaBehavior(
+            up_policies=(HpaPolicy("Percent", 1000),),
+            down_window_s=0.0,
+            down_policies=(HpaPolicy("Percent", 100),),
+        )
+        tolerance = 0.0
+    hpa = Hpa(max(1, min_rc), max_replicas, behavior, tolerance=tolerance)
     return Keda(
         hpa,
         min_replica_count=min_rc,
@@ -220,5 +224,9 @@ class ScalerPolicy(Policy):
         if _due(k, self.keda.hpa.sync_s, dt):
             value = self.metric(t_s)
             current = self.fleet.replicas
-            desired = None if value is None else Hpa.external_average_value(value, 1.0, current)
+            desired = (
+                None
+                if value is None
+                else Hpa.external_average_value(value, 1.0, current, self.keda.hpa.tolerance)
+            )
             self.keda.hpa_sync(self.fleet, t_s, desired)

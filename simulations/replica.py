@@ -73,6 +73,8 @@ class StepOutcome:
     prompt_tokens: np.ndarray  # per replica: prompt tokens processed
     generated_tokens: np.ndarray  # per replica: output tokens emitted (incl. first tokens)
     busy_fraction: np.ndarray  # per replica: fraction of the step the GPU ran kernels
+    itl_sum_s: np.ndarray  # per replica: sum of the gaps before each decoded token (vLLM's ITL histogram)
+    itl_count: np.ndarray  # per replica: decoded tokens (after the first)
 
 
 def serve(
@@ -112,6 +114,8 @@ def serve(
     prefill_done_at = np.full(n, np.nan)
     finished_at = np.full(n, np.nan)
     gen = np.zeros(n_replicas)
+    itl_sum = np.zeros(n_replicas)
+    itl_count = np.zeros(n_replicas)
 
     # Prompts, FCFS within each replica.
     idx = np.flatnonzero(in_prefill)
@@ -142,9 +146,12 @@ def serve(
         fin = left <= k
         emitted = np.minimum(left, k)
         gen += np.bincount(r, weights=emitted, minlength=n_replicas)
+        # Each decoded token came one iteration after the previous: dt / k apart on this replica.
+        itl_sum += np.bincount(r, weights=emitted * dt_s / np.maximum(k, 1e-12), minlength=n_replicas)
+        itl_count += np.bincount(r, weights=emitted, minlength=n_replicas)
         decode_left[d] = left - emitted
         finished_at[d[fin]] = t_s + dt_s * (left[fin] / np.maximum(k[fin], 1e-12))
-    return StepOutcome(prefill_done_at, finished_at, prompt_done, gen, busy)
+    return StepOutcome(prefill_done_at, finished_at, prompt_done, gen, busy, itl_sum, itl_count)
 
 
 def closed_loop(

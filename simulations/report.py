@@ -197,7 +197,7 @@ def write_run(r: RunResult, out_dir: Path, oracle_gpu_hours: float) -> dict[str,
                             "desired": d.desired_replicas,
                             "active": d.active,
                             "valid": d.valid,
-                            "reason": str(d.reason),
+                            "reason": d.reason.value,
                             "current": d.current_replicas,
                             "ready": d.ready_replicas,
                         }

@@ -156,7 +156,7 @@ class Refresher:
                 f"last error: {entry.error or 'none'}"
             )
         if not entry.decision.valid:
-            raise Unavailable(f"{_name(entry)}: {entry.decision.reason}")
+            raise Unavailable(f"{_name(entry)}: {entry.decision.reason.value}: {entry.decision.reason_note}")
         return entry.decision
 
     def subscribe(self, entry: Entry) -> asyncio.Queue[Decision]:
@@ -225,7 +225,7 @@ class Refresher:
                     _name(e),
                     decision.desired_replicas,
                     decision.active,
-                    decision.reason,
+                    decision.reason.value,
                 )
             self._notify(e, decision)
 

@@ -10,7 +10,7 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from scaler.core.decision import Decision
+from scaler.core.decision import Decision, Reason
 
 _SO = ("namespace", "scaledobject", "deployment")
 _REPLICA_SOURCES = ("kubernetes", "kube-state-metrics", "metrics", "simulation")
@@ -118,7 +118,7 @@ class Telemetry:
             registry=registry,
         )
         self.streams = Gauge("llm_scaler_active_streams", "Open StreamIsActive streams.", registry=registry)
-        # Cold start (one story with explain: the same numbers as Decision.details).
+        # Cold start (one story with explain: the same numbers as the Decision's fields).
         self.warming_replicas = Gauge(
             "llm_scaler_warming_replicas",
             "Pods that exist but are not Ready yet (capacity that is coming).",
@@ -189,32 +189,27 @@ class Telemetry:
                 self.signal_desired_replicas.labels(*key, name).set(v.desired_replicas)
             else:
                 self._remove(self.signal_desired_replicas, (*key, name))
-        self.decisions.labels(*key, decision.reason.split(":")[0]).inc()
+        self.decisions.labels(*key, decision.reason.value).inc()
         self._record_cold_start(key, decision)
         self.last_refresh.labels(*key).set(refreshed_at_s)
 
     def _record_cold_start(self, key: tuple[str, str, str], decision: Decision) -> None:
-        d = decision.details
-        if "cold_start_s" in d:
-            self.cold_start_seconds.labels(*key).set(d["cold_start_s"])
-            self.cold_start_samples.labels(*key).set(d["cold_start_samples"])
-        if d.get("warming_replicas") is not None:
-            self.warming_replicas.labels(*key).set(d["warming_replicas"])
+        self.cold_start_seconds.labels(*key).set(decision.cold_start.seconds)
+        self.cold_start_samples.labels(*key).set(decision.cold_start.samples)
+        if decision.warming_replicas is not None:
+            self.warming_replicas.labels(*key).set(decision.warming_replicas)
         else:
             self._remove(self.warming_replicas, key)
-        source = d.get("replica_source")
+        source = decision.replica_source.value
         for s in _REPLICA_SOURCES:
             if s == source:
                 self.replica_source.labels(*key, s).set(1)
             else:
                 self._remove(self.replica_source, (*key, s))
-        if decision.reason == "from-zero":
+        if decision.reason == Reason.FROM_ZERO:
             self.scale_from_zero.labels(*key).inc()
-        idle = d.get("idle")
-        if idle and idle.get("idle_s") is not None:
-            self.idle_seconds.labels(*key).set(idle["idle_s"])
-        else:
-            self.idle_seconds.labels(*key).set(0)
+        idle = decision.idle
+        self.idle_seconds.labels(*key).set(idle.idle_s if idle is not None and idle.idle_s is not None else 0)
         for v in decision.signals:
             if v.forecast_value is not None:
                 self.forecast_value.labels(*key, v.signal.value).set(v.forecast_value)

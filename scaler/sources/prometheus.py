@@ -17,7 +17,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from scaler.core.promql import confine_query
-from scaler.core.signals import SignalName, Signals
+from scaler.core.signals import Measure, Signals
 from scaler.core.state import Observation, ReplicaSource, Series, State
 from scaler.core.target import Target
 from scaler.sources.kube import KubeError, KubernetesReader
@@ -90,9 +90,7 @@ class _HistoryRead:
     backends: frozenset[str]
     end_s: float
     index: HistoryIndex
-    reduced: dict[tuple[str, str, str, str | None], tuple[dict[SignalName, Series], Series | None]] = field(
-        default_factory=dict
-    )
+    reduced: dict[tuple[str, str, str, str | None], dict[Measure, Series]] = field(default_factory=dict)
 
     def covers(self, namespaces: frozenset[str], backends: frozenset[str], end_s: float) -> bool:
         return end_s == self.end_s and namespaces <= self.namespaces and backends <= self.backends
@@ -214,10 +212,10 @@ class PrometheusSource:
             if hkey not in history.reduced:
                 mine = history.index.get((t.namespace, t.config.deployment), {})
                 history.reduced[hkey] = reduce_history(t, mine)
-            demand, replicas = history.reduced[hkey]
+            measured = history.reduced[hkey]
             states = pods.get(key)
             notes: dict[str, str] = {"replicas": pod_note} if pod_note else {}
-            state = State(demand_history=demand, replica_history=replicas, notes=notes)
+            state = State(history=measured, notes=notes)
             if states is not None:
                 signals = _with_pod_counts(signals, states)
                 state = replace(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from scaler.core.config import Backend, LatencyMetric
-from scaler.core.signals import SignalName, Signals
+from scaler.core.signals import Measure, SignalName, Signals
 from scaler.core.state import Series, pack_floats
 from scaler.core.target import Target
 from scaler.sources.profile import DCGM_GPU_UTIL_METRIC, LatencyKind, LatencySource, profile_for
@@ -334,11 +334,9 @@ def index_history(results: Mapping[str, Sequence[RangeSample]]) -> HistoryIndex:
     return {k: dict(v) for k, v in index.items()}
 
 
-def reduce_history(
-    target: Target, results: Mapping[str, Sequence[RangeSample]]
-) -> tuple[dict[SignalName, Series], Series | None]:
-    """(demand history by signal, replica history) of one ScaledObject from the history queries (all of
-    them, or its Deployment's entry of ``index_history``)."""
+def reduce_history(target: Target, results: Mapping[str, Sequence[RangeSample]]) -> dict[Measure, Series]:
+    """The history of one ScaledObject by measure, from the history queries (all of them, or its
+    Deployment's entry of ``index_history``)."""
     cfg = target.config
     prof = profile_for(cfg.backend)
 
@@ -352,17 +350,19 @@ def reduce_history(
         ]
 
     backend = cfg.backend.value
-    demand: dict[SignalName, Series] = {}
+    history: dict[Measure, Series] = {}
     queue = _sum_series(mine(f"history:{backend}:queue"))
     if queue is not None:
-        demand[SignalName.QUEUE] = queue
+        history[Measure.QUEUE] = queue
     tokens = _sum_series(
         s for i in range(len(prof.throughput_counters)) for s in mine(f"history:{backend}:throughput:{i}")
     )
     if tokens is not None:
-        demand[SignalName.TOKENS] = tokens
+        history[Measure.TOKENS] = tokens
     replicas = _sum_series(mine("history:replicas", model_filter=False))
-    return demand, replicas
+    if replicas is not None:
+        history[Measure.REPLICAS] = replicas
+    return history
 
 
 # -- kube-state-metrics (replicas, warming pods, start-up times when the Kubernetes API is not readable) --
