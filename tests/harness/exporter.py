@@ -238,7 +238,11 @@ class FakeFleet:
                         "namespace": p.namespace,
                         "pod": p.name,
                         "job": job,
-                        **({} if job == f"{p.namespace}/{p.backend}" else {"service": job, "endpoint": "http"}),
+                        **(
+                            {}
+                            if job == f"{p.namespace}/{p.backend}"
+                            else {"service": job, "endpoint": "http"}
+                        ),
                     },
                 }
                 for p in self.pods.values()

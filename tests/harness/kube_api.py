@@ -83,7 +83,11 @@ class FakeKubePod:
         return {
             "metadata": meta,
             "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai"}]},
-            "status": {"phase": self.phase, "conditions": conditions, "containerStatuses": [container_status]},
+            "status": {
+                "phase": self.phase,
+                "conditions": conditions,
+                "containerStatuses": [container_status],
+            },
         }
 
 
@@ -202,7 +206,12 @@ class FakeKubeAPI:
         return rs
 
     def add_pod(
-        self, owner: FakeReplicaSet, suffix: str, created_s: float, ready_s: float | None = None, **extra: object
+        self,
+        owner: FakeReplicaSet,
+        suffix: str,
+        created_s: float,
+        ready_s: float | None = None,
+        **extra: object,
     ) -> FakeKubePod:
         """A pod of ReplicaSet ``owner``, named as Kubernetes names it."""
         pod = FakeKubePod(
@@ -241,11 +250,18 @@ class FakeKubeAPI:
             items = [d.to_json(self.pods) for d in self.deployments if d.namespace == namespace]
         elif apps and resource == "replicasets":
             kind = "ReplicaSetList"
-            items = [rs.to_json() for d in self.deployments if d.namespace == namespace for rs in d.replicasets]
+            items = [
+                rs.to_json() for d in self.deployments if d.namespace == namespace for rs in d.replicasets
+            ]
         else:
             return 404, {"kind": "Status", "apiVersion": "v1", "code": 404, "message": "not served"}
         api_version = "v1" if core else "apps/v1"
-        return 200, {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": "1"}, "items": items}
+        return 200, {
+            "kind": kind,
+            "apiVersion": api_version,
+            "metadata": {"resourceVersion": "1"},
+            "items": items,
+        }
 
     @property
     def url(self) -> str:
