@@ -89,8 +89,8 @@ def deployment_key(deployment: str) -> str:
 def deployment_keys(prefix: str) -> tuple[str, ...]:
     """Keys (``deployment_key``) of the Deployments whose ReplicaSets could have generated ``prefix``.
 
-    ``llama-5d4f8b7c9-`` -> ``llama``. A prefix of 58 characters was cut, so it has two readings:
-    ``<deployment>-<hash cut short>`` or a Deployment of 57+ characters (``<57>-``, or 58 cut)."""
+    ``llama-5d4f8b7c9-`` -> ``llama``. A prefix of 58 characters was cut, so it has more readings:
+    ``<deployment>-<hash cut short>``, or a Deployment of 57+ characters (``<57>-``, or 58 of it)."""
     keys: list[str] = []
     body = prefix[:-1] if prefix.endswith("-") else prefix
     head, _, tail = body.rpartition("-")
@@ -98,7 +98,9 @@ def deployment_keys(prefix: str) -> tuple[str, ...]:
     if head and _HASH.fullmatch(tail) and (whole or len(prefix) == MAX_GENERATED_BASE):
         keys.append(head)
     if len(prefix) == MAX_GENERATED_BASE:
-        keys.append(body)
+        keys.append(body)  # <57 characters>- : the whole hash cut away
+        if body != prefix:
+            keys.append(prefix)  # 58 characters of a longer name that has a hyphen there
     return tuple(keys)
 
 

@@ -75,7 +75,7 @@ def dashboard_world(
     now = time.time()
     fleet = FakeFleet(workdir / "targets.json")
     # llama: two loaded vLLM pods; triton: one Triton pod with the summary latencies on.
-    for suffix, gpu in (("aaaaa", 90.0), ("bbbbb", 60.0)):
+    for suffix, gpu in (("hhhhh", 90.0), ("bbbbb", 60.0)):
         fleet.add(
             FakePod(
                 NS,
@@ -93,7 +93,7 @@ def dashboard_world(
     fleet.add(
         FakePod(
             NS,
-            "triton-7c9d8e6f5-ccccc",
+            "triton-7c9d8b6f5-ccccc",
             backend="triton",
             model="ensemble",
             waiting=9,
@@ -108,10 +108,10 @@ def dashboard_world(
     fleet.extra_series.append(f'gateway_pending_requests{{namespace="{NS}",deployment="cold"}} 12')
     kube = FakeKubeAPI()
     kube.pods = [
-        FakeKubePod(NS, "llama-5d4f8b7c9-aaaaa", now - 600, now - 510),
+        FakeKubePod(NS, "llama-5d4f8b7c9-hhhhh", now - 600, now - 510),
         FakeKubePod(NS, "llama-5d4f8b7c9-bbbbb", now - 400, now - 320),
         FakeKubePod(NS, "llama-5d4f8b7c9-wwwww", now - 20),  # warming: created, not Ready yet
-        FakeKubePod(NS, "triton-7c9d8e6f5-ccccc", now - 900, now - 700),
+        FakeKubePod(NS, "triton-7c9d8b6f5-ccccc", now - 900, now - 700),
     ]
     kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig")
     prom_port = free_port()

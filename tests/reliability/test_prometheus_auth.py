@@ -34,7 +34,7 @@ ROTATED_TOKEN = "tok-rotated-52aa10c3e9"
 @pytest.fixture(scope="module")
 def pods(fleet: FakeFleet) -> Iterator[None]:
     # queue 2 x 6 = 12 -> 3 replicas
-    names = [f"llama-5d4f8b7c9-{s}" for s in ("aaaaa", "bbbbb")]
+    names = [f"llama-5d4f8b7c9-{s}" for s in ("hhhhh", "bbbbb")]
     for n in names:
         fleet.add(FakePod(NS, n, waiting=6))
     yield

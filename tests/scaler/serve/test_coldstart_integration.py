@@ -47,15 +47,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     now = time.time()
     # "warm": three Ready pods that started in 40, 45 and 50 s, and two created 20 s ago, still loading.
     ready = [
-        (f"warm-5d4f8b7c9-r{i}aaa", now - 300 + i, now - 300 + i + start)
+        (f"warm-5d4f8b7c9-r{'bcd'[i]}hhh", now - 300 + i, now - 300 + i + start)
         for i, start in enumerate((40, 45, 50))
     ]
     kube.pods = [FakeKubePod(NS, name, created, ready_at) for name, created, ready_at in ready]
-    kube.pods += [FakeKubePod(NS, f"warm-5d4f8b7c9-w{i}bbb", now - 20) for i in range(2)]
-    kube.pods.append(FakeKubePod(NS, "warm-5d4f8b7c9-oldxx", now - 900, now - 800, deleting=True))
+    kube.pods += [FakeKubePod(NS, f"warm-5d4f8b7c9-w{'bcd'[i]}kkk", now - 20) for i in range(2)]
+    kube.pods.append(FakeKubePod(NS, "warm-5d4f8b7c9-vldxx", now - 900, now - 800, deleting=True))
     for name, _, _ in ready:
         fleet.add(FakePod(NS, name, waiting=2, running=2))  # 3 x 4 = 12 in flight
-    fleet.add(FakePod(NS, "steady-6b5c4d3e2-aaaaa", waiting=1, running=3, generation_tokens_per_s=50))
+    fleet.add(FakePod(NS, "steady-6b5c4d9f8-hhhhh", waiting=1, running=3, generation_tokens_per_s=50))
     prom.wait_until(f'count(up{{namespace="{NS}"}} == 1) == 4', lambda r: bool(r))
     prom.wait_until(GATEWAY, lambda r: bool(r))
     kubeconfig = kube.write_kubeconfig(Path(d) / "kubeconfig")
@@ -163,11 +163,11 @@ def test_kube_state_metrics_are_the_fallback(
 ) -> None:
     now = time.time()
     ksm = (
-        f'kube_pod_created{{namespace="{NS}",pod="warm-5d4f8b7c9-r0aaa"}} {now - 300:.0f}\n'
-        f'kube_pod_status_ready_time{{namespace="{NS}",pod="warm-5d4f8b7c9-r0aaa"}} {now - 270:.0f}\n'
-        f'kube_pod_status_ready{{namespace="{NS}",pod="warm-5d4f8b7c9-r0aaa",condition="true"}} 1\n'
-        f'kube_pod_created{{namespace="{NS}",pod="warm-5d4f8b7c9-w0bbb"}} {now - 20:.0f}\n'
-        f'kube_pod_status_ready{{namespace="{NS}",pod="warm-5d4f8b7c9-w0bbb",condition="true"}} 0\n'
+        f'kube_pod_created{{namespace="{NS}",pod="warm-5d4f8b7c9-rbhhh"}} {now - 300:.0f}\n'
+        f'kube_pod_status_ready_time{{namespace="{NS}",pod="warm-5d4f8b7c9-rbhhh"}} {now - 270:.0f}\n'
+        f'kube_pod_status_ready{{namespace="{NS}",pod="warm-5d4f8b7c9-rbhhh",condition="true"}} 1\n'
+        f'kube_pod_created{{namespace="{NS}",pod="warm-5d4f8b7c9-wbkkk"}} {now - 20:.0f}\n'
+        f'kube_pod_status_ready{{namespace="{NS}",pod="warm-5d4f8b7c9-wbkkk",condition="true"}} 0\n'
     )
     text: TextExporter = world["text"]
     saved = text.body

@@ -39,7 +39,7 @@ def pods(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[dict[str, 
         # llama: queue 2 x (3 + 5) = 16, tokens 2 x 500 = 1000/s, GPUs (90 + 60) / 2 = 75 %, e2e 1.2 s each
         "llama-a": FakePod(
             NS,
-            "llama-5d4f8b7c9-aaaaa",
+            "llama-5d4f8b7c9-hhhhh",
             waiting=3,
             running=5,
             generation_tokens_per_s=400,
@@ -61,7 +61,7 @@ def pods(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[dict[str, 
         ),
         "tri": FakePod(
             NS,
-            "tri-7c9d8e6f5-ccccc",
+            "tri-7c9d8b6f5-ccccc",
             backend="triton",
             model="ensemble",
             waiting=9,
@@ -70,9 +70,9 @@ def pods(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[dict[str, 
             summary_latencies=True,
             gpu_util_percent=(40.0,),
         ),
-        "quiet": FakePod(NS, "quiet-6b5c4d3e2-ddddd"),
-        "hold-a": FakePod(NS, "hold-6b5c4d3e2-eeeee"),
-        "hold-b": FakePod(NS, "hold-6b5c4d3e2-fffff", scrape_ok=False),
+        "quiet": FakePod(NS, "quiet-6b5c4d9f8-ddddd"),
+        "hold-a": FakePod(NS, "hold-6b5c4d9f8-jjjjj"),
+        "hold-b": FakePod(NS, "hold-6b5c4d9f8-fffff", scrape_ok=False),
     }
     for pod in added.values():
         fleet.add(pod)
