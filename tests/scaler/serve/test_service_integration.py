@@ -30,7 +30,10 @@ VLLM = {
     "targetTokensPerSecondPerReplica": "400",
     "targetGpuUtilization": "50",
     "latencySloSeconds": "5",
+    "scaleToZero": "false",
 }
+# Deployments that may reach zero read the demand waiting in front of them (no such gateway here: no demand).
+TO_ZERO = {"scaleToZero": "true", "activationQuery": f'sum(gateway_pending_requests{{namespace="{NS}"}})'}
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +171,7 @@ def test_triton_queue_and_summary_latency(stub: Any, keda_pb: tuple[ModuleType, 
         "model": "ensemble",
         "targetQueuePerReplica": "2",
         "latencySloSeconds": "0.5",
+        "scaleToZero": "false",
     }
     r = ref(keda_pb, "tri-so", meta)
     value = stub.GetMetrics(metrics_request(keda_pb, r, "llm-tri"), timeout=10).metricValues[0].metricValue
@@ -176,7 +180,7 @@ def test_triton_queue_and_summary_latency(stub: Any, keda_pb: tuple[ModuleType, 
 
 
 def test_zero_pods_is_inactive_with_value_zero(stub: Any, keda_pb: tuple[ModuleType, ModuleType]) -> None:
-    r = ref(keda_pb, "gone-so", {**VLLM, "deployment": "gone"})
+    r = ref(keda_pb, "gone-so", {**VLLM, **TO_ZERO, "deployment": "gone"})
     assert (
         stub.GetMetrics(metrics_request(keda_pb, r, "llm-gone"), timeout=10).metricValues[0].metricValue == 0
     )
@@ -211,7 +215,7 @@ def test_stream_pushes_current_state_then_changes(
     quiet = pods["quiet"]
     # An idle Deployment goes inactive once releasing its replica pays: a 1 s cold start makes the
     # penalty 2 s, and the quiet pod has been idle since Prometheus started.
-    r = ref(keda_pb, "quiet-so", {**VLLM, "deployment": "quiet", "coldStartSeconds": "1"})
+    r = ref(keda_pb, "quiet-so", {**VLLM, **TO_ZERO, "deployment": "quiet", "coldStartSeconds": "1"})
     stream = stub.StreamIsActive(r, timeout=60)
     try:
         first = next(stream)
