@@ -35,6 +35,7 @@ META = {
     "deployment": "llama",
     "targetQueuePerReplica": "4",
     "targetTokensPerSecondPerReplica": "400",
+    "scaleToZero": "false",
 }
 
 
@@ -260,6 +261,7 @@ def test_counter_reset_is_a_restart_not_a_spike(
         "deployment": "reset",
         "targetTokensPerSecondPerReplica": "400",
         "predictive": "false",
+        "scaleToZero": "false",
     }
     pod = FakePod(NS, "reset-5d4f8b7c9-hhhhh", generation_tokens_per_s=600, requests_per_s=1)
     _add_and_wait(fleet, prom, [pod], "reset")

@@ -25,7 +25,13 @@ from tests.reliability.certs import CA
 from tests.reliability.support import HeaderCheckingProxy, SecuredPrometheus, wait_for
 
 NS = "authns"
-META = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4", "predictive": "false"}
+META = {
+    "backend": "vllm",
+    "deployment": "llama",
+    "targetQueuePerReplica": "4",
+    "predictive": "false",
+    "scaleToZero": "false",
+}
 PASSWORD = "s3cret-Pa55word-7f1d"
 TOKEN = "tok-9c2f81e0d7b44a4e8d1f"
 ROTATED_TOKEN = "tok-rotated-52aa10c3e9"
