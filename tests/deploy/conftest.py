@@ -115,7 +115,9 @@ def dashboard_world(
     kube.add_pod(llama, "hhhhh", now - 600, now - 510)
     kube.add_pod(llama, "bbbbb", now - 400, now - 320)
     kube.add_pod(llama, "wwwww", now - 20)  # warming: created, not Ready yet
-    kube.add_pod(kube.add_deployment(NS, "triton", 1, "7c9d8b6f5").replicasets[0], "ccccc", now - 900, now - 700)
+    kube.add_pod(
+        kube.add_deployment(NS, "triton", 1, "7c9d8b6f5").replicasets[0], "ccccc", now - 900, now - 700
+    )
     kube.add_deployment(NS, "cold", 0)
     kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig")
     prom_port = free_port()

@@ -210,7 +210,8 @@ def test_every_scaledobject_is_one_external_push_trigger_the_scaler_accepts(
 
 
 INTERCEPTOR_QUERY = re.compile(
-    r'sum\(interceptor_request_concurrency\{route_namespace="(?P<ns>[a-z0-9-]+)", route_name="(?P<name>[a-z0-9-]+)"\}\)'
+    r"sum\(interceptor_request_concurrency\{"
+    r'route_namespace="(?P<ns>[a-z0-9-]+)", route_name="(?P<name>[a-z0-9-]+)"\}\)'
 )
 
 

@@ -136,9 +136,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     kube.pods.append(FakeKubePod(PROD, "canary-0", now - 900, now - 800, owner=("StatefulSet", "canary")))
     _serving(fleet, PROD, "canary-0", running=1, gpu_util_percent=())
 
+    route = 'interceptor_request_concurrency{namespace="keda",route_name="first",route_namespace='
     text.body = (
-        f'interceptor_request_concurrency{{namespace="keda",route_namespace="{PROD}",route_name="first"}} 20\n'
-        f'interceptor_request_concurrency{{namespace="keda",route_namespace="other",route_name="first"}} 500\n'
+        f'{route}"{PROD}"}} 20\n'
+        f'{route}"other"}} 500\n'
         f'tenant_queue{{tenant="{PROD}"}} 7\n'
         + "\n".join(line for line in kube_state_metrics(kube).splitlines() if f'namespace="{LOCKED}"' in line)
         + "\n"
