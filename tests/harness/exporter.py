@@ -7,7 +7,9 @@ PodMonitor would. GPU series come from one ``/dcgm/metrics`` target with ``names
 payload (dcgm-exporter ``-k``), scraped with ``honor_labels``.
 
 Counters and histograms are generated from *rates* against the wall clock, so ``rate()`` in Prometheus
-returns exactly the configured tokens/s and the configured latency distribution.
+returns exactly the configured tokens/s and the configured latency distribution. A pod may be listed
+under further scrape jobs (``extra_jobs``), as a ServiceMonitor beside a PodMonitor scrapes it again.
+``kube_state_metrics`` renders kube-state-metrics' series for the Kubernetes stand-in's world.
 """
 
 from __future__ import annotations
