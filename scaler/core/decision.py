@@ -69,6 +69,9 @@ class Status(StrEnum):
     MISSING = "missing"  # no data: holds the fleet, never shrinks it
     GUARD = "guard"  # latency under its SLO but close: forbids scale-down
     IDLE = "idle"  # latency well under its SLO: no opinion
+    # absent longer than the staleness bound while other signals are measured: a configuration problem,
+    # reported, and it holds nothing
+    UNCONFIGURED = "unconfigured"
 
 
 class Reason(StrEnum):
@@ -173,6 +176,9 @@ class Decision:
         missing = [v.signal.value for v in self.signals if v.status == Status.MISSING]
         if missing:
             details["missing"] = missing
+        unconfigured = [v.signal.value for v in self.signals if v.status == Status.UNCONFIGURED]
+        if unconfigured:
+            details["unconfigured"] = unconfigured
         if self.notes:
             details["notes"] = dict(self.notes)
         if self.idle is not None:
@@ -350,6 +356,29 @@ def evaluate_signals(signals: Signals, config: ScalerConfig) -> tuple[SignalVerd
     return tuple(verdicts)
 
 
+def _unconfigured(verdicts: tuple[SignalVerdict, ...], signals: Signals) -> tuple[SignalVerdict, ...]:
+    """Missing signals the source found absent for longer than the staleness bound stop holding the fleet
+    while another signal is measured: a GPU target whose DCGM series never arrive (dcgm-exporter without
+    pod mapping) would otherwise hold the fleet at its peak forever. With nothing else measured they stay
+    missing (no data is never zero)."""
+    if not signals.unconfigured:
+        return verdicts
+    measured = any(v.status != Status.MISSING for v in verdicts if v.signal not in signals.unconfigured)
+    if not measured:
+        return verdicts
+    return tuple(
+        replace(
+            v,
+            status=Status.UNCONFIGURED,
+            note=f"configuration problem: {v.note or 'no series'}, for longer than the staleness bound; "
+            "not holding the fleet",
+        )
+        if v.status == Status.MISSING and v.signal in signals.unconfigured
+        else v
+        for v in verdicts
+    )
+
+
 _TARGET_MEASURE = {SignalName.QUEUE: Measure.QUEUE, SignalName.TOKENS: Measure.TOKENS}
 
 
@@ -484,7 +513,7 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
         else Phase.SERVING
     )
     capacity = estimate_capacity(signals, state.history, config.latency_slo_s, config.latency_metric, now_s)
-    verdicts = evaluate_signals(signals, config)
+    verdicts = _unconfigured(evaluate_signals(signals, config), signals)
     if config.predictive:
         verdicts = tuple(
             _forecast(v, state.history.get(_TARGET_MEASURE[v.signal]), now_s, horizon_s)

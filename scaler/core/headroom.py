@@ -176,8 +176,9 @@ def headroom_floor(
         why = f"reactive scaling alone meets {target:g} ({reactive_only:.0f} of {requests:.0f} would miss)"
     else:
         why = (
-            f"{floor} warm replica(s): reactive scaling alone would miss {reactive_only:.0f} of {requests:.0f} "
-            f"recent requests, {at_floor:.0f} with them (target {target:g}: {budget:.0f} allowed)"
+            f"{floor} warm replica(s): reactive scaling alone would miss {reactive_only:.0f} of "
+            f"{requests:.0f} recent requests, {at_floor:.0f} with them "
+            f"(target {target:g}: {budget:.0f} allowed)"
         )
         if not len(met_idx) or met_idx[0] > floor:
             why += "; more replicas would not pay for the misses they remove"

@@ -75,8 +75,12 @@ def test_idle_steps_are_not_samples() -> None:
         (0.0, 0.0, 0.0, (1000.0, 200.0, False)),  # nothing served: the prior mix
     ],
 )
-def test_request_mix(prompt: float, generation: float, requests: float, want: tuple[float, float, bool]) -> None:
-    signals = Signals(1, 1, prompt_tokens_per_s=prompt, generation_tokens_per_s=generation, requests_per_s=requests)
+def test_request_mix(
+    prompt: float, generation: float, requests: float, want: tuple[float, float, bool]
+) -> None:
+    signals = Signals(
+        1, 1, prompt_tokens_per_s=prompt, generation_tokens_per_s=generation, requests_per_s=requests
+    )
     assert request_mix(signals, {}, NOW_S) == pytest.approx(want)
 
 

@@ -71,7 +71,9 @@ QUIET = State(
         # 80 % of 500 requests within the SLO against 0.99: ceil(4 x 0.99 / 0.8) = 5
         (
             "latency attainment below target",
-            replace(BUSY, latency_s=2.5, latency_attainment=0.8, latency_requests=500.0, gpu_util_percent=10.0),
+            replace(
+                BUSY, latency_s=2.5, latency_attainment=0.8, latency_requests=500.0, gpu_util_percent=10.0
+            ),
             ALL,
             QUIET,
             5,
@@ -131,7 +133,12 @@ QUIET = State(
         (
             "unreadable pod holds",
             replace(
-                BUSY, queue_requests=5.0, tokens_per_s=0.0, gpu_util_percent=0.0, latency_s=0.1, unreadable_pods=1
+                BUSY,
+                queue_requests=5.0,
+                tokens_per_s=0.0,
+                gpu_util_percent=0.0,
+                latency_s=0.1,
+                unreadable_pods=1,
             ),
             ALL,
             QUIET,
@@ -139,7 +146,15 @@ QUIET = State(
             Reason.HOLD_MISSING,
             {"queue": 1},
         ),
-        ("zero pods, no demand", Signals(current_replicas=0, ready_replicas=0), ALL, State(), 0, Reason.AT_ZERO, {}),
+        (
+            "zero pods, no demand",
+            Signals(current_replicas=0, ready_replicas=0),
+            ALL,
+            State(),
+            0,
+            Reason.AT_ZERO,
+            {},
+        ),
         (
             "gpu with no ready pods is missing",
             Signals(current_replicas=2, ready_replicas=0, gpu_util_percent=50.0),
@@ -208,7 +223,9 @@ def test_no_usable_signal_is_not_a_decision() -> None:
 
 
 def test_unknown_pod_count_with_no_data_is_not_a_decision() -> None:
-    decision = decide(Signals(current_replicas=None, ready_replicas=None), State(), parse_metadata(ALL), NOW_S)
+    decision = decide(
+        Signals(current_replicas=None, ready_replicas=None), State(), parse_metadata(ALL), NOW_S
+    )
     assert not decision.valid
 
 
@@ -232,7 +249,12 @@ def test_phases() -> None:
     config = parse_metadata({**ALL, "activationQuery": 'sum(gateway{namespace="ml"})'})
     at_zero = decide(Signals(0, 0), State(activation_value=0.0), config, NOW_S)
     starting = decide(Signals(3, 0), State(warming_replicas=3, warming_ages_s=(10.0,) * 3), config, NOW_S)
-    warming = decide(replace(BUSY, current_replicas=6), State(warming_replicas=2, warming_ages_s=(10.0, 10.0)), config, NOW_S)
+    warming = decide(
+        replace(BUSY, current_replicas=6),
+        State(warming_replicas=2, warming_ages_s=(10.0, 10.0)),
+        config,
+        NOW_S,
+    )
     serving = decide(BUSY, QUIET, config, NOW_S)
     assert [d.phase for d in (at_zero, starting, warming, serving)] == [
         Phase.AT_ZERO,
@@ -253,3 +275,38 @@ def test_verdicts_without_state() -> None:
 )
 def test_ceil_ratio(total: float, per: float, want: int) -> None:
     assert ceil_ratio(total, per) == want
+
+
+GPU_AND_QUEUE = {
+    "backend": "vllm",
+    "deployment": "llama",
+    "targetQueuePerReplica": "4",
+    "targetGpuUtilization": "50",
+}
+
+
+@pytest.mark.parametrize(
+    ("unconfigured", "queue", "desired", "gpu_status"),
+    [
+        # GPU missing for a moment: it holds the 4 replicas the queue (8 at 4 -> 2) would shrink
+        (frozenset(), 8.0, 4, Status.MISSING),
+        # GPU absent longer than the staleness bound while the queue is measured: a configuration problem,
+        # reported; it holds nothing, and the fleet follows the queue (halving: 4 -> 2)
+        (frozenset({SignalName.GPU}), 8.0, 2, Status.UNCONFIGURED),
+        # ... but with nothing else measured it stays missing: no data is never zero
+        (frozenset({SignalName.GPU}), None, 4, Status.MISSING),
+    ],
+)
+def test_a_signal_absent_for_good_is_a_configuration_problem_not_a_hold(
+    unconfigured: frozenset[SignalName], queue: float | None, desired: int, gpu_status: Status
+) -> None:
+    signals = Signals(current_replicas=4, ready_replicas=4, queue_requests=queue, unconfigured=unconfigured)
+    decision = decide(signals, State(), parse_metadata(GPU_AND_QUEUE), NOW_S)
+    gpu = decision.verdict(SignalName.GPU)
+    assert gpu is not None and gpu.status == gpu_status
+    if queue is None:
+        assert not decision.valid  # all missing: UNAVAILABLE, KEDA's fallback
+        return
+    assert decision.desired_replicas == desired
+    if gpu_status == Status.UNCONFIGURED:
+        assert decision.details["unconfigured"] == ["gpu"] and "configuration problem" in gpu.note
