@@ -31,7 +31,6 @@ import numpy as np
 from scaler.core.capacity import Capacity, estimate_capacity
 from scaler.core.coldstart import ColdStart, estimate_cold_start
 from scaler.core.config import ScalerConfig
-from scaler.core.forecast import forecast_demand
 from scaler.core.headroom import AGE_SCALE_S, Headroom, WindowLoad, headroom_floor
 from scaler.core.keepwarm import keep_warm_floor
 from scaler.core.projection import (
@@ -118,9 +117,8 @@ class SignalVerdict:
     desired_replicas: int | None
     status: Status
     note: str = ""
-    # The ask from the measured value alone, and the forecast one cold start ahead (None: not forecast).
+    # The ask from the measured value alone (desired_replicas may be held below it while replicas load).
     now_replicas: int | None = None
-    forecast_value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -205,7 +203,6 @@ class Decision:
                     "target": v.target,
                     "desired_replicas": v.desired_replicas,
                     "status": v.status.value,
-                    **({"forecast_value": v.forecast_value} if v.forecast_value is not None else {}),
                     **({"note": v.note} if v.note else {}),
                 }
                 for v in self.signals
@@ -382,20 +379,6 @@ def _unconfigured(verdicts: tuple[SignalVerdict, ...], signals: Signals) -> tupl
 _TARGET_MEASURE = {SignalName.QUEUE: Measure.QUEUE, SignalName.TOKENS: Measure.TOKENS}
 
 
-def _forecast(v: SignalVerdict, history: Series | None, now_s: float, horizon_s: float) -> SignalVerdict:
-    """A target signal's ask raised to what its demand will need one horizon ahead (bounded, growth only)."""
-    if v.status != Status.OK or v.value is None or history is None:
-        return v
-    fc = forecast_demand(history, v.value, now_s, horizon_s)
-    if fc is None:
-        return v
-    ask = ceil_ratio(fc.value, v.target)
-    if ask <= (v.desired_replicas or 0):
-        return replace(v, forecast_value=fc.value)
-    note = f"forecast {fc.value:.4g} in {horizon_s:.0f} s" + (" (bounded +50 %)" if fc.bounded else "")
-    return replace(v, desired_replicas=ask, forecast_value=fc.value, note=note)
-
-
 def _latency_waits(v: SignalVerdict, current: int) -> SignalVerdict:
     """While replicas load, latency asks for no more than the fleet already coming.
 
@@ -514,13 +497,6 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
     )
     capacity = estimate_capacity(signals, state.history, config.latency_slo_s, config.latency_metric, now_s)
     verdicts = _unconfigured(evaluate_signals(signals, config), signals)
-    if config.predictive:
-        verdicts = tuple(
-            _forecast(v, state.history.get(_TARGET_MEASURE[v.signal]), now_s, horizon_s)
-            if v.signal in _TARGET_MEASURE and phase in (Phase.SERVING,)
-            else v
-            for v in verdicts
-        )
     if current and in_progress:
         verdicts = tuple(_latency_waits(v, current) for v in verdicts)
     notes: list[tuple[str, str]] = sorted(state.notes.items())
@@ -567,7 +543,7 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
     missing = [v.signal.value for v in verdicts if v.status == Status.MISSING]
 
     # -- at zero, or the first step loading: size from the demand waiting in front of the Deployment ------
-    if phase in (Phase.AT_ZERO, Phase.STARTING) and not asks:
+    if phase == Phase.AT_ZERO or (phase == Phase.STARTING and not asks):
         if config.activation_query is not None:
             demand = (state.activation_value, state.activation_history, "activationQuery")
         else:
@@ -587,6 +563,10 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
                 notes.append(("activation", "activationQuery returned no data: treated as no demand at zero"))
             if phase == Phase.STARTING:
                 return make(True, current or 0, Reason.LOADING, note="the first step is loading")
+            if asks and max(a for a, _ in asks) > 0:
+                # A signal still reports demand (tokens from a pod just deleted): follow it.
+                ask, why = max(asks, key=lambda a: a[0])
+                return make(True, ask, why)
             if state.replica_source == ReplicaSource.METRICS:
                 # Zero pods is inferred from the absence of their series, which a Deployment whose pods are
                 # not scraped (a missing PodMonitor, a wrong `deployment` key) looks like too: say so.
@@ -602,7 +582,8 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
             return make(True, 0, Reason.AT_ZERO)
         projection = project(signals, state, capacity, horizon_s, now_s, at_zero_demand=demand)
         assert projection is not None
-        desired = max(1, projection.ask, current or 0)
+        # Signals still reporting (a pod just deleted) may ask for more than the demand waiting.
+        desired = max([1, projection.ask, current or 0, *(a for a, _ in asks)])
         if config.target_queue_per_replica is not None:
             # The queue target guards the first step too: backlog plus arrivals until Ready, per replica.
             # 24 waiting, 0.4/s arriving, 60 s cold start, 8 per replica: ceil((24 + 0.4 x 60) / 8) = 6.

@@ -291,7 +291,7 @@ GPU_AND_QUEUE = {
         # GPU missing for a moment: it holds the 4 replicas the queue (8 at 4 -> 2) would shrink
         (frozenset(), 8.0, 4, Status.MISSING),
         # GPU absent longer than the staleness bound while the queue is measured: a configuration problem,
-        # reported; it holds nothing, and the fleet follows the queue (halving: 4 -> 2)
+        # reported; it holds nothing, and the fleet follows the queue (an hour at 2: 4 -> 2)
         (frozenset({SignalName.GPU}), 8.0, 2, Status.UNCONFIGURED),
         # ... but with nothing else measured it stays missing: no data is never zero
         (frozenset({SignalName.GPU}), None, 4, Status.MISSING),
@@ -301,7 +301,8 @@ def test_a_signal_absent_for_good_is_a_configuration_problem_not_a_hold(
     unconfigured: frozenset[SignalName], queue: float | None, desired: int, gpu_status: Status
 ) -> None:
     signals = Signals(current_replicas=4, ready_replicas=4, queue_requests=queue, unconfigured=unconfigured)
-    decision = decide(signals, State(), parse_metadata(GPU_AND_QUEUE), NOW_S)
+    quiet = State(history={Measure.QUEUE: series([8.0] * 240)})
+    decision = decide(signals, quiet, parse_metadata(GPU_AND_QUEUE), NOW_S)
     gpu = decision.verdict(SignalName.GPU)
     assert gpu is not None and gpu.status == gpu_status
     if queue is None:
@@ -309,4 +310,4 @@ def test_a_signal_absent_for_good_is_a_configuration_problem_not_a_hold(
         return
     assert decision.desired_replicas == desired
     if gpu_status == Status.UNCONFIGURED:
-        assert decision.details["unconfigured"] == ["gpu"] and "configuration problem" in gpu.note
+        assert decision.to_dict()["details"]["unconfigured"] == ["gpu"] and "configuration problem" in gpu.note
