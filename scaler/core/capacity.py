@@ -44,6 +44,9 @@ PRIOR_OUTPUT_TOKENS = 200.0
 # Weight of the prior, in samples: 8 samples at a 15 s step are 2 minutes of load; after 10 minutes of
 # load the Deployment's own numbers dominate.
 PRIOR_WEIGHT_SAMPLES = 8.0
+RIDGE = 0.02
+# A step is steady when the running sequences are within this factor of what Little's law implies.
+LITTLE_BAND = 0.5
 # A history step counts as a sample only if the replicas were busy: at least one sequence running each.
 MIN_RUNNING_PER_REPLICA = 1.0
 # The mix is averaged over this much recent history (a 1 min rate window is noisy for long requests).
@@ -105,43 +108,64 @@ class Capacity:
 
 
 def learn_costs(history: Mapping[Measure, Series]) -> CostModel:
-    """Fit ``T = a + b n + c P T`` on the busy steps of the history, with the prior as pseudo-observations.
+    """Learn ``a``, ``b`` and ``c`` from the busy steps of the history, by one linear least-squares fit.
 
-    The prior enters as PRIOR_WEIGHT_SAMPLES observations at the data's own operating points (a uniform
-    sample of them) whose step time is what the prior would predict there, so it weighs like that many
-    real samples and fades as the history grows: 8 pseudo against 240 real moves each coefficient by at
-    most about 3 % of the gap. Residuals are relative to the step time (10 ms matters at 20 ms, not at
-    200 ms). Coefficients are kept within 1/20 and 20x of the prior: a fit outside that is a broken metric,
-    not an engine.
+    With ``P`` prompt and ``G`` generated tokens/s per replica, ``rho = c P + b G``, and ``T = a / (1 - rho)``
+    gives ``1 / T = 1/a - (c/a) P - (b/a) G``: linear in the unknowns ``(1/a, c/a, b/a)``. The intercept is
+    the iteration rate of an idle replica, the slopes what each token takes from it. Separating ``c`` from
+    ``b`` needs the mix to vary (both rates grow with the load); when it does not, the fit still pins the
+    work at the mix it saw, which is what the capacity needs, and the prior splits it.
+
+    The prior enters as PRIOR_WEIGHT_SAMPLES pseudo-observations at the data's own operating points, so it
+    weighs like that many real steps and fades as the history grows, plus one weak row per unknown for the
+    directions the data does not span (flat load says nothing about the intercept). Residuals are relative
+    (a 1/T of 50/s off by 5 matters as much as 20/s off by 2). Coefficients stay within 1/20 and 20x of the
+    prior: outside is a broken metric. Worked example (the 70B profile: a = 14 ms, b = 0.28 ms, c = 70 us),
+    a replica at 2,000 prompt and 400 output tokens/s: rho = 0.14 + 0.112 = 0.252, T = 14 / 0.748 = 18.7 ms.
     """
     samples = _busy_samples(history)
     if samples is None:
         return PRIOR
-    t_step, n_per_replica, prompt_per_replica, step_s = samples
-    prior = np.array([PRIOR_STEP_BASE_S, PRIOR_DECODE_S_PER_TOKEN, PRIOR_PREFILL_S_PER_TOKEN])
-    x = np.column_stack([np.ones_like(step_s), n_per_replica, prompt_per_replica * step_s])
-    at = np.linspace(0, len(step_s) - 1, int(PRIOR_WEIGHT_SAMPLES)).round().astype(int)
+    t_step, prompt_per_s, output_per_s, step_s = samples
+    y = 1.0 / step_s
+    x = np.column_stack([np.ones_like(y), -prompt_per_s, -output_per_s])
+    prior = np.array(
+        [
+            1.0 / PRIOR_STEP_BASE_S,
+            PRIOR_PREFILL_S_PER_TOKEN / PRIOR_STEP_BASE_S,
+            PRIOR_DECODE_S_PER_TOKEN / PRIOR_STEP_BASE_S,
+        ]
+    )
+    at = np.linspace(0, len(y) - 1, int(PRIOR_WEIGHT_SAMPLES)).round().astype(int)
     x_prior = x[at]
     y_prior = x_prior @ prior
-    weight = 1.0 / np.maximum(np.concatenate([step_s, y_prior]), 1e-3)
-    # ...and one weak row per coefficient (theta_j / prior_j = 1) for the directions the data does not span
-    # (two operating points cannot separate three costs).
-    ridge = np.diag(1.0 / prior)
-    rows = np.vstack([np.vstack([x, x_prior]) * weight[:, None], ridge])
-    rhs = np.concatenate([np.concatenate([step_s, y_prior]) * weight, np.ones(3)])
+    # Relative residuals, on the data's own scale for the pseudo-observations too (where the prior would be
+    # saturated its 1/T is near zero, and weighing by it would let one pseudo-observation outweigh all).
+    weight = 1.0 / np.concatenate([y, y[at]])
+    # The weak rows only settle what the data leaves open: a relative error of 1 on an unknown costs what a
+    # relative error of RIDGE on one step's 1/T does.
+    rows = np.vstack([np.vstack([x, x_prior]) * weight[:, None], RIDGE * np.diag(1.0 / prior)])
+    rhs = np.concatenate([np.concatenate([y, y_prior]) * weight, RIDGE * np.ones(3)])
     fit, *_ = np.linalg.lstsq(rows, rhs, rcond=None)
-    theta = np.clip(fit, prior / 20.0, prior * 20.0)
+    inv_a, c_over_a, b_over_a = np.clip(fit, prior / 20.0, prior * 20.0)
+    a = 1.0 / inv_a
     busy_s = float(len(t_step) * (np.median(np.diff(t_step)) if len(t_step) > 1 else 0.0))
     source = CapacitySource.LEARNED if len(t_step) >= PRIOR_WEIGHT_SAMPLES else CapacitySource.PRIOR
-    return CostModel(float(theta[0]), float(theta[1]), float(theta[2]), source, len(t_step), busy_s)
+    return CostModel(float(a), float(b_over_a * a), float(c_over_a * a), source, len(t_step), busy_s)
 
 
 def _busy_samples(
     history: Mapping[Measure, Series],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """(times, running per replica, prompt tokens/s per replica, step s) on the steps where every series
-    has a value and the replicas were busy; None when there is none."""
-    needed = (Measure.READY, Measure.RUNNING, Measure.PROMPT_TOKENS, Measure.STEP_S)
+    """(times, prompt and output tokens/s per replica, step s) on the steps where every series has a value
+    and the replicas were busy; None when there is none."""
+    needed = (
+        Measure.READY,
+        Measure.RUNNING,
+        Measure.PROMPT_TOKENS,
+        Measure.GENERATION_TOKENS,
+        Measure.STEP_S,
+    )
     series = [history.get(m) for m in needed]
     if any(s is None or not len(s) for s in series):
         return None
@@ -149,13 +173,18 @@ def _busy_samples(
     common = sorted(set.intersection(*(set(d) for d in by_time)))
     if not common:
         return None
-    ready, running, prompt, step = (np.array([d[t] for t in common]) for d in by_time)
+    ready, running, prompt, generation, step = (np.array([d[t] for t in common]) for d in by_time)
     busy = (ready > 0) & (running >= MIN_RUNNING_PER_REPLICA * np.maximum(ready, 1)) & (step > 0)
-    busy &= np.isfinite(step) & np.isfinite(prompt) & np.isfinite(running)
+    busy &= np.isfinite(step) & np.isfinite(prompt) & np.isfinite(generation)
+    # Steady, not bursty: Little's law ties the sequences decoding to the output rate and the step time
+    # (n = G T per replica). A replica that idled between bursts decoded its tokens in a few long, prefill-
+    # heavy iterations, and its step time says nothing of its load: its n at the scrape is far from G T.
+    implied = generation * step
+    busy &= (running >= LITTLE_BAND * implied) & (running <= implied / LITTLE_BAND)
     if not busy.any():
         return None
     r = ready[busy]
-    return np.array(common)[busy], running[busy] / r, prompt[busy] / r, step[busy]
+    return np.array(common)[busy], prompt[busy] / r, generation[busy] / r, step[busy]
 
 
 def request_mix(

@@ -565,8 +565,8 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
                 return make(True, current or 0, Reason.LOADING, note="the first step is loading")
             if asks and max(a for a, _ in asks) > 0:
                 # A signal still reports demand (tokens from a pod just deleted): follow it.
-                ask, why = max(asks, key=lambda a: a[0])
-                return make(True, ask, why)
+                ask, ask_reason = max(asks, key=lambda a: a[0])
+                return make(True, ask, ask_reason)
             if state.replica_source == ReplicaSource.METRICS:
                 # Zero pods is inferred from the absence of their series, which a Deployment whose pods are
                 # not scraped (a missing PodMonitor, a wrong `deployment` key) looks like too: say so.

@@ -310,4 +310,6 @@ def test_a_signal_absent_for_good_is_a_configuration_problem_not_a_hold(
         return
     assert decision.desired_replicas == desired
     if gpu_status == Status.UNCONFIGURED:
-        assert decision.to_dict()["details"]["unconfigured"] == ["gpu"] and "configuration problem" in gpu.note
+        assert (
+            decision.to_dict()["details"]["unconfigured"] == ["gpu"] and "configuration problem" in gpu.note
+        )
