@@ -60,7 +60,7 @@ def test_an_hour_of_busy_history_recovers_the_engine_costs() -> None:
     assert cost.step_base_s == pytest.approx(TRUE_A, rel=0.05)
     assert cost.decode_s_per_token == pytest.approx(TRUE_B, rel=0.1)
     assert cost.prefill_s_per_token == pytest.approx(TRUE_C, rel=0.05)
-    assert cost.busy_s == pytest.approx(240 * STEP_S)
+    assert cost.busy_s == pytest.approx(238 * STEP_S)
 
 
 def test_a_few_samples_stay_between_the_prior_and_the_engine() -> None:
