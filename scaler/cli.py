@@ -20,6 +20,7 @@ from scaler.core.config import ConfigError, validate_prometheus_url
 from scaler.core.decision import decide
 from scaler.core.promql import NAMESPACE_LABELS, validate_namespace_labels
 from scaler.core.target import target_from_ref
+from scaler.describe import describe
 from scaler.serve.server import ServeOptions, serve_forever
 from scaler.sources.kube import KubeError, open_kubernetes
 from scaler.sources.prometheus import PrometheusAuth, PrometheusSource, SourceError, target_key
@@ -217,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     explain = sub.add_parser(
-        "explain", help="print, as JSON, the decision the service would give a ScaledObject"
+        "explain", help="print the decision the service would give a ScaledObject, and why"
     )
     _add_prometheus_flags(explain)
     explain.add_argument("--namespace", required=True, help="the ScaledObject's namespace")
@@ -228,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="the trigger's metadata, as in the ScaledObject",
+    )
+    explain.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text: a short readable answer (default); json: every field of the decision",
     )
     return parser
 
@@ -264,6 +272,13 @@ def explain(args: argparse.Namespace) -> int:
     if obs.error is not None:
         raise CliError(obs.error)
     decision = decide(obs.signals, obs.state, target.config, time.time())
+    if args.output == "text":
+        header = (
+            f"ScaledObject: {target.namespace}/{target.name} (Deployment {target.config.deployment}, "
+            f"{target.config.backend.value}; Prometheus {url})",
+        )
+        print(describe(decision, header), end="")
+        return 0 if decision.valid else EXIT_NO_DECISION
     out = {
         "namespace": target.namespace,
         "scaledobject": target.name,

@@ -168,6 +168,7 @@ class Decision:
             "cold_start_s": self.cold_start.seconds,
             "cold_start_samples": self.cold_start.samples,
             "cold_start_source": self.cold_start.source,
+            "cold_start_samples_s": list(self.cold_start.samples_s),
             "warming_replicas": self.warming_replicas,
             "replica_source": self.replica_source.value,
         }

@@ -10,7 +10,7 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from scaler.core.decision import Decision, Reason
+from scaler.core.decision import Decision, FloorKind, Reason
 
 _SO = ("namespace", "scaledobject", "deployment")
 _REPLICA_SOURCES = ("kubernetes", "kube-state-metrics", "metrics", "simulation")
@@ -145,8 +145,27 @@ class Telemetry:
         )
         self.forecast_value = Gauge(
             "llm_scaler_forecast_value",
-            "Each demand signal forecast one cold start ahead.",
+            "The projection's demand over the reaction horizon (signal=arrivals: requests/s forecast; "
+            "signal=replicas: the replicas it needs, fractional).",
             (*_SO, "signal"),
+            registry=registry,
+        )
+        self.capacity = Gauge(
+            "llm_scaler_capacity_requests_per_second",
+            "Requests/s one Ready replica serves within the SLO for the current mix (learned or prior).",
+            _SO,
+            registry=registry,
+        )
+        self.headroom = Gauge(
+            "llm_scaler_headroom_replicas",
+            "Warm replicas held for bursts shorter than the reaction horizon.",
+            _SO,
+            registry=registry,
+        )
+        self.floor_replicas = Gauge(
+            "llm_scaler_floor_replicas",
+            "Each floor under the answer (headroom, missing-data, latency-guard, loading, keep-warm).",
+            (*_SO, "floor"),
             registry=registry,
         )
         self.idle_seconds = Gauge(
@@ -210,11 +229,29 @@ class Telemetry:
             self.scale_from_zero.labels(*key).inc()
         idle = decision.idle
         self.idle_seconds.labels(*key).set(idle.idle_s if idle is not None and idle.idle_s is not None else 0)
-        for v in decision.signals:
-            if v.forecast_value is not None:
-                self.forecast_value.labels(*key, v.signal.value).set(v.forecast_value)
+        p = decision.projection
+        for name, value in (
+            ("arrivals", p.forecast_per_s if p else None),
+            ("replicas", p.replicas if p else None),
+        ):
+            if value is not None:
+                self.forecast_value.labels(*key, name).set(value)
             else:
-                self._remove(self.forecast_value, (*key, v.signal.value))
+                self._remove(self.forecast_value, (*key, name))
+        if decision.capacity is not None:
+            self.capacity.labels(*key).set(decision.capacity.requests_per_s_per_replica)
+        else:
+            self._remove(self.capacity, key)
+        if decision.headroom is not None:
+            self.headroom.labels(*key).set(decision.headroom.replicas)
+        else:
+            self._remove(self.headroom, key)
+        present = {f.kind.value: f.replicas for f in decision.floors}
+        for kind in FloorKind:
+            if kind.value in present:
+                self.floor_replicas.labels(*key, kind.value).set(present[kind.value])
+            else:
+                self._remove(self.floor_replicas, (*key, kind.value))
 
     def forget(self, key: tuple[str, str, str]) -> None:
         """Drop every series of a ScaledObject that is no longer polled, so cardinality stays bounded."""
@@ -229,8 +266,14 @@ class Telemetry:
             self.cold_start_samples,
             self.scale_from_zero,
             self.idle_seconds,
+            self.capacity,
+            self.headroom,
         ):
             self._remove(metric, key)
+        for kind in FloorKind:
+            self._remove(self.floor_replicas, (*key, kind.value))
+        for name in ("arrivals", "replicas"):
+            self._remove(self.forecast_value, (*key, name))
         for s in _REPLICA_SOURCES:
             self._remove(self.replica_source, (*key, s))
         for metric in (
@@ -238,7 +281,6 @@ class Telemetry:
             self.signal_desired_replicas,
             self.signal_missing,
             self.signal_target,
-            self.forecast_value,
         ):
             for signal in ("queue", "tokens", "gpu", "latency"):
                 self._remove(metric, (*key, signal))

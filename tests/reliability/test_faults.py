@@ -376,6 +376,8 @@ def test_kubernetes_api_unreachable_decisions_continue(
             "-m",
             "scaler",
             "explain",
+            "-o",
+            "json",
             "--prometheus-url",
             prom.url,
             "--rate-window",

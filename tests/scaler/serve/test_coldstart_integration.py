@@ -210,7 +210,7 @@ def test_unreachable_kubernetes_api_falls_back_and_says_why(world: dict[str, Any
 
 def _explain(world: dict[str, Any], *flags: str) -> dict[str, Any]:
     args = [
-        sys.executable, "-m", "scaler", "explain", "--prometheus-url", world["prometheus"].url,
+        sys.executable, "-m", "scaler", "explain", "-o", "json", "--prometheus-url", world["prometheus"].url,
         "--rate-window", RATE_WINDOW, "--history-step-seconds", "1", "--namespace", NS, "--name", "warm-so",
         *flags, "--metadata", *(f"{k}={v}" for k, v in {**WARM, "deployment": "warm"}.items()),
     ]  # fmt: skip

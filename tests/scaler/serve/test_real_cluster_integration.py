@@ -403,7 +403,7 @@ def test_a_server_flag_adds_namespace_labels(world: World, keda_pb: tuple[Module
 def _explain(world: World, namespace: str, deployment: str, *flags: str, **meta: str) -> dict[str, Any]:
     metadata = {**BASE, "deployment": deployment, **meta}
     args = [
-        sys.executable, "-m", "scaler", "explain", "--prometheus-url", world.prometheus.url,
+        sys.executable, "-m", "scaler", "explain", "-o", "json", "--prometheus-url", world.prometheus.url,
         "--rate-window", RATE_WINDOW, "--history-step-seconds", "1", "--namespace", namespace,
         "--name", f"{deployment}-so", *flags, "--metadata", *(f"{k}={v}" for k, v in metadata.items()),
     ]  # fmt: skip

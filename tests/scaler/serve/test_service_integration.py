@@ -333,6 +333,8 @@ def test_explain_prints_the_same_decision(prometheus: PrometheusProcess, pods: d
         "-m",
         "scaler",
         "explain",
+        "-o",
+        "json",
         "--prometheus-url",
         prometheus.url,
         "--rate-window",
