@@ -34,8 +34,10 @@ from scaler.core.signals import Measure, Signals
 from scaler.core.state import Series
 
 # The prior: a 70B-class model on one 4-GPU replica, on the slow side (an 8B model is about 2x faster), so
-# that a Deployment nobody has measured is over- rather than under-provisioned.
-PRIOR_STEP_BASE_S = 0.020  # a: weights read once per iteration
+# that a Deployment nobody has measured is over- rather than under-provisioned. The step base is the low
+# end (an 8B model's): it only anchors the fit where the data cannot place it (a Deployment always at one
+# load), and there a low base reads the utilisation high (rho = 1 - a / T) and the capacity low.
+PRIOR_STEP_BASE_S = 0.008  # a: weights read once per iteration
 PRIOR_DECODE_S_PER_TOKEN = 0.0004  # b: KV reads per sequence in the batch
 PRIOR_PREFILL_S_PER_TOKEN = 0.0001  # c: 10,000 prompt tokens/s
 # A request mix assumed before any request has been seen (backlog at zero is counted in requests).

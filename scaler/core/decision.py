@@ -31,7 +31,7 @@ import numpy as np
 from scaler.core.capacity import Capacity, estimate_capacity
 from scaler.core.coldstart import ColdStart, estimate_cold_start
 from scaler.core.config import ScalerConfig
-from scaler.core.headroom import AGE_SCALE_S, Headroom, WindowLoad, headroom_floor
+from scaler.core.headroom import AGE_SCALE_S, Headroom, WindowLoad, attainment_at, headroom_floor
 from scaler.core.keepwarm import keep_warm_floor
 from scaler.core.projection import (
     CONTROL_DELAY_S,
@@ -394,6 +394,29 @@ def _latency_waits(v: SignalVerdict, current: int) -> SignalVerdict:
     return replace(v, desired_replicas=current, note=note)
 
 
+def _latency_persists(v: SignalVerdict, state: State, config: ScalerConfig) -> SignalVerdict:
+    """Latency asks for more only when the misses persist: the last full window missed the target too.
+
+    A replica asked for now is Ready a horizon later; misses confined to one window (the start of a busy
+    period, one burst) are over by then, and warm headroom is what serves them (priced against the budget
+    by the headroom floor). Two windows in a row are a fleet too small, which a replica more fixes.
+    Worked example: 1 Ready replica, 7 of 200 requests late in the last minute (96.5 %) after a minute at
+    100 %: no ask; the next minute at 96 % again: ask 2.
+    """
+    if v.signal != SignalName.LATENCY or v.status != Status.OK or v.desired_replicas is None:
+        return v
+    last = state.latency_windows[-1]
+    slo_s = config.latency_slo_s
+    assert slo_s is not None
+    if (
+        last.requests >= MIN_ATTAINMENT_REQUESTS
+        and attainment_at(last, last.ready, slo_s) >= config.latency_quantile
+    ):
+        note = _join(v.note, "transient: the last full minute met the target, so no ask")
+        return replace(v, desired_replicas=None, status=Status.GUARD, note=note)
+    return v
+
+
 # -- the asks over the history (for the keep-warm economics and the headroom floor) --------------------------
 def ask_history(verdicts: tuple[SignalVerdict, ...], state: State, capacity: Capacity | None) -> Series:
     """The replicas asked at each history step: the projection on the served requests, and each target
@@ -500,6 +523,8 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
     verdicts = _unconfigured(evaluate_signals(signals, config), signals)
     if current and in_progress:
         verdicts = tuple(_latency_waits(v, current) for v in verdicts)
+    elif config.latency_slo_s is not None and state.latency_windows:
+        verdicts = tuple(_latency_persists(v, state, config) for v in verdicts)
     notes: list[tuple[str, str]] = sorted(state.notes.items())
 
     def make(
