@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,13 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _one(spec: TraceSpec, sim: SimSettings, out_dir: Path) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    c = compare(spec.load(), sim, POLICIES, frontier=True, workers=1)
+    summary = write_comparison(c, out_dir / spec.name)
+    return {**row(spec, summary), "wall_s": round(time.perf_counter() - t0, 1)}
+
+
 def run_scorecard(
     out_dir: Path,
     sim: SimSettings,
@@ -151,19 +159,24 @@ def run_scorecard(
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """compare --frontier on every trace of the set; writes ``<out>/<trace>/`` per trace and
-    ``scorecard.json`` / ``scorecard.md``."""
+    ``scorecard.json`` / ``scorecard.md``. Traces run ``workers`` at a time, one process each (each
+    compare's own runs are sequential, so this keeps every core busy where a pool per sweep would not)."""
     specs = selected(set_name)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    rows = []
-    for spec in specs:
-        t0 = time.perf_counter()
-        trace = spec.load()
-        c = compare(trace, sim, POLICIES, frontier=True, workers=workers)
-        summary = write_comparison(c, out_dir / spec.name)
-        rows.append({**row(spec, summary), "wall_s": round(time.perf_counter() - t0, 1)})
-        if log is not None:
-            log(f"scorecard: {spec.name} in {time.perf_counter() - t0:.0f} s")
+    rows: list[dict[str, Any]] = []
+    if workers <= 1:
+        for spec in specs:
+            rows.append(_one(spec, sim, out_dir))
+            if log is not None:
+                log(f"scorecard: {spec.name} in {rows[-1]['wall_s']:.0f} s")
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_one, spec, sim, out_dir) for spec in specs]
+            for fut in futures:
+                rows.append(fut.result())
+                if log is not None:
+                    log(f"scorecard: {rows[-1]['trace']} in {rows[-1]['wall_s']:.0f} s")
     result = {
         "set": set_name,
         "profile": sim.profile.name,
