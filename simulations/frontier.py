@@ -185,7 +185,7 @@ def frontiers(
             "setting_at_scaler_attainment": best.setting if best else None,
             "points": [p.row() for p in pts],
         }
-    return {"scaler_attainment": scaler.summary()["slo_attainment"], **out}
+    return out
 
 
 def size_hindsight(

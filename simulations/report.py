@@ -100,7 +100,7 @@ def summary_table(summary: dict[str, Any]) -> str:
         lines += [
             "",
             "Frontier: GPU-hours each baseline needs to reach the scaler's attainment "
-            f"({fr['scaler_attainment']}), the fewest among its swept settings "
+            f"({summary['policies']['scaler']['slo_attainment']}), the fewest among its swept settings "
             "(unreachable: none reached it).",
             "",
             "| baseline | GPU-hours at the scaler's attainment | setting | points swept |",
@@ -280,7 +280,7 @@ def plot_frontier(summary: dict[str, Any], out_dir: Path) -> Path:
     ax.plot(
         [scaler["slo_attainment"]], [scaler["gpu_hours"]], marker="*", ms=14, color="k", ls="", label="scaler"
     )
-    ax.axvline(fr["scaler_attainment"], color="k", lw=0.6, ls=":")
+    ax.axvline(scaler["slo_attainment"], color="k", lw=0.6, ls=":")
     ax.axhline(summary["oracle_gpu_hours"], color="tab:gray", lw=0.8, ls="--", label="oracle bound")
     ax.set_xlabel("SLO attainment")
     ax.set_ylabel("GPU-hours")

@@ -95,7 +95,7 @@ def row(spec: TraceSpec, summary: dict[str, Any]) -> dict[str, Any]:
         "hindsight_gpu_hours": pol["hindsight"]["gpu_hours"],
         "oracle_gpu_hours": summary["oracle_gpu_hours"],
         "baselines_gpu_hours_at_scaler_attainment": {
-            b: fr.get(b, {}).get("gpu_hours_at_scaler_attainment") for b in BASELINES
+            b: fr[b]["gpu_hours_at_scaler_attainment"] for b in BASELINES if b in fr
         },
     }
     for key in ("ttft_p99_s", "tpot_p99_s", "e2e_p99_s"):
@@ -106,7 +106,7 @@ def row(spec: TraceSpec, summary: dict[str, Any]) -> dict[str, Any]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     def num(v: Any) -> str:
-        return "unreachable" if v is None else f"{v:g}"
+        return "unreachable" if v is None else v if isinstance(v, str) else f"{v:g}"
 
     extra = [k for k in ("scaler_tpot_p99_s", "scaler_e2e_p99_s") if any(k in r for r in rows)]
     head = [
@@ -130,7 +130,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             num(r["hindsight_gpu_hours_at_scaler_attainment"]),
             num(r["scaler_over_hindsight"]),
             num(r["oracle_gpu_hours"]),
-            *(num(r["baselines_gpu_hours_at_scaler_attainment"][b]) for b in BASELINES),
+            *(num(r["baselines_gpu_hours_at_scaler_attainment"].get(b, "-")) for b in BASELINES),
             *(num(r.get(k)) for k in extra),
         ]
         lines.append("| " + " | ".join(cells) + " |")
