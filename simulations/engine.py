@@ -18,7 +18,7 @@ from simulations.baselines import HindsightPolicy, StaticPolicy, static_peak_rep
 from simulations.controlplane import ScrapeStore
 from simulations.fleet import Fleet, FleetConfig
 from simulations.oracle import OracleBound, oracle_bound
-from simulations.policies import make_policy
+from simulations.policies import checked_settings, make_policy
 from simulations.policy import POLICIES, Policy, ScalerPolicy, SimSettings
 from simulations.trace import Trace
 
@@ -214,6 +214,8 @@ def compare(
     baseline's sweep (``simulations.frontier``) against the scaler's attainment."""
     if frontier and "scaler" not in policies:
         raise ValueError("--frontier compares against the scaler: keep scaler in --policies")
+    for name in policies:  # a bad setting fails at once, not after the LP solve
+        checked_settings(name, (settings or {}).get(name))
     bound = oracle_bound(trace, sim)
     runs: dict[str, RunResult] = {}
     n = len(policies)

@@ -27,6 +27,15 @@ from simulations.policy import (
 from simulations.trace import Trace
 
 
+def checked_settings(name: str, given: Mapping[str, str] | None) -> dict[str, str]:
+    """A policy's settings merged with its defaults, each a number (or empty: derived); PolicyError else."""
+    settings = merged_settings(name, given or {})
+    for key, value in settings.items():
+        if value != "":
+            _float(settings, key, name)
+    return settings
+
+
 def make_policy(
     name: str,
     sim: SimSettings,
@@ -39,10 +48,7 @@ def make_policy(
 
     ``hindsight`` replays ``bound``'s schedule (solved here when not given); its scale, when empty, is 1
     here and sized by ``engine.compare``."""
-    settings = merged_settings(name, given or {})
-    for key, value in settings.items():  # every setting is a number (or empty: derived from the profile)
-        if value != "":
-            _float(settings, key, name)
+    settings = checked_settings(name, given)
     if name == "scaler":
         return ScalerPolicy(name, settings, sim, metadata=scaler_metadata(sim, metadata))
     if metadata:
