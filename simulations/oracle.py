@@ -43,12 +43,9 @@ requests in S. Each constraint above holds for these values (each bullet says wh
 point of the programme with S's y_i = 1. Its GPU time is sum_k holding_k dt >= sum_k n_k dt + (loading
 time of every replica that became Ready) >= the objective at that point, because each such replica loaded
 for at least L inside the run, or since time 0 if it was already loading then (warm start): c_k. Replicas
-removed while loading only add GPU time. So the policy's GPU-hours >= the LP optimum at |S|. The LP
-optimum is non-decreasing in the number of requests it must serve (a solution serving more serves fewer),
-so the bound at the policy's own count of met requests is at or below its GPU-hours; at every feasible
-request (``oracle_gpu_hours``, the bound for a policy that meets every request that can be met) it is at or
-above the bound at any lower attainment. A request whose prompt alone takes longer than its deadline on an
-idle replica can be met by no policy and is left out (``infeasible``).
+removed while loading only add GPU time. So a policy that meets every request that can be met uses at
+least the optimum: ``oracle_gpu_hours``. A request whose prompt alone takes longer than its deadline on an
+idle replica can be met by no policy and is left out (``feasible_requests`` counts the others).
 
 **What it bounds for a policy that misses some.** Give each feasible request a weight y_i in [0, 1] (1:
 served in time) and replace the integer in-service floor by its convex relaxation (per step the largest of
@@ -58,8 +55,10 @@ optimum is convex in its right-hand sides and non-decreasing in a lower bound; a
 function of convex functions is convex). A policy that met the set S is a feasible point at y = 1_S, so
 its GPU time is at least V(1_S) >= V(1) - sum_i g_i (1 - 1_S(i)) for a subgradient g of V at y = 1,
 which the LP's dual values give (``_savings``). The least of that over every S of size m leaves out the
-m' = F - m requests with the largest g_i: ``OracleBound.at_met(m)``, reported as ``bound_gpu_hours`` for each
-policy at its own count of met requests. It is also at least the work (at the per-token floors) of the m
+F - m requests with the largest g_i: ``OracleBound.at_met(m)``, reported as ``bound_gpu_hours`` for each
+policy at its own count of met requests. (The parts of a step before its first arrival and after its last
+deadline are those of all feasible requests: for a subset they are no smaller, so the constraints only
+loosen.) It is also at least the work (at the per-token floors) of the m
 cheapest requests. A first-order bound: tight near full attainment, weak far below it (at 0.77 on the
 code trace it is little more than the work). Missed requests are charged nothing (they may be dropped
 unserved), which keeps it a bound for every policy.
