@@ -56,9 +56,9 @@ function of convex functions is convex). A policy that met the set S is a feasib
 its GPU time is at least V(1_S) >= V(1) - sum_i g_i (1 - 1_S(i)) for a subgradient g of V at y = 1,
 which the LP's dual values give (``_savings``). The least of that over every S of size m leaves out the
 F - m requests with the largest g_i: ``OracleBound.at_met(m)``, reported as ``bound_gpu_hours`` for each
-policy at its own count of met requests. (The parts of a step before its first arrival and after its last
-deadline are those of all feasible requests: for a subset they are no smaller, so the constraints only
-loosen.) It is also at least the work (at the per-token floors) of the m
+policy at its own count of met requests. (The usable parts of a step, after its first arrival and before
+its last deadline, are those of all feasible requests: for a subset they are no larger, so using them only
+loosens the constraints.) It is also at least the work (at the per-token floors) of the m
 cheapest requests. A first-order bound: tight near full attainment, weak far below it (at 0.77 on the
 code trace it is little more than the work). Missed requests are charged nothing (they may be dropped
 unserved), which keeps it a bound for every policy.
