@@ -649,7 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("simulator", flush=True)
         from tests.bench import bench_simulator
 
-        results["simulator"] = bench_simulator.run(args.out)
+        results["simulator"] = bench_simulator.run(args.out, scorecard=not args.quick)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (args.out / "results.md").write_text(_markdown(results))
