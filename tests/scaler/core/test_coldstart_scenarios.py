@@ -34,7 +34,7 @@ def at_zero(**state: object) -> tuple[Signals, State]:
     return Signals(current_replicas=0, ready_replicas=0), State(**state)  # type: ignore[arg-type]
 
 
-# -- from zero ---------------------------------------------------------------------------------------------
+# -- from zero -------------------------------------------------------------------------------------------
 def test_burst_at_zero_is_right_sized_for_backlog_plus_the_horizon_of_arrivals() -> None:
     config = parse_metadata({**BASE, "activationQuery": GATEWAY})
     # The gateway queue grew 0 -> 24 over the last minute: 0.4 requests/s. (5 s steps, 13 points.)
@@ -96,7 +96,7 @@ def test_without_activation_query_the_backend_queue_activates() -> None:
     assert (d.desired_replicas, d.active, d.reason) == (1, True, Reason.FROM_ZERO)
 
 
-# -- the first step loading ---------------------------------------------------------------------------------
+# -- the first step loading ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("age_s", "pending", "desired"),
     [
@@ -164,7 +164,7 @@ def test_warming_replicas_count_as_capacity_coming() -> None:
         assert d.desired_replicas == 7, (age_s, d.to_dict())  # ceil(54 / 8): the warming 7 are it
 
 
-# -- the projection: demand as work ---------------------------------------------------------------------------
+# -- the projection: demand as work ----------------------------------------------------------------------
 def _serving(requests_per_s: float, waiting: float, ready: int, **extra: float) -> Signals:
     return Signals(
         current_replicas=ready,
@@ -208,7 +208,7 @@ def test_slo_only_metadata_sizes_the_fleet_from_learned_capacity() -> None:
     assert (d.desired_replicas, d.reason) == (3, Reason.DEMAND)
 
 
-# -- to zero --------------------------------------------------------------------------------------------------
+# -- to zero ---------------------------------------------------------------------------------------------
 IDLE = Signals(current_replicas=1, ready_replicas=1, queue_requests=0.0, tokens_per_s=0.0)
 
 
@@ -264,7 +264,7 @@ def test_missing_data_never_releases() -> None:
     assert (d.desired_replicas, d.active, d.reason) == (1, True, Reason.HOLD_MISSING)
 
 
-# -- scale-down: each replica level by its own economics -------------------------------------------------------
+# -- scale-down: each replica level by its own economics -------------------------------------------------
 def test_a_replica_needed_less_than_a_cold_start_ago_stays() -> None:
     """The queue asked for 6 replicas 30 s ago: levels 2..6 are idle 30 s < 60 s, so the fleet holds 6."""
     signals = Signals(current_replicas=8, ready_replicas=8, queue_requests=8.0)
@@ -302,7 +302,7 @@ def test_no_scale_down_while_a_recent_scale_up_is_still_warming(
     assert (d.desired_replicas, d.reason) == (desired, reason)
 
 
-# -- cold start learning ---------------------------------------------------------------------------------------
+# -- cold start learning ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("samples", "seconds", "source"),
     [
