@@ -12,13 +12,14 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scaler.core.config import Backend, LatencyMetric
 from scaler.core.signals import SignalName, Signals
 from scaler.core.state import Series, pack_floats
 from scaler.core.target import Target
 from scaler.sources.profile import DCGM_GPU_UTIL_METRIC, LatencyKind, LatencySource, profile_for
+from scaler.sources.spec import Matcher, Op, QuerySpec, Regroup, Relabel, render
 
 Labels = Mapping[str, str]
 
@@ -31,10 +32,16 @@ class Sample:
 
 @dataclass(frozen=True)
 class Query:
-    """A named PromQL query; ``kind`` is a bounded label for the scaler's own metrics."""
+    """A named PromQL query; ``kind`` is a bounded label for the scaler's own metrics. ``spec``: the query as
+    data when a plan built it (``promql`` is then its rendering), None for free text (``activationQuery``)."""
 
     kind: str
     promql: str
+    spec: QuerySpec | None = None
+
+    @classmethod
+    def of(cls, kind: str, spec: QuerySpec) -> Query:
+        return cls(kind, render(spec), spec)
 
 
 @dataclass
@@ -45,15 +52,18 @@ class QueryPlan:
         if all(q.kind != kind for q in self.queries):
             self.queries.append(Query(kind, promql))
 
+    def add_spec(self, kind: str, spec: QuerySpec) -> None:
+        if all(q.kind != kind for q in self.queries):
+            self.queries.append(Query.of(kind, spec))
+
 
 def _namespace_matcher(targets: Iterable[Target]) -> str:
+    return _namespaces(targets).render()
+
+
+def _namespaces(targets: Iterable[Target]) -> Matcher:
     # Namespaces are validated RFC 1123 labels ([a-z0-9-]), so they are regex- and string-safe as is.
-    names = sorted({t.namespace for t in targets})
-    return f'namespace=~"{"|".join(names)}"'
-
-
-def _names_matcher(metrics: Sequence[str]) -> str:
-    return f'__name__=~"{"|".join(re.escape(m) for m in metrics)}"'
+    return Matcher("namespace", "=~", "|".join(sorted({t.namespace for t in targets})))
 
 
 def plan_queries(targets: Sequence[Target], rate_window: str) -> QueryPlan:
@@ -61,36 +71,47 @@ def plan_queries(targets: Sequence[Target], rate_window: str) -> QueryPlan:
     plan = QueryPlan()
     if not targets:
         return plan
-    ns = _namespace_matcher(targets)
-    plan.add("up", f"max by (namespace, pod) (up{{{ns}}})")
+    ns = (_namespaces(targets),)
+    plan.add_spec("up", QuerySpec(Op.MAX, ("up",), ns, by=("namespace", "pod")))
     for backend in sorted({t.config.backend for t in targets}):
         prof = profile_for(backend)
-        by = f"namespace, pod, {prof.model_label}"
-        plan.add(f"{backend}:presence", f"count by ({by}) ({prof.presence_metric}{{{ns}}})")
-        plan.add(f"{backend}:queue", f"sum by ({by}) ({{{_names_matcher(prof.queue_metrics)}, {ns}}})")
+        by = ("namespace", "pod", prof.model_label)
+        plan.add_spec(f"{backend}:presence", QuerySpec(Op.COUNT, (prof.presence_metric,), ns, by))
+        plan.add_spec(f"{backend}:queue", QuerySpec(Op.SUM, prof.queue_metrics, ns, by, metric_set=True))
         # One query per counter: rate() drops __name__, so rate({__name__=~"a|b"}) would give two series
         # with one label set, which Prometheus refuses
         # ("vector cannot contain metrics with the same labelset").
         for i, counter in enumerate(prof.throughput_counters):
-            plan.add(f"{backend}:throughput:{i}", f"sum by ({by}) (rate({counter}{{{ns}}}[{rate_window}]))")
+            spec = QuerySpec(Op.SUM_RATE, (counter,), ns, by, window=rate_window)
+            plan.add_spec(f"{backend}:throughput:{i}", spec)
         metrics = {
             t.config.latency_metric for t in targets if t.config.backend == backend and t.config.latency_slo_s
         }
         for metric in sorted(metrics):
             for i, src in enumerate(prof.latency[metric]):
                 kind = f"{backend}:latency:{metric}:{i}"
-                if src.kind == LatencyKind.HISTOGRAM:
-                    plan.add(kind, f"sum by ({by}, le) (rate({src.metric}{{{ns}}}[{rate_window}]))")
-                elif src.kind == LatencyKind.SUMMARY:
-                    plan.add(kind, f"max by ({by}, quantile) ({src.metric}{{{ns}}})")
-                else:
-                    plan.add(kind, f"sum by ({by}) (rate({src.metric}{{{ns}}}[{rate_window}]))")
-                    plan.add(
-                        kind + ":count", f"sum by ({by}) (rate({src.count_metric}{{{ns}}}[{rate_window}]))"
-                    )
+                for suffix, spec in _latency_specs(src, ns, by, rate_window):
+                    plan.add_spec(kind + suffix, spec)
     if any(t.config.target_gpu_util_percent is not None for t in targets):
-        plan.add("dcgm:gpu_util", f'{DCGM_GPU_UTIL_METRIC}{{{ns}, pod!=""}}')
+        plan.add_spec(
+            "dcgm:gpu_util", QuerySpec(Op.SELECT, (DCGM_GPU_UTIL_METRIC,), (*ns, Matcher("pod", "!=", "")))
+        )
     return plan
+
+
+def _latency_specs(
+    src: LatencySource, ns: tuple[Matcher, ...], by: tuple[str, ...], rate_window: str
+) -> list[tuple[str, QuerySpec]]:
+    """(kind suffix, spec) of one latency source: bucket rates, summary quantiles, or the two mean rates."""
+    if src.kind == LatencyKind.HISTOGRAM:
+        return [("", QuerySpec(Op.HISTOGRAM_RATE, (src.metric,), ns, by, window=rate_window))]
+    if src.kind == LatencyKind.SUMMARY:
+        return [("", QuerySpec(Op.MAX, (src.metric,), ns, (*by, "quantile")))]
+    assert src.count_metric is not None  # a MEAN source names its request counter
+    return [
+        ("", QuerySpec(Op.SUM_RATE, (src.metric,), ns, by, window=rate_window)),
+        (":count", QuerySpec(Op.SUM_RATE, (src.count_metric,), ns, by, window=rate_window)),
+    ]
 
 
 def pod_pattern(deployment: str) -> re.Pattern[str]:
@@ -260,11 +281,11 @@ def _latency(
 # Pods are `<deployment>-<hash>-<suffix>`; label_replace derives the Deployment in Prometheus so history
 # comes back one series per Deployment (and model), not per pod: 2,000 ScaledObjects with 240 points
 # each stay a few hundred thousand samples per history read. Same rule as pod_pattern.
-_DEPLOYMENT_FROM_POD = '"deployment", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"'
+_DEPLOYMENT_FROM_POD = Relabel("deployment", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+")
 
 
-def _by_deployment(expr: str, by: str) -> str:
-    return f"sum by ({by}) (label_replace({expr}, {_DEPLOYMENT_FROM_POD}))"
+def _by_deployment(spec: QuerySpec, *by: str) -> QuerySpec:
+    return replace(spec, regroup=Regroup(("namespace", "deployment", *by), _DEPLOYMENT_FROM_POD))
 
 
 def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
@@ -272,22 +293,25 @@ def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
     plan = QueryPlan()
     if not targets:
         return plan
-    ns = _namespace_matcher(targets)
-    plan.add(
-        "history:replicas", _by_deployment(f"max by (namespace, pod) (up{{{ns}}})", "namespace, deployment")
-    )
+    ns = (_namespaces(targets),)
+    up = QuerySpec(Op.MAX, ("up",), ns, by=("namespace", "pod"))
+    plan.add_spec("history:replicas", _by_deployment(up))
     for backend in sorted({t.config.backend for t in targets}):
         prof = profile_for(backend)
-        by = f"namespace, deployment, {prof.model_label}"
-        plan.add(
-            f"history:{backend}:queue", _by_deployment(f"{{{_names_matcher(prof.queue_metrics)}, {ns}}}", by)
-        )
+        queue = QuerySpec(Op.SELECT, prof.queue_metrics, ns, metric_set=True)
+        plan.add_spec(f"history:{backend}:queue", _by_deployment(queue, prof.model_label))
         for i, counter in enumerate(prof.throughput_counters):
-            plan.add(
-                f"history:{backend}:throughput:{i}",
-                _by_deployment(f"rate({counter}{{{ns}}}[{rate_window}])", by),
-            )
+            rate = QuerySpec(Op.RATE, (counter,), ns, window=rate_window)
+            plan.add_spec(f"history:{backend}:throughput:{i}", _by_deployment(rate, prof.model_label))
     return plan
+
+
+def history_range(now_s: float, history_s: float, step_s: float) -> tuple[float, float]:
+    """(start, end) of the history range query at ``now_s``: the end aligned down to the step, so every
+    scaler replica (and the simulator) asks for the same points. Worked example: now 1,000,007 s, 1 h at
+    15 s: end 1,000,005 (1,000,007 - 1,000,007 mod 15), start 996,405."""
+    end_s = now_s - now_s % step_s
+    return end_s - history_s, end_s
 
 
 @dataclass(frozen=True)
