@@ -24,37 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulations.fleet import Fleet, Scrape
+from simulations.fleet import Fleet
+from simulations.tsdb import ScrapeStore as ScrapeStore  # re-exported: policies import it from here
 
 PERIOD_S = 15.0  # HPA scaling-policy period used by the defaults
-
-
-@dataclass
-class ScrapeStore:
-    """Prometheus as the policies see it: samples only at scrape times, kept for ``retention_s``."""
-
-    interval_s: float = 15.0
-    retention_s: float = 900.0
-    scrapes: deque[Scrape] = field(default_factory=deque)
-    keep_all: bool = False
-    history: list[Scrape] = field(default_factory=list)
-
-    def add(self, s: Scrape) -> None:
-        self.scrapes.append(s)
-        if self.keep_all:
-            self.history.append(s)
-        while self.scrapes and self.scrapes[0].t_s < s.t_s - self.retention_s:
-            self.scrapes.popleft()
-
-    @property
-    def last(self) -> Scrape | None:
-        return self.scrapes[-1] if self.scrapes else None
-
-    def at_or_before(self, t_s: float) -> Scrape | None:
-        for s in reversed(self.scrapes):
-            if s.t_s <= t_s:
-                return s
-        return None
 
 
 # -- the HPA ---------------------------------------------------------------------------------------------

@@ -97,12 +97,11 @@ def simulate(
     """
     started = time.perf_counter()
     fleet = Fleet(trace, fleet_config(sim), initial_replicas=policy.initial_replicas)
-    store = ScrapeStore(interval_s=sim.scrape_s, keep_all=keep_scrapes)
+    store = ScrapeStore(interval_s=sim.scrape_s, keep_all=keep_scrapes, dt_s=sim.dt_s, seed=sim.seed)
     policy.attach(fleet, store)
     dt = sim.dt_s
     horizon_s = math.ceil(trace.span_s) + sim.tail_s
     steps = round(horizon_s / dt)
-    scrape_every = max(1, round(sim.scrape_s / dt))
     per_s = max(1, round(1.0 / dt))
     n_rec = (steps - 1) // per_s + 1
     rec = np.zeros((5, n_rec))
@@ -112,8 +111,7 @@ def simulate(
     try:
         for k in range(steps):
             t = k * dt
-            if k % scrape_every == 0:
-                store.add(fleet.scrape(t))
+            store.collect(fleet, t)
             policy.tick(k, t)
             fleet.step(t, dt)
             if k % per_s == 0:

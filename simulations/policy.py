@@ -27,18 +27,18 @@ from dataclasses import dataclass, field
 from scaler.core.decision import Decision, decide
 from scaler.core.target import target_from_ref
 from simulations.controlplane import Hpa, HpaBehavior, Keda, ScrapeStore
+from simulations.exposition import DEPLOYMENT as DEPLOYMENT
+from simulations.exposition import NAMESPACE as NAMESPACE
 from simulations.fleet import Fleet
 from simulations.profile import HardwareProfile
-from simulations.source import MemorySource
+from simulations.source import GATEWAY_QUERY, MemorySource
 
-NAMESPACE, SCALEDOBJECT, DEPLOYMENT = "sim", "llm", "llm"
+SCALEDOBJECT = "llm"
 KEY = (NAMESPACE, SCALEDOBJECT, DEPLOYMENT)
 POLICIES = ("scaler", "keda-queue", "hpa-gpu", "kpa", "static-peak")
 REFRESH_S = 2.0  # the real refresher's default period
 # Headroom below the knee for the queue target: Knative's default target-utilization-percentage (70).
 TARGET_UTILISATION = 0.7
-# What activationQuery would be in a cluster; the memory source answers it with the gateway's queue.
-GATEWAY_QUERY = 'sum(gateway_pending_requests{namespace="sim"})'
 
 
 class PolicyError(ValueError):
@@ -177,9 +177,7 @@ class ScalerPolicy(Policy):
         # The same validation the gRPC service applies (including the activationQuery confinement).
         self.target = target_from_ref(NAMESPACE, SCALEDOBJECT, self.metadata)
         self.config = self.target.config
-        self.source = MemorySource(
-            fleet, store, clock=lambda: self.now_s, latency_quantile=self.config.latency_quantile
-        )
+        self.source = MemorySource(fleet, store, clock=lambda: self.now_s)
         self.keda = _keda_from(self.settings, self.name, self.sim.max_replicas)
 
     # The three calls KEDA makes; the closed loop overrides them with real gRPC.

@@ -37,6 +37,7 @@ class HardwareProfile:
     max_num_batched_tokens: int  # vLLM token budget per iteration (chunked prefill)
     kv_cache_tokens: int  # KV-cache capacity of one replica, in tokens
     target_concurrency: int  # in-flight requests per replica at the latency knee (used for targets)
+    max_model_len: int = 131_072  # vLLM --max-model-len (sets the token histograms' buckets)
     calibration: tuple[Calibration, ...] = ()
     note: str = ""
 
@@ -65,6 +66,7 @@ LLAMA8B_H100 = HardwareProfile(
     max_num_batched_tokens=8192,
     kv_cache_tokens=460_000,
     target_concurrency=16,
+    max_model_len=8192,  # as deploy/vllm sets it
     calibration=(
         Calibration(1, 200, 128, tpot_s=0.0065, ttft_s=0.014, source="yobitel H100 8B, C=1"),
         Calibration(4, 200, 128, tpot_s=0.0066, output_tokens_per_s=580, source="yobitel H100 8B, C=4"),

@@ -106,15 +106,16 @@ def test_stream_is_active_push_wakes_from_zero_before_the_poll() -> None:
     activated_at = None
     for k in range(int(40 / sim.dt_s)):
         t = k * sim.dt_s
-        if k % round(sim.scrape_s / sim.dt_s) == 0:
-            store.add(f.scrape(t))
+        store.collect(f, t)
         pol.tick(k, t)
         f.step(t, sim.dt_s)
         if activated_at is None and f.replicas > 0:
             activated_at = t
     assert activated_at is not None
-    # The scrape at 15 s shows the gateway queue, the refresh at 16 s (every 2 s) decides and pushes;
-    # KEDA's polls are at 0 and 30 s, so without the push it would have been 30 s.
+    gateway = next(tg for tg in store.targets if tg.job == "gateway")
+    assert gateway.times[:2] == [0.5, 15.5]  # its scrape offset (a hash of the target, seed 0) is 0.5 s
+    # The scrape at 15.5 s is the first to show the gateway queue (arrivals start at 5 s), the refresh at 16 s
+    # (every 2 s) decides and pushes; KEDA's polls are at 0 and 30 s, so without the push it would be 30 s.
     assert activated_at == 16.0
     assert pol.pushes >= 1  # type: ignore[attr-defined]
 

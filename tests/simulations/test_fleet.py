@@ -97,7 +97,7 @@ def test_triton_dynamic_batching_serves_items_in_batches() -> None:
     assert np.array_equal(f.ttft, f.e2e)  # one response per request: first token = completion
     # 200 items in batches of at most 64 at 4 ms + 0.5 ms per item: ~0.1 s of work, all done within 1.5 s.
     assert float(np.max(trace.arrival_s + f.e2e)) < 1.5
-    assert f.fleet_gen_total == n
+    assert f.gen_total.sum() == n
 
 
 def test_average_concurrency_is_time_weighted_like_knatives_queue_proxy() -> None:
