@@ -3,10 +3,10 @@ at its own offset, samples kept per series; and any ``QuerySpec`` (scaler/source
 them, instant or as a range query, the way Prometheus evaluates its PromQL rendering.
 
 Targets (``exposition``): a vLLM (or Triton) pod's ``/metrics`` while it serves (Ready or draining; a
-loading pod has no HTTP server yet), dcgm-exporter's series of every pod holding GPUs, and the gateway. A target is scraped
-every 15 s at an offset fixed by a hash of its identity (Prometheus spreads targets over the interval the
-same way), so what a reader sees is 0-15 s old, differently for each pod. A target that goes away is
-stale from then on (Prometheus writes staleness markers when a target disappears).
+loading pod has no HTTP server yet), dcgm-exporter's series of every pod holding GPUs, and the gateway.
+A target is scraped every 15 s at an offset fixed by a hash of its identity (Prometheus spreads targets
+over the interval the same way), so what a reader sees is 0-15 s old, differently for each pod. A target
+that goes away is stale from then on (Prometheus writes staleness markers when a target disappears).
 
 Semantics, and where they are approximate:
 - instant selector: the latest sample at or before ``t`` within the 5 min lookback, unless stale;
