@@ -53,12 +53,14 @@ class HistogramBank:
         """Prometheus buckets are inclusive (``le``): 0.25 lands in le="0.25"."""
         if not len(slots):
             return
-        b = np.searchsorted(self.bounds, values, side="left")
-        w = np.ones(len(values)) if weights is None else weights
-        used = int(slots.max()) + 1  # only the slots in use: a few, of a table sized for 4 x max_replicas
-        flat = np.bincount(slots * self.width + b, weights=w, minlength=used * self.width)
-        self.counts[:used] += flat.reshape(used, self.width)
-        self.sums[:used] += np.bincount(slots, weights=values * w, minlength=used)
+        b = self.bounds.searchsorted(values, side="left")
+        flat = self.counts.reshape(-1)  # a view: counts is contiguous
+        if weights is None:
+            np.add.at(flat, slots * self.width + b, 1.0)
+            np.add.at(self.sums, slots, values)
+        else:
+            np.add.at(flat, slots * self.width + b, weights)
+            np.add.at(self.sums, slots, values * weights)
 
     def reset(self, slot: int) -> None:
         self.counts[slot] = 0.0
@@ -84,6 +86,7 @@ class Fleet:
     cold_starts: int = 0
     gpu_seconds: float = 0.0
     cold_start_samples_s: list[float] = field(default_factory=list)
+    status_version: int = 0  # bumped whenever a pod starts, becomes Ready, drains or leaves
 
     def __post_init__(self) -> None:
         p = self.config.profile
@@ -171,6 +174,8 @@ class Fleet:
         """Set the Deployment's replicas; new pods start loading, removed ones drain."""
         replicas = max(0, min(replicas, self.config.max_replicas))
         current = self.replicas
+        if replicas != current:
+            self.status_version += 1
         if replicas > current:
             j = self.config.cold_start_jitter
             for _ in range(replicas - current):
@@ -195,6 +200,7 @@ class Fleet:
     def _advance_replicas(self, t_s: float) -> None:
         up = (self.status == LOADING) & (self.ready_at <= t_s)
         for slot in np.flatnonzero(up):
+            self.status_version += 1
             self.status[slot] = READY
             self.cold_start_samples_s.append(float(self.ready_at[slot] - self.created_at[slot]))
         draining = np.flatnonzero(self.status == DRAINING)
@@ -202,6 +208,7 @@ class Fleet:
             held = np.bincount(self.rep[self.active], minlength=self.cap) if len(self.active) else None
             for slot in draining:
                 if held is None or held[slot] == 0:
+                    self.status_version += 1
                     self.status[slot] = FREE
 
     # -- requests ------------------------------------------------------------------------------------
@@ -266,11 +273,12 @@ class Fleet:
         self.busy[:used] = out.busy_fraction
         self.gen_total[:used] += out.generated_tokens
         self.prompt_total[:used] += out.prompt_tokens
-        slots = np.arange(used)
         h = self.histograms
-        for values, tokens in ((out.itl_mixed_s, out.tokens_mixed), (out.itl_decode_s, out.tokens_decode)):
-            has = tokens > 0
-            h[ITL].observe(slots[has], values[has], tokens[has])
+        tokens = np.concatenate([out.tokens_mixed, out.tokens_decode])
+        has = np.flatnonzero(tokens > 0)
+        if len(has):
+            gaps = np.concatenate([out.itl_mixed_s, out.itl_decode_s])
+            h[ITL].observe(has % used, gaps[has], tokens[has])
         first = ~np.isnan(out.prefill_done_at_s)
         if first.any():
             ids = run[first]

@@ -147,7 +147,8 @@ def serve(
         rel = np.zeros(len(idx)) if release_s is None else np.clip(release_s[idx] - t_s, 0.0, None)
         off = group_offsets(r)
         cum = cumsum_in_group(work, off)
-        done_at = cum + cummax_in_group(rel - (cum - work), off)
+        # Without a prompt arriving inside the step the server never idles: C_i = S_i.
+        done_at = cum + cummax_in_group(rel - (cum - work), off) if rel.any() else cum
         started = done_at - work
         done = done_at <= dt_s * (1 + 1e-9) + 1e-12
         worked = np.clip(dt_s - started, 0.0, work)

@@ -129,6 +129,11 @@ class ScrapeStore:
     _due: dict[int, list[ScrapeTarget]] = field(default_factory=dict)
     _schemas: dict[str, Schema] = field(default_factory=dict)
     _specs: dict[QuerySpec, _SpecState] = field(default_factory=dict)
+    # Per (target, window) at one evaluation time: the whole row, instant or as rates, shared by the queries
+    # of one refresh (they ask for different columns of the same samples).
+    _rows_t: float = math.nan
+    _rows: dict[tuple[int, float | None], np.ndarray | None] = field(default_factory=dict)
+    _fleet_version: int = -1
     _collects: int = 0
 
     # -- scraping ------------------------------------------------------------------------------------
@@ -149,10 +154,10 @@ class ScrapeStore:
             }
             self._start("gateway", 0, {"namespace": NAMESPACE, "pod": GATEWAY_POD})
         self.now_s = t_s
-        serving = fleet.serving_slots()
-        gpus = fleet.gpu_slots()
-        self._sync("pod", fleet.pod_id[serving], t_s)
-        self._sync("dcgm", fleet.pod_id[gpus], t_s)
+        if fleet.status_version != self._fleet_version:  # a pod started, became Ready, drained or left
+            self._fleet_version = fleet.status_version
+            self._sync("pod", fleet.pod_id[fleet.serving_slots()], t_s)
+            self._sync("dcgm", fleet.pod_id[fleet.gpu_slots()], t_s)
         due = self._due.get(round(t_s / self.dt_s) % self.slots)
         if due:
             by_job: dict[str, list[ScrapeTarget]] = {}
@@ -242,33 +247,37 @@ class ScrapeStore:
             sel = self._selection(state, tg)
             if sel is None:
                 continue
-            v = self._values(tg, sel.cols, state.window_s, t_s)
-            if v is not None:
-                values.append(v)
+            row = self._row(tg, window, t_s)
+            if row is not None:
+                values.append(row[sel.cols])
                 groups.append(sel.groups)
         if not values:
             return []
         return self._aggregate(state, np.concatenate(values), np.concatenate(groups))
 
-    def _values(
-        self, tg: ScrapeTarget, cols: np.ndarray, window_s: float | None, t_s: float
-    ) -> np.ndarray | None:
+    def _row(self, tg: ScrapeTarget, window_s: float | None, t_s: float) -> np.ndarray | None:
+        """Every series of ``tg`` at ``t_s``: the instant selection, or ``rate`` over ``window_s``; None when
+        it has no value then (stale, or fewer than two samples in the window)."""
+        if t_s != self._rows_t:
+            self._rows_t, self._rows = t_s, {}
+        key = (id(tg), window_s)
+        if key in self._rows:
+            return self._rows[key]
         times = tg.times
+        out: np.ndarray | None = None
         if window_s is None:
-            if t_s >= tg.end_s:
-                return None  # stale
             i = bisect.bisect_right(times, t_s) - 1
-            if i < 0 or times[i] < t_s - LOOKBACK_S:
-                return None
-            row: np.ndarray = tg.rows[i][cols]
-            return row
-        lo = bisect.bisect_left(times, t_s - window_s)
-        hi = bisect.bisect_right(times, t_s) - 1
-        if hi - lo < 1:
-            return None  # rate() needs two samples in the window
-        return extrapolated_rate(
-            tg.rows[lo][cols], tg.rows[hi][cols], times[lo], times[hi], hi - lo + 1, t_s, window_s
-        )
+            if t_s < tg.end_s and i >= 0 and times[i] >= t_s - LOOKBACK_S:
+                out = tg.rows[i]
+        else:
+            lo = bisect.bisect_left(times, t_s - window_s)
+            hi = bisect.bisect_right(times, t_s) - 1
+            if hi - lo >= 1:
+                out = extrapolated_rate(
+                    tg.rows[lo], tg.rows[hi], times[lo], times[hi], hi - lo + 1, t_s, window_s
+                )
+        self._rows[key] = out
+        return out
 
     def _aggregate(self, state: _SpecState, values: np.ndarray, groups: np.ndarray) -> list[Sample]:
         n = len(state.inner_labels)

@@ -94,6 +94,7 @@ def test_compare_end_to_end_on_a_short_slice(tmp_path: Path) -> None:
             "ttft_p50_s",
             "ttft_p99_s",
             "e2e_p99_s",
+            "tpot_p99_s",
             "gpu_hours",
             "cold_starts",
             "max_replicas",
