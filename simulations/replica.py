@@ -115,47 +115,51 @@ def serve(
     """
     n = len(rep)
     in_prefill = prefill_left > 0
-    pre_w = np.bincount(rep[in_prefill], weights=prefill_left[in_prefill], minlength=n_replicas)
     batch = np.bincount(rep[~in_prefill], minlength=n_replicas).astype(np.float64)
-    # The chunk size is set by the whole prompts pending, not what is left of them: a 200-token prompt
-    # started in one iteration costs one base_s, however many steps of dt that iteration spans.
-    pre_full = np.bincount(rep[in_prefill], weights=prompt_tokens[in_prefill], minlength=n_replicas)
-    budget = float(p.max_num_batched_tokens)
-    chunk = np.minimum(np.maximum(budget - batch, 1.0), pre_full)
-    iter_mixed = p.base_s + p.per_seq_s * batch + p.prefill_token_s * chunk
+    room = np.maximum(float(p.max_num_batched_tokens) - batch, 1.0)  # prompt tokens an iteration can take
     iter_decode = p.base_s + p.per_seq_s * batch
-    rate = np.where(pre_w > 0, chunk / iter_mixed, 1.0)  # prompt tokens per second while prefilling
 
     prefill_done_at = np.full(n, np.nan)
     finished_at = np.full(n, np.nan)
     gen = np.zeros(n_replicas)
     t_pre: np.ndarray = np.zeros(n_replicas)
+    mixed_iters: np.ndarray = np.zeros(n_replicas)
     prompt_done: np.ndarray = np.zeros(n_replicas)
 
-    # Prompts, FCFS within each replica, as one server working at `rate` that idles until a prompt arrives:
-    # completion C_i = max(C_(i-1), release_i) + work_i, i.e. S_i + max over j <= i of (release_j - S_(j-1))
-    # with S the running sum of work (Lindley's recursion, vectorised). Worked example, all in seconds from
-    # the step start: prompts of 0.05 and 0.02 s of work released at 0 and 0.1: the first completes at 0.05,
-    # the server idles, the second completes at 0.12 (not 0.07).
+    # Prompts, FCFS within each replica, as one server that idles until a prompt arrives: completion
+    # C_i = max(C_(i-1), release_i) + work_i, i.e. S_i + max over j <= i of (release_j - S_(j-1)) with S
+    # the running sum of work (Lindley's recursion, vectorised). Worked example, in seconds from the step
+    # start: prompts of 0.05 and 0.02 s of work released at 0 and 0.1: the first completes at 0.05, the
+    # server idles, the second completes at 0.12 (not 0.07).
     idx = np.flatnonzero(in_prefill)
     if len(idx):
         r = rep[idx]
         order = np.argsort(r, kind="stable")
         idx, r = idx[order], r[order]
         left = prefill_left[idx]
-        work = left / rate[r]
+        full = prompt_tokens[idx]
         rel = np.zeros(len(idx)) if release_s is None else np.clip(release_s[idx] - t_s, 0.0, None)
+        waiting = rel <= 0
+        # Prompts waiting at the step start share iterations: the chunk is set by the whole prompts pending,
+        # not what is left of them (a 200-token prompt started in one iteration costs one base_s, however
+        # many steps of dt that iteration spans). A prompt arriving inside the step runs in iterations of
+        # its own (not batched with ones already pending: a slight overestimate when they overlap).
+        pending = np.bincount(r[waiting], weights=full[waiting], minlength=n_replicas)
+        chunk = np.minimum(room[r], np.where(waiting, pending[r], full))
+        iteration = p.base_s + p.per_seq_s * batch[r] + p.prefill_token_s * chunk
+        rate = chunk / iteration  # prompt tokens per second while this prompt is prefilled
+        work = left / rate
         off = group_offsets(r)
         cum = cumsum_in_group(work, off)
         # Without a prompt arriving inside the step the server never idles: C_i = S_i.
         done_at = cum + cummax_in_group(rel - (cum - work), off) if rel.any() else cum
         started = done_at - work
         done = done_at <= dt_s * (1 + 1e-9) + 1e-12
-        worked = np.clip(dt_s - started, 0.0, work)
-        processed = np.where(done, left, worked * rate[r])
+        busy_s = np.where(done, work, np.clip(dt_s - started, 0.0, work))
+        processed = np.where(done, left, busy_s * rate)
         prefill_left[idx] = np.where(done, 0.0, np.maximum(left - processed, 0.0))
-        t_pre = np.bincount(r, weights=np.where(done, work, worked), minlength=n_replicas)
-        t_pre = np.minimum(t_pre, dt_s)
+        t_pre = np.minimum(np.bincount(r, weights=busy_s, minlength=n_replicas), dt_s)
+        mixed_iters = np.bincount(r, weights=busy_s / iteration, minlength=n_replicas)
         prompt_done = np.bincount(r, weights=processed, minlength=n_replicas)
         when = t_s + done_at
         prefill_done_at[idx[done]] = when[done]
@@ -163,8 +167,9 @@ def serve(
         # A one-token answer (and every Triton request) is complete when its prompt is.
         single = done & (decode_left[idx] <= 0)
         finished_at[idx[single]] = when[single]
-    mixed_iters = np.where(pre_w > 0, t_pre / iter_mixed, 0.0)
     decode_iters = mixed_iters + (dt_s - t_pre) / iter_decode
+    # The mean duration of the mixed iterations (the gap decoding sequences see while a prompt is prefilled).
+    iter_mixed = np.divide(t_pre, mixed_iters, out=iter_decode.copy(), where=mixed_iters > 0)
     busy = np.where(batch > 0, 1.0, t_pre / dt_s)
 
     # Decode: sequences that were decoding at the start of the step.
