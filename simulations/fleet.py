@@ -21,6 +21,7 @@ user's TTFT (scored) but not in the pod's histograms. Histogram counts of inter-
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,30 +42,46 @@ TTFT, E2E, PREFILL, ITL, TPOT, PROMPT_TOKENS, GENERATION_TOKENS = range(7)  # or
 
 
 class HistogramBank:
-    """One histogram family for every replica slot: per-bucket counts (not cumulative) and sums."""
+    """One histogram family for every replica slot: per-bucket counts (not cumulative) and sums.
+
+    Observations are queued and added in one go when the counts are read (a scrape every 15 s per pod),
+    not on every 0.25 s step: the same sums, a tenth of the numpy calls."""
 
     def __init__(self, family: HistogramFamily, cap: int) -> None:
         self.bounds = np.asarray(family.bounds)
         self.width = len(family.bounds) + 1
-        self.counts = np.zeros((cap, self.width))
-        self.sums = np.zeros(cap)
+        self._counts = np.zeros((cap, self.width))
+        self._sums = np.zeros(cap)
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def observe(self, slots: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None) -> None:
+        if len(slots):
+            self._pending.append((slots, values, np.ones(len(slots)) if weights is None else weights))
+
+    def _flush(self) -> None:
         """Prometheus buckets are inclusive (``le``): 0.25 lands in le="0.25"."""
-        if not len(slots):
+        if not self._pending:
             return
+        slots, values, weights = (np.concatenate(x) for x in zip(*self._pending, strict=True))
+        self._pending.clear()
         b = self.bounds.searchsorted(values, side="left")
-        flat = self.counts.reshape(-1)  # a view: counts is contiguous
-        if weights is None:
-            np.add.at(flat, slots * self.width + b, 1.0)
-            np.add.at(self.sums, slots, values)
-        else:
-            np.add.at(flat, slots * self.width + b, weights)
-            np.add.at(self.sums, slots, values * weights)
+        np.add.at(self._counts.reshape(-1), slots * self.width + b, weights)  # a view: counts is contiguous
+        np.add.at(self._sums, slots, values * weights)
+
+    @property
+    def counts(self) -> np.ndarray:
+        self._flush()
+        return self._counts
+
+    @property
+    def sums(self) -> np.ndarray:
+        self._flush()
+        return self._sums
 
     def reset(self, slot: int) -> None:
-        self.counts[slot] = 0.0
-        self.sums[slot] = 0.0
+        self._flush()
+        self._counts[slot] = 0.0
+        self._sums[slot] = 0.0
 
 
 @dataclass
@@ -131,6 +148,8 @@ class Fleet:
         )
         self.first_response_ms = HistogramBank(first_response, cap)  # Triton's, in ms
         self._next_pod = 0
+        self._used, self._used_version = 1, -1
+        self._pending_version, self._next_ready_s, self._draining = -1, math.inf, False
         self._rng = np.random.default_rng(self.config.seed)
         for _ in range(self.initial_replicas):
             slot = self._new_slot(self.start_s)
@@ -198,6 +217,13 @@ class Fleet:
                     self.status[slot] = DRAINING
 
     def _advance_replicas(self, t_s: float) -> None:
+        if self._pending_version != self.status_version:  # what may change: cached until a pod changes
+            self._pending_version = self.status_version
+            loading = self.status == LOADING
+            self._next_ready_s = float(self.ready_at[loading].min()) if loading.any() else math.inf
+            self._draining = bool((self.status == DRAINING).any())
+        if t_s < self._next_ready_s and not self._draining:
+            return
         up = (self.status == LOADING) & (self.ready_at <= t_s)
         for slot in np.flatnonzero(up):
             self.status_version += 1
@@ -266,7 +292,10 @@ class Fleet:
         pl = self.prefill_left[run]
         dl = self.decode_left[run]
         # Only slots up to the highest one in use: bincounts over 20 slots, not the whole table.
-        used = int(np.flatnonzero(self.status)[-1]) + 1 if self.status.any() else 1
+        if self._used_version != self.status_version:
+            self._used_version = self.status_version
+            self._used = int(np.flatnonzero(self.status)[-1]) + 1 if self.status.any() else 1
+        used = self._used
         out = serve(p, t_s, dt_s, used, self.rep[run], pl, dl, self.prompt[run], self.scheduled_at[run])
         self.prefill_left[run] = pl
         self.decode_left[run] = dl

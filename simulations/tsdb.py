@@ -303,7 +303,7 @@ class ScrapeStore:
         before the last collect never changes, so it is kept and not evaluated again."""
         n = math.floor((end_s - start_s) / step_s + 1e-9) + 1
         points = self._state(spec).points
-        series: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[float], list[float]]] = {}
+        series: dict[int, tuple[dict[str, str], list[float], list[float]]] = {}
         for i in range(max(0, n)):
             t = start_s + i * step_s
             samples = points.get(t)
@@ -312,7 +312,8 @@ class ScrapeStore:
                 if t <= self.now_s:
                     points[t] = samples
             for s in samples:
-                skey = tuple(sorted(s.labels.items()))
+                # A group's labels are one dict, shared by every point (``_SpecState``): its id is the key.
+                skey = id(s.labels)
                 entry = series.get(skey)
                 if entry is None:
                     entry = series[skey] = (dict(s.labels), [], [])
