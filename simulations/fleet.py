@@ -52,17 +52,19 @@ class HistogramBank:
         self.width = len(family.bounds) + 1
         self._counts = np.zeros((cap, self.width))
         self._sums = np.zeros(cap)
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
 
     def observe(self, slots: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None) -> None:
         if len(slots):
-            self._pending.append((slots, values, np.ones(len(slots)) if weights is None else weights))
+            self._pending.append((slots, values, weights))
 
     def _flush(self) -> None:
         """Prometheus buckets are inclusive (``le``): 0.25 lands in le="0.25"."""
         if not self._pending:
             return
-        slots, values, weights = (np.concatenate(x) for x in zip(*self._pending, strict=True))
+        slots = np.concatenate([p[0] for p in self._pending])
+        values = np.concatenate([p[1] for p in self._pending])
+        weights = np.concatenate([np.ones(len(p[0])) if p[2] is None else p[2] for p in self._pending])
         self._pending.clear()
         b = self.bounds.searchsorted(values, side="left")
         np.add.at(self._counts.reshape(-1), slots * self.width + b, weights)  # a view: counts is contiguous
@@ -149,6 +151,10 @@ class Fleet:
         self.first_response_ms = HistogramBank(first_response, cap)  # Triton's, in ms
         self._next_pod = 0
         self._used, self._used_version = 1, -1
+        self._holding, self._holding_version = 0, -1
+        self._replicas, self._replicas_version = 0, -1
+        self._slots: dict[int, int] = {}
+        self._slots_version = -1
         self._pending_version, self._next_ready_s, self._draining = -1, math.inf, False
         self._rng = np.random.default_rng(self.config.seed)
         for _ in range(self.initial_replicas):
@@ -174,7 +180,10 @@ class Fleet:
     @property
     def replicas(self) -> int:
         """Deployment replicas as the Kubernetes API counts them: loading + Ready (terminating excluded)."""
-        return int(np.count_nonzero((self.status == LOADING) | (self.status == READY)))
+        if self._replicas_version != self.status_version:
+            self._replicas_version = self.status_version
+            self._replicas = int(np.count_nonzero((self.status == LOADING) | (self.status == READY)))
+        return self._replicas
 
     @property
     def ready(self) -> int:
@@ -187,7 +196,18 @@ class Fleet:
     @property
     def holding(self) -> int:
         """Replicas holding GPUs: loading, Ready and draining."""
-        return int(np.count_nonzero(self.status != FREE))
+        if self._holding_version != self.status_version:
+            self._holding_version = self.status_version
+            self._holding = int(np.count_nonzero(self.status != FREE))
+        return self._holding
+
+    def slot_of(self, pod_id: int) -> int:
+        """The slot of a pod that holds one (a scrape target's pod)."""
+        if self._slots_version != self.status_version:
+            self._slots_version = self.status_version
+            used = np.flatnonzero(self.status != FREE)
+            self._slots = dict(zip(self.pod_id[used].tolist(), used.tolist(), strict=True))
+        return self._slots[pod_id]
 
     def scale_to(self, replicas: int, t_s: float) -> None:
         """Set the Deployment's replicas; new pods start loading, removed ones drain."""

@@ -163,12 +163,11 @@ class ScrapeStore:
             by_job: dict[str, list[ScrapeTarget]] = {}
             for tg in due:
                 by_job.setdefault(tg.job, []).append(tg)
-            slot_of = {int(fleet.pod_id[s]): int(s) for s in np.flatnonzero(fleet.pod_id >= 0)}
             for job, tgs in by_job.items():
                 if job == "gateway":
                     rows = np.array([[float(len(fleet.gateway))]])
                 else:
-                    slots = np.array([slot_of[tg.key] for tg in tgs], dtype=np.int64)
+                    slots = np.array([fleet.slot_of(tg.key) for tg in tgs], dtype=np.int64)
                     rows = fleet.pod_rows(slots) if job == "pod" else fleet.gpu_rows(slots)
                 for tg, row in zip(tgs, rows, strict=True):
                     tg.times.append(t_s)
