@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,6 @@ def read_scaledobject(path: Path) -> DeployedScaling:
 
 
 def _behavior(b: Mapping[str, Any], where: str, defaulted: list[str]) -> HpaBehavior:
-    base = HpaBehavior()
     out: dict[str, Any] = {}
     for direction, prefix in (("scaleUp", "up"), ("scaleDown", "down")):
         rules = _mapping(b.get(direction) or {}, f"{where}: behavior.{direction}")
@@ -124,7 +123,7 @@ def _behavior(b: Mapping[str, Any], where: str, defaulted: list[str]) -> HpaBeha
         else:
             defaulted.append(f"{field}.tolerance")
             out[f"{prefix}_tolerance"] = DEFAULT_TOLERANCE
-    return HpaBehavior(**{**base.__dict__, **out})
+    return replace(HpaBehavior(), **out)
 
 
 def _policy(p: Any, where: str) -> HpaPolicy:

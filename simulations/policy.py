@@ -228,6 +228,8 @@ class ScalerPolicy(Policy):
                 "manifest": self.deployed.source,
             }
         )
+        if self.deployed.defaulted:  # e.g. a tolerance kept in an overlay: the controller's default applies
+            self.settings["manifest_defaults"] = ", ".join(self.deployed.defaulted)
 
     # The three calls KEDA makes; the closed loop overrides them with real gRPC.
     def refresh(self, t_s: float) -> None:
