@@ -31,26 +31,23 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _positive(name: str) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            v = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number > 0, got {text!r}") from None
-        if not math.isfinite(v) or v <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0, got {text!r}")
-        return v
-
-    return parse
+    return _number(name, allow_zero=False)
 
 
 def _non_negative(name: str) -> Callable[[str], float]:
+    return _number(name, allow_zero=True)
+
+
+def _number(name: str, allow_zero: bool) -> Callable[[str], float]:
+    bound = ">= 0" if allow_zero else "> 0"
+
     def parse(text: str) -> float:
         try:
             v = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number >= 0, got {text!r}") from None
-        if not math.isfinite(v) or v < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a finite number >= 0, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{name} must be a number {bound}, got {text!r}") from None
+        if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number {bound}, got {text!r}")
         return v
 
     return parse

@@ -48,13 +48,17 @@ def _fleet(replicas: int, arrivals: np.ndarray) -> Fleet:
     return Fleet(trace, FleetConfig(profile_named("llama70b-h100x4"), cold_start_jitter=0.0), replicas)
 
 
+def _run(f: Fleet, store: ScrapeStore, start_s: float, end_s: float, dt_s: float = 0.25) -> None:
+    """The engine's loop without a policy: scrape what is due, then serve the step."""
+    for k in range(round(start_s / dt_s), round(end_s / dt_s)):
+        store.collect(f, k * dt_s)
+        f.step(k * dt_s, dt_s)
+
+
 def test_each_target_is_scraped_every_interval_at_its_own_offset() -> None:
     f = _fleet(3, np.arange(0.0, 120.0, 0.5))
     store = ScrapeStore()
-    for k in range(480):  # 120 s
-        t = k * 0.25
-        store.collect(f, t)
-        f.step(t, 0.25)
+    _run(f, store, 0.0, 120.0)
     pods = [tg for tg in store.targets if tg.job == "pod"]
     assert len(pods) == 3 and {tg.job for tg in store.targets} == {"pod", "dcgm", "gateway"}
     offsets = {tg.times[0] for tg in pods}
@@ -71,15 +75,9 @@ def test_each_target_is_scraped_every_interval_at_its_own_offset() -> None:
 def test_a_pod_that_goes_away_is_stale_at_once_but_stays_in_rate_windows() -> None:
     f = _fleet(2, np.arange(0.0, 200.0, 0.25))
     store = ScrapeStore()
-    for k in range(400):  # 100 s
-        t = k * 0.25
-        store.collect(f, t)
-        f.step(t, 0.25)
+    _run(f, store, 0.0, 100.0)
     f.scale_to(1, 100.0)  # one pod drains; it leaves once it holds nothing
-    for k in range(400, 1000):  # to 250 s
-        t = k * 0.25
-        store.collect(f, t)
-        f.step(t, 0.25)
+    _run(f, store, 100.0, 250.0)
     gone = next(tg for tg in store.targets if tg.job == "pod" and tg.end_s < math.inf)
     spec = plan_queries([_target("sim")], "1m").queries
     up = next(q.spec for q in spec if q.kind == "up")

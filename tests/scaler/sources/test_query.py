@@ -102,22 +102,14 @@ def test_rendered_promql_is_unchanged() -> None:
     targets = [
         _target("team-a", "m1", latencySloSeconds="1", latencyMetric="ttft"),
         _target("team-b", "m2", latencySloSeconds="1", targetGpuUtilization="70"),
-        _triton("team-b", "tri", latencySloSeconds="2"),
-        _triton("team-a", "tri2", latencySloSeconds="2", latencyMetric="ttft"),
+        _target("team-b", "tri", backend="triton", latencySloSeconds="2"),
+        _target("team-a", "tri2", backend="triton", latencySloSeconds="2", latencyMetric="ttft"),
     ]
     got = [(q.kind, q.promql) for plan in (plan_queries, plan_history) for q in plan(targets, "1m").queries]
     assert [list(g) for g in got] == GOLDEN
     for plan in (plan_queries, plan_history):
         for q in plan(targets, "1m").queries:
             assert q.spec is not None and render(q.spec) == q.promql, q.kind
-
-
-def _triton(ns: str, name: str, **meta: str) -> Target:
-    return Target(
-        ns,
-        name,
-        parse_metadata({"backend": "triton", "deployment": name, "targetQueuePerReplica": "4", **meta}),
-    )
 
 
 def test_history_range_is_aligned_to_the_step() -> None:
