@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -68,9 +68,16 @@ class Hpa:
     min_replicas: int
     max_replicas: int
     behavior: HpaBehavior = field(default_factory=HpaBehavior)
+    # One tolerance both ways (the controller's --horizontal-pod-autoscaler-tolerance) in place of the
+    # behavior's per-direction ones; None keeps those.
+    tolerance: float | None = None
     sync_s: float = 15.0
     recommendations: list[tuple[float, int]] = field(default_factory=list)
     events: list[tuple[float, int]] = field(default_factory=list)  # (time, replica change)
+
+    def __post_init__(self) -> None:
+        if self.tolerance is not None:
+            self.behavior = replace(self.behavior, up_tolerance=self.tolerance, down_tolerance=self.tolerance)
 
     @staticmethod
     def external_average_value(value: float, target: float, current: int, tolerance: float = 0.1) -> int:

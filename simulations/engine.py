@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from simulations.baselines import StaticPolicy, static_peak_replicas
+from simulations.baselines import HindsightPolicy, StaticPolicy, static_peak_replicas
 from simulations.controlplane import ScrapeStore
 from simulations.fleet import Fleet, FleetConfig
 from simulations.oracle import OracleBound, oracle_bound
-from simulations.policies import make_policy
+from simulations.policies import checked_settings, make_policy
 from simulations.policy import POLICIES, Policy, ScalerPolicy, SimSettings
 from simulations.trace import Trace
 
@@ -72,12 +72,16 @@ class RunResult:
         met: np.ndarray = ~self.dropped & (np.nan_to_num(self.ttft_s, nan=math.inf) <= deadline)
         return met
 
+    def met(self) -> int:
+        """Requests served whose TTFT met their deadline (``met_slo``)."""
+        return int(np.count_nonzero(self.met_slo()))
+
     def summary(self) -> dict[str, Any]:
         ok = ~self.dropped
         ttft = self.ttft_s[ok]
         e2e = self.e2e_s[ok]
         n = len(self.ttft_s)
-        met = int(np.count_nonzero(self.met_slo()))
+        met = self.met()
 
         def q(x: np.ndarray, p: float) -> float | None:
             return round(float(np.quantile(x, p)), 4) if len(x) else None
@@ -246,20 +250,29 @@ class Comparison:
     sim: SimSettings
     oracle: OracleBound
     runs: dict[str, RunResult]
+    frontier: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {
+        policies = {}
+        for name, r in self.runs.items():
+            # The bound at this policy's own attainment (``OracleBound.at_met``): its GPU-hours are above it.
+            policies[name] = {**r.summary(), "bound_gpu_hours": round(self.oracle.at_met(r.met()), 4)}
+        out = {
             "trace": self.trace.name,
             "requests": len(self.trace),
             "oracle_gpu_hours": round(self.oracle.gpu_hours, 4),
+            "oracle_feasible_requests": self.oracle.feasible_requests,
             "profile": self.sim.profile.name,
             "cold_start_s": self.sim.cold_start_s,
             "ttft_slo_s": self.sim.ttft_slo_s,
             "ttft_slo_per_1k_prompt_s": self.sim.ttft_slo_per_1k_prompt_s,
             "warmup_s": self.sim.warmup_s if warmup_trace(self.trace, self.sim) is not None else 0.0,
             "seed": self.sim.seed,
-            "policies": {name: r.summary() for name, r in self.runs.items()},
+            "policies": policies,
         }
+        if self.frontier is not None:
+            out["frontier"] = self.frontier
+        return out
 
 
 def compare(
@@ -270,16 +283,29 @@ def compare(
     metadata: Mapping[str, str] | None = None,
     progress: Progress | None = None,
     keep_scrapes: bool = False,
+    frontier: bool = False,
+    workers: int = 2,
 ) -> Comparison:
-    """Every policy over the same trace and settings, plus the oracle bound."""
+    """Every policy over the same trace and settings, plus the oracle bound; with ``frontier``, each
+    baseline's sweep (``simulations.frontier``) against the scaler's attainment."""
+    if frontier and "scaler" not in policies:
+        raise ValueError("--frontier compares against the scaler: keep scaler in --policies")
+    for name in policies:  # a bad setting fails at once, not after the LP solve
+        checked_settings(name, (settings or {}).get(name))
+    bound = oracle_bound(trace, sim)
     runs: dict[str, RunResult] = {}
     n = len(policies)
     # Build every policy first, so a bad setting fails before minutes of simulation.
     built = [
-        make_policy(name, sim, trace, (settings or {}).get(name), metadata if name == "scaler" else None)
+        make_policy(
+            name, sim, trace, (settings or {}).get(name), metadata if name == "scaler" else None, bound=bound
+        )
         for name in policies
     ]
-    for i, (name, pol) in enumerate(zip(policies, built, strict=True)):
+    # hindsight last: it uses the static fleet's run when that is cheaper.
+    order = sorted(range(n), key=lambda i: policies[i] == "hindsight")
+    for i in order:
+        name, pol = policies[i], built[i]
 
         def sub(frac: float, msg: str, i: int = i) -> None:
             if progress is not None:
@@ -287,9 +313,19 @@ def compare(
 
         if isinstance(pol, StaticPolicy) and not pol.settings["replicas"]:
             runs[name] = size_static_peak(trace, sim, pol.settings, sub, keep_scrapes)
+        elif isinstance(pol, HindsightPolicy) and not pol.settings["scale"]:
+            from simulations.frontier import size_hindsight
+
+            runs[name] = size_hindsight(trace, sim, bound, pol.settings, runs.get("static-peak"), sub)
         else:
             runs[name] = simulate(trace, pol, sim, sub, keep_scrapes=keep_scrapes)
-    return Comparison(trace, sim, oracle_bound(trace, sim.profile, sim.ttft_slo_s), runs)
+    runs = {name: runs[name] for name in policies}
+    fronts = None
+    if frontier:
+        from simulations.frontier import frontiers
+
+        fronts = frontiers(trace, sim, bound, runs, settings or {}, workers=workers, progress=progress)
+    return Comparison(trace, sim, bound, runs, fronts)
 
 
 def size_static_peak(

@@ -3,8 +3,9 @@
 a column layout (``Schema``) that the fleet fills and the simulated Prometheus (``tsdb``) stores per scrape.
 
 Labels: every vLLM series carries ``model_name`` and ``engine="0"``; the Prometheus Operator adds
-``namespace`` and ``pod`` (target labels here). Pods are named like a Deployment's
-(``llm-<replicaset hash>-<suffix>``), so the production queries' pod patterns match them.
+``namespace`` and ``pod`` (target labels here). Pods are named as Kubernetes names a Deployment's
+(``llm-<pod-template hash>-<5 characters>``), so the history's ReplicaSet prefix and the name matching
+work on them as on a cluster's.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from scaler.sources.profile import (
 )
 
 NAMESPACE, DEPLOYMENT = "sim", "llm"
-REPLICASET_HASH = "5f7b8c9d4"
-GATEWAY_POD = "gateway-7d9c5b6f8-gw000"
+# The pod-template hash Kubernetes would give the Deployment's ReplicaSet (characters of 4-9bcdf).
+REPLICASET = f"{DEPLOYMENT}-5f7b8c9d4"
+SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes appends to a generateName (no vowels)
+GATEWAY_POD = "gateway-7d9c5b6f8-gwbcd"
 GATEWAY_METRIC = "gateway_pending_requests"
 FINISHED_REASONS = ("stop", "length", "abort", "error", "repetition")
 GPU_MODEL_NAME = "NVIDIA H100 80GB HBM3"
@@ -39,8 +42,21 @@ def le_text(bound: float) -> str:
 
 
 def pod_name(pod_id: int) -> str:
-    """``llm-5f7b8c9d4-p0007``: the shape ``pod_pattern("llm")`` expects (two segments after the name)."""
-    return f"{DEPLOYMENT}-{REPLICASET_HASH}-p{pod_id:04d}"
+    """``llm-5f7b8c9d4-bbbbj``: the ReplicaSet's name, a hyphen and 5 characters of Kubernetes' suffix
+    alphabet (the pod id in base 27), as Kubernetes names a Deployment's pods (``membership.pod_pattern``)."""
+    digits = []
+    for _ in range(5):
+        pod_id, d = divmod(pod_id, len(SUFFIX_ALPHABET))
+        digits.append(SUFFIX_ALPHABET[d])
+    return f"{REPLICASET}-{''.join(reversed(digits))}"
+
+
+def pod_id_of(name: str) -> int:
+    """The inverse of ``pod_name``."""
+    n = 0
+    for c in name[-5:]:
+        n = n * len(SUFFIX_ALPHABET) + SUFFIX_ALPHABET.index(c)
+    return n
 
 
 @dataclass(frozen=True)

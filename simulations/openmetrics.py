@@ -78,11 +78,14 @@ def _fleet(f: Families, r: RunResult, namespace: str, base: float) -> None:
             for c in range(fam.start, fam.stop):
                 col = tg.schema.columns[c]
                 labels = labels_text([*target, *col.labels])
-                lines = f.series(fam.name, col.name + labels)
-                lines.extend(
+                # NaN: the series was absent from that scrape (a loading pod's failed scrape has only up).
+                lines = [
                     f"{col.name}{labels} {number_text(v)} {t}"
                     for v, t in zip(values[:, c].tolist(), ts, strict=True)
-                )
+                    if v == v
+                ]
+                if lines:
+                    f.series(fam.name, col.name + labels).extend(lines)
 
 
 def _scaler(f: Families, r: RunResult, namespace: str, base: float) -> None:

@@ -8,8 +8,16 @@
   ``sum(vllm:num_requests_waiting)`` with ``threshold`` (AverageValue), ``activationThreshold`` 0, KEDA and
   HPA defaults. ``minReplicaCount`` 1: at 0 pods the query is empty (``ignoreNullValues`` makes it 0), so
   with 0 it would never wake up; nobody runs it that way.
+- ``keda-tuned``: what a competent team deploys with KEDA alone: two Prometheus triggers, one on
+  ``sum(vllm:num_requests_running + vllm:num_requests_waiting)`` with ``threshold`` (AverageValue; default
+  the scaler's queue target, 70 % of the knee concurrency), one on the gateway's pending requests (the
+  activation at zero, KEDA's prometheus scaler having no separate activation query), ``minReplicaCount``
+  0, KEDA and HPA defaults otherwise.
 - ``hpa-gpu``: an HPA on the Pods metric ``DCGM_FI_DEV_GPU_UTIL`` (prometheus-adapter), averageValue 80,
-  min 1, Kubernetes defaults (``replica_calculator.go``).
+  min 1, Kubernetes defaults (``replica_calculator.go``); pods being deleted are ignored, as the HPA does.
+- ``hindsight``: the oracle LP's replica schedule (``simulations.oracle``), rounded up, scaled (``scale``,
+  sized to the target attainment when empty), each start issued one longest cold start ahead, set on the
+  Deployment directly; the static fleet when that is cheaper at its target attainment.
 - ``kpa``: Knative Serving's KPA on concurrency (``pkg/autoscaler/scaling/autoscaler.go``, defaults of
   ``config-autoscaler``), target per pod = the profile's knee concurrency, scale to zero via the activator.
 - ``static-peak``: always on, with the fewest replicas that meet the SLO for 99 % of this trace's requests
@@ -39,7 +47,7 @@ from simulations.source import GATEWAY_QUERY, MemorySource
 
 SCALEDOBJECT = "llm"
 KEY = (NAMESPACE, SCALEDOBJECT, DEPLOYMENT)
-POLICIES = ("scaler", "keda-queue", "hpa-gpu", "kpa", "static-peak")
+POLICIES = ("scaler", "hindsight", "keda-queue", "keda-tuned", "hpa-gpu", "kpa", "static-peak")
 REFRESH_S = 2.0  # the real refresher's default period
 # Headroom below the knee for the queue target: Knative's default target-utilization-percentage (70).
 TARGET_UTILISATION = 0.7
@@ -59,7 +67,6 @@ class SimSettings:
     profile: HardwareProfile
     cold_start_s: float = 60.0
     ttft_slo_s: float = 1.0
-    ttft_slo_per_1k_prompt_s: float = 0.0
     seed: int = 0
     dt_s: float = 0.25
     scrape_s: float = 15.0
@@ -67,6 +74,7 @@ class SimSettings:
     max_replicas: int = 32
     gateway_timeout_s: float = 300.0
     cold_start_jitter: float = 0.1
+    ttft_slo_per_1k_prompt_s: float = 0.0
     warmup_s: float = 600.0
     scaling_manifest: Path | None = None
 
@@ -88,9 +96,17 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "hpa_down_window_s": "300",
         "min_replicas": "1",
     },
+    "keda-tuned": {
+        "threshold": "",  # running + waiting per replica; empty: the scaler's queue target (70 % of the knee)
+        "polling_s": "30",
+        "cooldown_s": "300",
+        "hpa_down_window_s": "300",
+        "min_replicas": "0",
+    },
     "hpa-gpu": {"target_util_percent": "80", "hpa_down_window_s": "300", "min_replicas": "1"},
     "kpa": {"target": "", "target_utilization": "0.7", "min_replicas": "0"},
     "static-peak": {"replicas": "", "target_attainment": "0.99"},
+    "hindsight": {"scale": "", "target_attainment": "0.99"},
 }
 
 

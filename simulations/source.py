@@ -6,9 +6,10 @@ reductions (``reduce_signals``, ``reduce_history``, and through them the one ``h
 the production windows and steps: the 1m rate window, 1 h of history at 15 s aligned to the step
 (``history_range``), the activation query's last minute at 5 s. Nothing here computes a signal.
 
-What it does differently from ``PrometheusSource``: pod states come from the fleet the way the Kubernetes
-API reports them (``kube.summarise_pods``: pods not terminating, Ready ones, warming ages, creation -> Ready
-of the Ready pods), and the activation query can only be the gateway's (it evaluates specs, not text).
+What it does differently from ``PrometheusSource``: the Deployment's pods come from the fleet the way the
+Kubernetes reader sees them (the live pods its ReplicaSet owns, counted by the production ``count_pods``),
+and the activation query can only be the gateway's (it evaluates specs, not text). kube-state-metrics is
+not simulated: the simulator plays the Kubernetes API, which production prefers.
 """
 
 from __future__ import annotations
@@ -21,20 +22,22 @@ import numpy as np
 from scaler.core.signals import SignalName
 from scaler.core.state import Observation, ReplicaSource, Series, State
 from scaler.core.target import Target
+from scaler.sources.membership import PodFacts, PodStates, count_pods, generated_prefix
 from scaler.sources.prometheus import ACTIVATION_WINDOW_S, HISTORY_S, HISTORY_STEP_S
 from scaler.sources.query import (
-    PodStates,
     QueryPlan,
     RangeSample,
     Sample,
+    history_key,
     history_range,
+    index_history,
     plan_history,
     plan_queries,
     reduce_history,
     reduce_signals,
 )
 from scaler.sources.spec import Matcher, Op, QuerySpec, render
-from simulations.exposition import GATEWAY_METRIC, NAMESPACE
+from simulations.exposition import GATEWAY_METRIC, NAMESPACE, REPLICASET, pod_name
 from simulations.fleet import LOADING, READY, Fleet
 from simulations.tsdb import ScrapeStore
 
@@ -63,8 +66,8 @@ class MemorySource:
     history_step_s: float = HISTORY_STEP_S
     reductions: int = 0  # calls of the production reductions (reduce_signals + reduce_history)
     _plans: dict[tuple[str, str], tuple[QueryPlan, QueryPlan]] = field(default_factory=dict)
-    _history: dict[tuple[str, str, float], tuple[dict[SignalName, Series], Series | None]] = field(
-        default_factory=dict
+    _history: dict[tuple[str, str, float, frozenset[str]], tuple[dict[SignalName, Series], Series | None]] = (
+        field(default_factory=dict)
     )
 
     def collect(self, targets: Sequence[Target]) -> Mapping[tuple[str, str, str], Observation]:
@@ -85,24 +88,31 @@ class MemorySource:
         plan, _ = self.plans(target)
         return {q.kind: self.store.query(_spec(q.kind, q.spec), now) for q in plan.queries}
 
-    def history_results(self, target: Target, start_s: float, end_s: float) -> dict[str, list[RangeSample]]:
+    def history_results(
+        self, target: Target, start_s: float, end_s: float
+    ) -> Mapping[str, Sequence[RangeSample]]:
+        """The history queries over [start_s, end_s], indexed as ``PrometheusSource`` does: this target's
+        Deployment's entry of ``index_history``."""
         _, plan = self.plans(target)
         step = self.history_step_s
-        return {
+        results = {
             q.kind: self.store.query_range(_spec(q.kind, q.spec), start_s, end_s, step) for q in plan.queries
         }
+        return index_history(results).get(history_key(target), {})
 
     def observe(self, target: Target, now: float) -> Observation:
+        states = self.pod_states(target, now)
         self.reductions += 1
-        signals = REDUCE_SIGNALS(target, self.instant_results(target, now))
+        signals = REDUCE_SIGNALS(target, self.instant_results(target, now), states)
         start_s, end_s = history_range(now, self.history_s, self.history_step_s)
-        hkey = (target.namespace, target.config.deployment, end_s)
+        hkey = (target.namespace, target.config.deployment, end_s, states.prefixes)
         if hkey not in self._history:
             # Like PrometheusSource: history is read and reduced once per history step.
             self.reductions += 1
-            self._history = {hkey: REDUCE_HISTORY(target, self.history_results(target, start_s, end_s))}
+            mine = self.history_results(target, start_s, end_s)
+            self._history = {hkey: REDUCE_HISTORY(target, mine, states.prefixes)}
         demand, replicas = self._history[hkey]
-        states = self.pod_states(now)
+        # As PrometheusSource's _with_pod_counts: replica counts from the pods, not from their metrics.
         signals = replace(signals, current_replicas=states.total, ready_replicas=states.ready)
         state = State(
             demand_history=demand,
@@ -111,6 +121,7 @@ class MemorySource:
             warming_ages_s=states.warming_ages_s,
             cold_start_samples_s=states.cold_starts_s,
             replica_source=ReplicaSource.SIMULATION,
+            notes=dict(states.notes),
         )
         if target.config.activation_query is not None:
             value, series = self.activation(target.config.activation_query, now)
@@ -131,21 +142,23 @@ class MemorySource:
         series = Series(ranged[0].times_s, ranged[0].values) if ranged and ranged[0].times_s else None
         return value, series
 
-    def pod_states(self, now: float) -> PodStates:
-        """The Deployment's pods as the Kubernetes API shows them (``scaler.sources.kube.summarise_pods``):
-        terminating (draining) pods excluded, warming ages oldest first, creation -> Ready of Ready pods."""
+    def pod_states(self, target: Target, now: float) -> PodStates:
+        """The Deployment's pods as the Kubernetes reader sees them (``kube._Namespace.summarise``): the live
+        pods of its one ReplicaSet (draining ones are terminating, so left out), spec.replicas as KEDA and
+        the HPA set it, counted by the production ``count_pods``."""
         f = self.fleet
-        loading = np.flatnonzero(f.status == LOADING)
-        ready = np.flatnonzero(f.status == READY)
-        ages = sorted((float(now - f.created_at[i]) for i in loading), reverse=True)
-        durations = (f.ready_at[ready] - f.created_at[ready]).tolist()
-        starts = sorted(zip(f.created_at[ready].tolist(), durations, strict=True))
-        return PodStates(
-            total=len(loading) + len(ready),
-            ready=len(ready),
-            warming_ages_s=tuple(max(0.0, a) for a in ages),
-            cold_starts_s=tuple(d for _, d in starts if d > 0),
-        )
+        live = np.flatnonzero((f.status == LOADING) | (f.status == READY))
+        facts = [
+            PodFacts(
+                name=pod_name(int(f.pod_id[i])),
+                created_s=float(f.created_at[i]),
+                ready=bool(f.status[i] == READY),
+                ready_at_s=float(f.ready_at[i]) if f.status[i] == READY else None,
+            )
+            for i in live
+        ]
+        prefixes = frozenset({generated_prefix(REPLICASET)})
+        return count_pods(facts, f.replicas, prefixes, now, target.config.cold_start_s)
 
 
 def _spec(kind: str, spec: QuerySpec | None) -> QuerySpec:

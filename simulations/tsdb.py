@@ -2,8 +2,10 @@
 at its own offset, samples kept per series; and any ``QuerySpec`` (scaler/sources/spec.py) evaluated on
 them, instant or as a range query, the way Prometheus evaluates its PromQL rendering.
 
-Targets (``exposition``): a vLLM (or Triton) pod's ``/metrics`` while it serves (Ready or draining; a
-loading pod has no HTTP server yet), dcgm-exporter's series of every pod holding GPUs, and the gateway.
+Targets (``exposition``): every pod's ``/metrics`` (a loading pod is scraped too, and fails: vLLM binds its
+port before it listens, so Prometheus records ``up`` 0 and no other series until the pod serves),
+dcgm-exporter's series of every pod holding GPUs, and the gateway. A pod is a target from its creation
+(the time it takes to get an IP is not modelled).
 A target is scraped every 15 s at an offset fixed by a hash of its identity (Prometheus spreads targets
 over the interval the same way), so what a reader sees is 0-15 s old, differently for each pod. A target
 that goes away is stale from then on (Prometheus writes staleness markers when a target disappears).
@@ -11,7 +13,7 @@ that goes away is stale from then on (Prometheus writes staleness markers when a
 Semantics, and where they are approximate:
 - instant selector: the latest sample at or before ``t`` within the 5 min lookback, unless stale;
 - range selector ``[w]``: samples with ``t - w <= ts <= t`` (Prometheus 2.x, as Debian's 2.42 in the tests;
-  3.x excludes the left edge), staleness ignored, as Prometheus does;
+  3.x excludes the left edge), staleness ignored, as Prometheus does; ``last_over_time`` takes the last;
 - ``rate``: Prometheus' ``extrapolatedRate`` (extrapolation to the window edges when the gap is under 1.1
   average intervals, else half an interval; counters not extrapolated below zero). Counter resets are not
   handled because none happen: a restarted pod is a new series here;
@@ -26,7 +28,6 @@ import bisect
 import math
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,13 +41,12 @@ from simulations.exposition import (
     Schema,
     dcgm_schema,
     gateway_schema,
+    pod_id_of,
     pod_name,
     triton_schema,
     vllm_schema,
 )
-
-if TYPE_CHECKING:
-    from simulations.fleet import Fleet
+from simulations.fleet import LOADING, Fleet
 
 LOOKBACK_S = 300.0  # Prometheus' default --query.lookback-delta
 EXTRAPOLATION_THRESHOLD = 1.1  # extrapolatedRate: extrapolate to an edge closer than 1.1 average intervals
@@ -65,6 +65,9 @@ class ScrapeTarget:
     times: list[float] = field(default_factory=list)
     rows: list[np.ndarray] = field(default_factory=list)
     end_s: float = math.inf
+    # Leading rows from failed scrapes (a loading pod): NaN but ``up`` 0. Failures only come before the pod
+    # serves, so the rows from ``failed`` on hold every series.
+    failed: int = 0
 
 
 @dataclass
@@ -95,7 +98,9 @@ class _SpecState:
         if spec.op in AGGREGATIONS:
             out = {k: labels[k] for k in spec.group_labels if labels.get(k)}
         else:
-            out = {k: v for k, v in labels.items() if k != "__name__" or spec.op == Op.SELECT}
+            # A function drops the metric name, except last_over_time (it keeps what it selects).
+            keep_name = spec.op in (Op.SELECT, Op.LAST_OVER_TIME)
+            out = {k: v for k, v in labels.items() if k != "__name__" or keep_name}
         key = tuple(sorted(out.items()))
         gid = self.inner.get(key)
         if gid is None:
@@ -132,7 +137,7 @@ class ScrapeStore:
     # Per (target, window) at one evaluation time: the whole row, instant or as rates, shared by the queries
     # of one refresh (they ask for different columns of the same samples).
     _rows_t: float = math.nan
-    _rows: dict[tuple[int, float | None], np.ndarray | None] = field(default_factory=dict)
+    _rows: dict[tuple[int, float | None, bool], np.ndarray | None] = field(default_factory=dict)
     _fleet_version: int = -1
     _collects: int = 0
 
@@ -143,38 +148,54 @@ class ScrapeStore:
 
     def collect(self, fleet: Fleet, t_s: float) -> None:
         """Discover targets (pods appearing and going away) and scrape the ones due at ``t_s``."""
+        self._discover(fleet, t_s)
+        due = self._due.get(round(t_s / self.dt_s) % self.slots)
+        if due:
+            self._scrape(fleet, due, t_s)
+        self._collects += 1
+        if not self.keep_all and self._collects % 240 == 0:
+            self._prune(t_s)
+
+    def scrape_all(self, fleet: Fleet, t_s: float) -> None:
+        """Discover and scrape every target now, whatever its offset (tests set up a moment this way)."""
+        self._discover(fleet, t_s)
+        self._scrape(fleet, list(self._live.values()), t_s)
+
+    def _discover(self, fleet: Fleet, t_s: float) -> None:
         if not self._schemas:
             p = fleet.config.profile
-            self._schemas = {
-                "pod": triton_schema(p.name)
-                if p.backend == "triton"
-                else vllm_schema(p.name, p.max_model_len),
-                "dcgm": dcgm_schema(p.gpus_per_replica),
-                "gateway": gateway_schema(),
-            }
+            pod = triton_schema(p.name) if p.backend == "triton" else vllm_schema(p.name, p.max_model_len)
+            self._schemas = {"pod": pod, "dcgm": dcgm_schema(p.gpus_per_replica), "gateway": gateway_schema()}
             self._start("gateway", 0, {"namespace": NAMESPACE, "pod": GATEWAY_POD})
         self.now_s = t_s
         if fleet.status_version != self._fleet_version:  # a pod started, became Ready, drained or left
             self._fleet_version = fleet.status_version
-            self._sync("pod", fleet.pod_id[fleet.serving_slots()], t_s)
-            self._sync("dcgm", fleet.pod_id[fleet.gpu_slots()], t_s)
-        due = self._due.get(round(t_s / self.dt_s) % self.slots)
-        if due:
-            by_job: dict[str, list[ScrapeTarget]] = {}
-            for tg in due:
-                by_job.setdefault(tg.job, []).append(tg)
-            for job, tgs in by_job.items():
-                if job == "gateway":
-                    rows = np.array([[float(len(fleet.gateway))]])
-                else:
-                    slots = np.array([fleet.slot_of(tg.key) for tg in tgs], dtype=np.int64)
-                    rows = fleet.pod_rows(slots) if job == "pod" else fleet.gpu_rows(slots)
-                for tg, row in zip(tgs, rows, strict=True):
-                    tg.times.append(t_s)
-                    tg.rows.append(row)
-        self._collects += 1
-        if not self.keep_all and self._collects % 240 == 0:
-            self._prune(t_s)
+            pods = fleet.pod_id[fleet.gpu_slots()]  # every pod that exists holds GPUs
+            self._sync("pod", pods, t_s)
+            self._sync("dcgm", pods, t_s)
+
+    def _scrape(self, fleet: Fleet, targets: list[ScrapeTarget], t_s: float) -> None:
+        by_job: dict[str, list[ScrapeTarget]] = {}
+        for tg in targets:
+            by_job.setdefault(tg.job, []).append(tg)
+        up = self._schemas["pod"].by_name["up"][0]
+        for job, tgs in by_job.items():
+            if job == "gateway":
+                rows = np.array([[float(len(fleet.gateway))]])
+            else:
+                slots = np.array([fleet.slot_of(tg.key) for tg in tgs], dtype=np.int64)
+                rows = fleet.pod_rows(slots) if job == "pod" else fleet.gpu_rows(slots)
+                if job == "pod":
+                    loading = fleet.status[slots] == LOADING  # the scrape fails: up 0, nothing else
+                    if loading.any():
+                        rows[loading] = np.nan
+                        rows[loading, up] = 0.0
+            for i, tg in enumerate(tgs):
+                if job == "pod" and rows[i, up] == 0.0:
+                    assert tg.failed == len(tg.rows), "a pod fails its scrapes only before it serves"
+                    tg.failed += 1
+                tg.times.append(t_s)
+                tg.rows.append(rows[i])
 
     def _start(self, job: str, key: int, labels: dict[str, str]) -> None:
         offset = zlib.crc32(f"{job}/{key}/{self.seed}".encode()) % self.slots
@@ -201,6 +222,7 @@ class ScrapeStore:
             i = bisect.bisect_left(tg.times, cutoff)
             if i > 0:
                 del tg.times[:i], tg.rows[:i]
+                tg.failed = max(0, tg.failed - i)
         for state in self._specs.values():
             alive = {id(tg) for tg in self.targets}
             state.selections = {k: v for k, v in state.selections.items() if k in alive}
@@ -246,20 +268,23 @@ class ScrapeStore:
             sel = self._selection(state, tg)
             if sel is None:
                 continue
-            row = self._row(tg, window, t_s)
+            row = self._row(tg, window, state.spec.op == Op.LAST_OVER_TIME, t_s)
             if row is not None:
-                values.append(row[sel.cols])
-                groups.append(sel.groups)
+                v = row[sel.cols]
+                present = ~np.isnan(v)  # NaN: absent from a failed scrape (the pods never export NaN)
+                values.append(v if present.all() else v[present])
+                groups.append(sel.groups if present.all() else sel.groups[present])
         if not values:
             return []
         return self._aggregate(state, np.concatenate(values), np.concatenate(groups))
 
-    def _row(self, tg: ScrapeTarget, window_s: float | None, t_s: float) -> np.ndarray | None:
-        """Every series of ``tg`` at ``t_s``: the instant selection, or ``rate`` over ``window_s``; None when
-        it has no value then (stale, or fewer than two samples in the window)."""
+    def _row(self, tg: ScrapeTarget, window_s: float | None, last: bool, t_s: float) -> np.ndarray | None:
+        """Every series of ``tg`` at ``t_s``: the instant selection, ``rate`` over ``window_s``, or with
+        ``last`` the last sample within it (``last_over_time``); None when it has no value then (stale, no
+        sample in the window, or fewer than two for a rate)."""
         if t_s != self._rows_t:
             self._rows_t, self._rows = t_s, {}
-        key = (id(tg), window_s)
+        key = (id(tg), window_s, last)
         if key in self._rows:
             return self._rows[key]
         times = tg.times
@@ -268,8 +293,12 @@ class ScrapeStore:
             i = bisect.bisect_right(times, t_s) - 1
             if t_s < tg.end_s and i >= 0 and times[i] >= t_s - LOOKBACK_S:
                 out = tg.rows[i]
+        elif last:
+            i = bisect.bisect_right(times, t_s) - 1
+            if i >= 0 and times[i] >= t_s - window_s:  # staleness does not end a range selection
+                out = tg.rows[i]
         else:
-            lo = bisect.bisect_left(times, t_s - window_s)
+            lo = max(bisect.bisect_left(times, t_s - window_s), tg.failed)
             hi = bisect.bisect_right(times, t_s) - 1
             if hi - lo >= 1:
                 out = extrapolated_rate(
@@ -327,8 +356,8 @@ class ScrapeStore:
         return self.view(self.now_s)
 
     def view(self, t_s: float) -> PrometheusView:
-        def per_pod(spec: QuerySpec) -> dict[str, float]:
-            return {s.labels["pod"]: s.value for s in self.query(spec, t_s) if "pod" in s.labels}
+        def per_pod(spec: QuerySpec) -> dict[int, float]:
+            return {pod_id_of(s.labels["pod"]): s.value for s in self.query(spec, t_s) if "pod" in s.labels}
 
         waiting = per_pod(_BY_POD[0])
         running = per_pod(_BY_POD[1])
@@ -338,10 +367,10 @@ class ScrapeStore:
         gateway = self.query(_BY_POD[4], t_s)
         return PrometheusView(
             t_s=t_s,
-            pods=pods,
+            pods=np.array(pods, dtype=np.int64),
             waiting=np.array([waiting.get(p, 0.0) for p in pods]),
             running=np.array([running.get(p, 0.0) for p in pods]),
-            gpu_pods=gpu_pods,
+            gpu_pods=np.array(gpu_pods, dtype=np.int64),
             # prometheus-adapter's usual Pods rule: the average over the pod's GPUs.
             gpu_util_percent=np.array([gpu_sum[p] / gpu_count[p] for p in gpu_pods]),
             gateway_queue=gateway[0].value if gateway else 0.0,
@@ -350,13 +379,13 @@ class ScrapeStore:
 
 @dataclass(frozen=True)
 class PrometheusView:
-    """Per pod, the latest scraped values an instant query returns at ``t_s`` (0-15 s old each)."""
+    """Per pod (by pod id), the latest scraped values an instant query returns at ``t_s`` (0-15 s old)."""
 
     t_s: float
-    pods: list[str]
+    pods: np.ndarray
     waiting: np.ndarray
     running: np.ndarray
-    gpu_pods: list[str]
+    gpu_pods: np.ndarray
     gpu_util_percent: np.ndarray
     gateway_queue: float
 

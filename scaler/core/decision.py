@@ -46,6 +46,9 @@ class Status(StrEnum):
     MISSING = "missing"  # no data: holds the fleet, never shrinks it
     GUARD = "guard"  # latency under its SLO but close: forbids scale-down
     IDLE = "idle"  # latency well under its SLO: no opinion
+    # absent longer than the staleness bound while other signals are measured: a configuration problem,
+    # reported, and it holds nothing
+    UNCONFIGURED = "unconfigured"
 
 
 class Reason(StrEnum):
@@ -219,6 +222,29 @@ def evaluate_signals(signals: Signals, config: ScalerConfig) -> tuple[SignalVerd
     return tuple(verdicts)
 
 
+def _unconfigured(verdicts: tuple[SignalVerdict, ...], signals: Signals) -> tuple[SignalVerdict, ...]:
+    """Missing signals the source found absent for longer than the staleness bound stop holding the fleet
+    while another signal is measured: a GPU target whose DCGM series never arrive (dcgm-exporter without
+    pod mapping) would otherwise hold the fleet at its peak forever. With nothing else measured they stay
+    missing (no data is never zero)."""
+    if not signals.unconfigured:
+        return verdicts
+    measured = any(v.status != Status.MISSING for v in verdicts if v.signal not in signals.unconfigured)
+    if not measured:
+        return verdicts
+    return tuple(
+        replace(
+            v,
+            status=Status.UNCONFIGURED,
+            note=f"configuration problem: {v.note or 'no series'}, for longer than the staleness bound; "
+            "not holding the fleet",
+        )
+        if v.status == Status.MISSING and v.signal in signals.unconfigured
+        else v
+        for v in verdicts
+    )
+
+
 def _cold_start(state: State, config: ScalerConfig) -> ColdStart:
     return estimate_cold_start(state.cold_start_samples_s, config.cold_start_s)
 
@@ -351,7 +377,7 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
     economics that decide whether an idle Deployment gives its last replica back.
     """
     cold = _cold_start(state, config)
-    verdicts = evaluate_signals(signals, config)
+    verdicts = _unconfigured(evaluate_signals(signals, config), signals)
     current = signals.current_replicas
     warming = state.warming_replicas or 0
     details: dict[str, Any] = {
@@ -398,6 +424,9 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
     guarded = any(v.status == Status.GUARD for v in verdicts)
     if missing:
         details["missing"] = missing
+    unconfigured = [v.signal.value for v in verdicts if v.status == Status.UNCONFIGURED]
+    if unconfigured:
+        details["unconfigured"] = unconfigured
 
     def make(valid: bool, desired: int, reason: str, active: bool | None = None) -> Decision:
         if not config.scale_to_zero and valid:

@@ -38,6 +38,10 @@ class Signals:
     # Signals whose series exist but saw no events in the window (latency with no requests): these have
     # no opinion, which is different from missing.
     no_traffic: frozenset[SignalName] = frozenset()
+    # Signals whose series have been absent for longer than the staleness bound while the pods are there
+    # (dcgm-exporter without pod mapping, say): a configuration problem, not a gap. While another signal
+    # is measured they hold nothing (see decide); alone they stay missing.
+    unconfigured: frozenset[SignalName] = frozenset()
 
     def value_of(self, name: SignalName) -> float | None:
         return {

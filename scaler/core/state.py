@@ -91,3 +91,6 @@ class Observation:
 
     signals: Signals
     state: State = field(default_factory=State)
+    # The source cannot answer for this ScaledObject (its target is a StatefulSet, or no Deployment of that
+    # name exists): no decision is made, and the message is the answer (UNAVAILABLE over gRPC).
+    error: str | None = None

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from scaler._generated import externalscaler_pb2 as pb
 from scaler._generated import externalscaler_pb2_grpc as pb_grpc
 from scaler.core.config import ConfigError
+from scaler.core.promql import NAMESPACE_LABELS
 from scaler.core.target import Target, target_from_ref
 from scaler.serve.refresher import Refresher, Unavailable
 
@@ -37,9 +38,10 @@ def metric_name(target: Target) -> str:
 
 
 class ExternalScalerService(pb_grpc.ExternalScalerServicer):
-    def __init__(self, refresher: Refresher) -> None:
+    def __init__(self, refresher: Refresher, namespace_labels: tuple[str, ...] = NAMESPACE_LABELS) -> None:
         self.refresher = refresher
         self.telemetry = refresher.telemetry
+        self.namespace_labels = namespace_labels
 
     async def _call(self, method: str, context: Ctx, body: Callable[[], Awaitable[T]]) -> T:
         started = time.perf_counter()
@@ -55,9 +57,8 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
             self.telemetry.rpc_duration.labels(method).observe(time.perf_counter() - started)
         raise AssertionError("unreachable: context.abort raises")
 
-    @staticmethod
-    def _target(ref: pb.ScaledObjectRef) -> Target:
-        return target_from_ref(ref.namespace, ref.name, dict(ref.scalerMetadata))
+    def _target(self, ref: pb.ScaledObjectRef) -> Target:
+        return target_from_ref(ref.namespace, ref.name, dict(ref.scalerMetadata), self.namespace_labels)
 
     async def GetMetricSpec(self, request: pb.ScaledObjectRef, context: Ctx) -> pb.GetMetricSpecResponse:
         async def body() -> pb.GetMetricSpecResponse:

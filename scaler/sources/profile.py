@@ -41,6 +41,10 @@ class BackendProfile:
     throughput_counters: tuple[str, ...]
     # Latency sources per metric, tried in order: the first that has data is used.
     latency: dict[LatencyMetric, tuple[LatencySource, ...]]
+    # Labels that tell apart a pod's own series of one metric (vLLM's data-parallel engine, Triton's model
+    # version). Any other label two series of one pod differ in says how they were scraped (job, instance,
+    # service, endpoint: a PodMonitor and a ServiceMonitor on the same pod), so those are counted once.
+    series_labels: tuple[str, ...] = ()
 
 
 VLLM = BackendProfile(
@@ -57,6 +61,7 @@ VLLM = BackendProfile(
             LatencySource(LatencyKind.HISTOGRAM, "vllm:time_to_first_token_seconds_bucket", 1.0),
         ),
     },
+    series_labels=("engine",),
 )
 
 TRITON = BackendProfile(
@@ -82,6 +87,7 @@ TRITON = BackendProfile(
             LatencySource(LatencyKind.HISTOGRAM, "nv_inference_first_response_histogram_ms_bucket", 1e-3),
         ),
     },
+    series_labels=("version",),
 )
 
 PROFILES: dict[Backend, BackendProfile] = {VLLM.backend: VLLM, TRITON.backend: TRITON}

@@ -3,7 +3,9 @@
 One refresh asks one Prometheus a bounded set of queries (at most ``1 + 7 per backend + 1``), grouped
 ``by (namespace, pod, <model label>)`` and confined to the namespaces of the ScaledObjects it serves.
 The per-ScaledObject work (which pods belong to which Deployment, which model) is done here, in
-Python, so no metadata value other than a validated namespace ever enters PromQL.
+Python, so no metadata value other than a validated namespace ever enters PromQL. Which pods are a
+Deployment's is ``membership``'s: by ownership (``PodStates`` from the Kubernetes API or the
+kube-state-metrics join planned here), else by the names Kubernetes generates.
 """
 
 from __future__ import annotations
@@ -18,6 +20,19 @@ from scaler.core.config import Backend, LatencyMetric
 from scaler.core.signals import SignalName, Signals
 from scaler.core.state import Series, pack_floats
 from scaler.core.target import Target
+from scaler.sources.membership import (
+    SUFFIX_CHARS,
+    SUFFIX_LEN,
+    PodFacts,
+    PodStates,
+    count_pods,
+    deployment_key,
+    deployment_keys,
+    generated_prefix,
+    not_a_deployment,
+    pod_pattern,
+    prefix_pattern,
+)
 from scaler.sources.profile import DCGM_GPU_UTIL_METRIC, LatencyKind, LatencySource, profile_for
 from scaler.sources.spec import Matcher, Op, QuerySpec, Regroup, Relabel, render
 
@@ -61,13 +76,29 @@ def _namespace_matcher(targets: Iterable[Target]) -> str:
     return _namespaces(targets).render()
 
 
+def _names_matcher(metrics: Sequence[str]) -> str:
+    return f'__name__=~"{"|".join(re.escape(m) for m in metrics)}"'
+
+
 def _namespaces(targets: Iterable[Target]) -> Matcher:
     # Namespaces are validated RFC 1123 labels ([a-z0-9-]), so they are regex- and string-safe as is.
     return Matcher("namespace", "=~", "|".join(sorted({t.namespace for t in targets})))
 
 
-def plan_queries(targets: Sequence[Target], rate_window: str) -> QueryPlan:
-    """The queries one refresh needs for ``targets`` (all on one Prometheus)."""
+def once_per_pod(by: Sequence[str], series_labels: Sequence[str], name: bool = False) -> tuple[str, ...]:
+    """The labels of a ``max by`` that keeps each of a pod's own series once, however many scrape jobs read
+    it (``QuerySpec.dedupe``).
+
+    A ServiceMonitor beside the PodMonitor scrapes the same pod again under its own job, service and
+    endpoint labels; summing both counted 3 waiting + 5 running as 16. ``max`` over everything but the pod
+    and its own series labels (``by``, ``series_labels``, and ``__name__`` when the query selects several
+    metrics) keeps one of each before anything is summed."""
+    return (*["__name__"] * name, *by, *series_labels)
+
+
+def plan_queries(targets: Sequence[Target], rate_window: str, gpu_lookback: str = "60s") -> QueryPlan:
+    """The queries one refresh needs for ``targets`` (all on one Prometheus). ``gpu_lookback``: the
+    staleness bound; a GPU with no sample within it is absent (see ``reduce_signals``)."""
     plan = QueryPlan()
     if not targets:
         return plan
@@ -76,51 +107,54 @@ def plan_queries(targets: Sequence[Target], rate_window: str) -> QueryPlan:
     for backend in sorted({t.config.backend for t in targets}):
         prof = profile_for(backend)
         by = ("namespace", "pod", prof.model_label)
+        ids = prof.series_labels
         plan.add_spec(f"{backend}:presence", QuerySpec(Op.COUNT, (prof.presence_metric,), ns, by))
-        plan.add_spec(f"{backend}:queue", QuerySpec(Op.SUM, prof.queue_metrics, ns, by, metric_set=True))
+        queue = QuerySpec(
+            Op.SUM, prof.queue_metrics, ns, by, metric_set=True, dedupe=once_per_pod(by, ids, True)
+        )
+        plan.add_spec(f"{backend}:queue", queue)
         # One query per counter: rate() drops __name__, so rate({__name__=~"a|b"}) would give two series
         # with one label set, which Prometheus refuses
         # ("vector cannot contain metrics with the same labelset").
         for i, counter in enumerate(prof.throughput_counters):
-            spec = QuerySpec(Op.SUM_RATE, (counter,), ns, by, window=rate_window)
-            plan.add_spec(f"{backend}:throughput:{i}", spec)
+            rate = QuerySpec(
+                Op.SUM_RATE, (counter,), ns, by, window=rate_window, dedupe=once_per_pod(by, ids)
+            )
+            plan.add_spec(f"{backend}:throughput:{i}", rate)
         metrics = {
             t.config.latency_metric for t in targets if t.config.backend == backend and t.config.latency_slo_s
         }
         for metric in sorted(metrics):
             for i, src in enumerate(prof.latency[metric]):
                 kind = f"{backend}:latency:{metric}:{i}"
-                for suffix, spec in _latency_specs(src, ns, by, rate_window):
+                for suffix, spec in _latency_specs(src, ns, by, ids, rate_window):
                     plan.add_spec(kind + suffix, spec)
     if any(t.config.target_gpu_util_percent is not None for t in targets):
+        # The last sample within the staleness bound: a GPU whose series has none that recent is absent
+        # (a gap is bridged, a configuration problem shows). Series are per GPU; de-duplicated per pod
+        # and GPU in Python.
+        gpu = (*ns, Matcher("pod", "!=", ""))
         plan.add_spec(
-            "dcgm:gpu_util", QuerySpec(Op.SELECT, (DCGM_GPU_UTIL_METRIC,), (*ns, Matcher("pod", "!=", "")))
+            "dcgm:gpu_util", QuerySpec(Op.LAST_OVER_TIME, (DCGM_GPU_UTIL_METRIC,), gpu, window=gpu_lookback)
         )
     return plan
 
 
 def _latency_specs(
-    src: LatencySource, ns: tuple[Matcher, ...], by: tuple[str, ...], rate_window: str
+    src: LatencySource, ns: tuple[Matcher, ...], by: tuple[str, ...], ids: tuple[str, ...], rate_window: str
 ) -> list[tuple[str, QuerySpec]]:
     """(kind suffix, spec) of one latency source: bucket rates, summary quantiles, or the two mean rates."""
     if src.kind == LatencyKind.HISTOGRAM:
-        return [("", QuerySpec(Op.HISTOGRAM_RATE, (src.metric,), ns, by, window=rate_window))]
+        once = once_per_pod(by, (*ids, "le"))
+        return [("", QuerySpec(Op.HISTOGRAM_RATE, (src.metric,), ns, by, window=rate_window, dedupe=once))]
     if src.kind == LatencyKind.SUMMARY:
         return [("", QuerySpec(Op.MAX, (src.metric,), ns, (*by, "quantile")))]
     assert src.count_metric is not None  # a MEAN source names its request counter
+    once = once_per_pod(by, ids)
     return [
-        ("", QuerySpec(Op.SUM_RATE, (src.metric,), ns, by, window=rate_window)),
-        (":count", QuerySpec(Op.SUM_RATE, (src.count_metric,), ns, by, window=rate_window)),
+        ("", QuerySpec(Op.SUM_RATE, (src.metric,), ns, by, window=rate_window, dedupe=once)),
+        (":count", QuerySpec(Op.SUM_RATE, (src.count_metric,), ns, by, window=rate_window, dedupe=once)),
     ]
-
-
-def pod_pattern(deployment: str) -> re.Pattern[str]:
-    """Pods of a Deployment are ``<deployment>-<pod-template-hash>-<suffix>``.
-
-    Anchored with exactly two segments after the name, so Deployment ``llama`` does not claim the pods
-    of Deployment ``llama-8b`` (``llama-8b-6f9c7b8d5-x2kqp`` has three segments after ``llama-``).
-    """
-    return re.compile(rf"{re.escape(deployment)}-[a-z0-9]+-[a-z0-9]+")
 
 
 def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
@@ -157,16 +191,28 @@ def _finite(samples: Iterable[Sample]) -> list[Sample]:
     return [s for s in samples if math.isfinite(s.value)]
 
 
-def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> Signals:
-    """Turn one refresh's query results into the ``Signals`` of one ScaledObject."""
+def reduce_signals(
+    target: Target, results: Mapping[str, Sequence[Sample]], pods: PodStates | None = None
+) -> Signals:
+    """Turn one refresh's query results into the ``Signals`` of one ScaledObject.
+
+    ``pods``: its pods by ownership (Kubernetes API or kube-state-metrics); without them its pods are
+    matched by name. A pod that is not Ready and cannot be scraped is loading (vLLM binds its port before
+    it listens, so a loading pod shows ``up == 0``): warming, not unreadable. A Ready pod whose scrape
+    fails is unreadable. By name, readiness is unknown: pods that fail while none of the Deployment's
+    pods answers are taken to be loading (the first step from zero), otherwise unreadable."""
     cfg = target.config
     prof = profile_for(cfg.backend)
-    pods = pod_pattern(cfg.deployment)
+    pattern = pod_pattern(cfg.deployment) if pods is None else None
+    members = pods.pods if pods is not None else frozenset()
+
+    def member(pod: str) -> bool:
+        return pattern.fullmatch(pod) is not None if pattern is not None else pod in members
 
     def mine(kind: str, model_filter: bool = True) -> list[Sample]:
         out = []
         for s in results.get(kind, ()):
-            if s.labels.get("namespace") != target.namespace or not pods.fullmatch(s.labels.get("pod", "")):
+            if s.labels.get("namespace") != target.namespace or not member(s.labels.get("pod", "")):
                 continue
             if model_filter and cfg.model is not None and s.labels.get(prof.model_label) != cfg.model:
                 continue
@@ -176,8 +222,14 @@ def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> S
     backend = cfg.backend.value
     up = {s.labels["pod"]: s.value for s in mine("up", model_filter=False)}
     presence = {s.labels["pod"] for s in _finite(mine(f"{backend}:presence"))}
-    failed = {p for p, v in up.items() if v != 1}
-    ready_pods = presence - failed
+    down = {p for p, v in up.items() if v != 1}
+    if pods is not None:
+        failed = down & pods.ready_pods
+        ready_pods = set(pods.ready_pods)
+    else:
+        answering = (set(up) - down) | presence
+        failed = down if answering else set()
+        ready_pods = presence - down
     # A pod reporting NaN/Inf demand has unknown load, not zero load: it counts as unreadable, which
     # holds the fleet (summing it as 0 would let 3 pods with 1 NaN look like 2 idle ones and shrink).
     demand_kinds = [f"{backend}:queue", "dcgm:gpu_util"]
@@ -192,6 +244,7 @@ def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> S
     current = len(set(up) | presence)
     notes: dict[str, str] = {}
     no_traffic: set[SignalName] = set()
+    unconfigured: set[SignalName] = set()
 
     def total(kind: str) -> float | None:
         samples = _finite(mine(kind))
@@ -206,11 +259,24 @@ def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> S
 
     gpu: float | None = None
     if cfg.target_gpu_util_percent is not None:
-        gpus = _finite(mine("dcgm:gpu_util", model_filter=False))
-        if gpus:
-            # Average over the Deployment's GPUs (a TP=4 pod has four series), as the HPA would.
-            gpu = sum(s.value for s in gpus) / len(gpus)
-            notes["gpu"] = f"average of {len(gpus)} GPU(s)"
+        # Over the Ready pods' GPUs only: a loading pod's GPU idles at 0 % and the HPA formula multiplies
+        # by the Ready count. One value per pod and GPU, however many jobs scrape dcgm-exporter.
+        per_gpu = {
+            (s.labels["pod"], s.labels.get("UUID") or s.labels.get("gpu", "")): s.value
+            for s in _finite(mine("dcgm:gpu_util", model_filter=False))
+            if s.labels["pod"] in ready_pods
+        }
+        if per_gpu:
+            gpu = sum(per_gpu.values()) / len(per_gpu)
+            notes["gpu"] = f"average of {len(per_gpu)} GPU(s) of Ready pods"
+        elif ready_pods:
+            # No sample within the staleness bound (the query's lookback) for any Ready pod: not a gap but
+            # dcgm-exporter not mapping these pods (no -k, or scraped without honorLabels).
+            unconfigured.add(SignalName.GPU)
+            notes["gpu"] = (
+                f"no {DCGM_GPU_UTIL_METRIC} series for this Deployment's Ready pods within the staleness "
+                "bound: is dcgm-exporter running with pod mapping (-k) and scraped with honorLabels?"
+            )
 
     latency: float | None = None
     if cfg.latency_slo_s is not None:
@@ -236,6 +302,7 @@ def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> S
         notes=notes,
         unreadable_pods=len(unreadable),
         no_traffic=frozenset(no_traffic),
+        unconfigured=frozenset(unconfigured),
     )
 
 
@@ -278,14 +345,17 @@ def _latency(
 
 
 # -- history (range queries) ---------------------------------------------------------------------------
-# Pods are `<deployment>-<hash>-<suffix>`; label_replace derives the Deployment in Prometheus so history
-# comes back one series per Deployment (and model), not per pod: 2,000 ScaledObjects with 240 points
-# each stay a few hundred thousand samples per history read. Same rule as pod_pattern.
-_DEPLOYMENT_FROM_POD = Relabel("deployment", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+")
+# History comes back one series per ReplicaSet (and model), not per pod, so 2,000 ScaledObjects with 240
+# points each stay a few hundred thousand samples per history read: label_replace cuts the 5 random
+# characters Kubernetes appends to a pod's generateName, leaving the ReplicaSet's generated prefix
+# (``membership.generated_prefix``), and Python maps ReplicaSets to Deployments (by ownership, else by
+# name). A Deployment has one such series, two during a rolling update. A pod named otherwise (a
+# StatefulSet's ``<name>-0``) gets no prefix and is no Deployment's.
+_PREFIX_FROM_POD = Relabel("pod_prefix", "$1", "pod", f"(.+){SUFFIX_CHARS}{{{SUFFIX_LEN}}}")
 
 
-def _by_deployment(spec: QuerySpec, *by: str) -> QuerySpec:
-    return replace(spec, regroup=Regroup(("namespace", "deployment", *by), _DEPLOYMENT_FROM_POD))
+def _by_replicaset(spec: QuerySpec, *by: str) -> QuerySpec:
+    return replace(spec, regroup=Regroup(("namespace", "pod_prefix", *by), _PREFIX_FROM_POD))
 
 
 def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
@@ -295,14 +365,17 @@ def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
         return plan
     ns = (_namespaces(targets),)
     up = QuerySpec(Op.MAX, ("up",), ns, by=("namespace", "pod"))
-    plan.add_spec("history:replicas", _by_deployment(up))
+    plan.add_spec("history:replicas", _by_replicaset(up))
     for backend in sorted({t.config.backend for t in targets}):
         prof = profile_for(backend)
-        queue = QuerySpec(Op.SELECT, prof.queue_metrics, ns, metric_set=True)
-        plan.add_spec(f"history:{backend}:queue", _by_deployment(queue, prof.model_label))
+        per_pod = ("namespace", "pod", prof.model_label)
+        once = once_per_pod(per_pod, prof.series_labels, True)
+        queue = QuerySpec(Op.SELECT, prof.queue_metrics, ns, metric_set=True, dedupe=once)
+        plan.add_spec(f"history:{backend}:queue", _by_replicaset(queue, prof.model_label))
         for i, counter in enumerate(prof.throughput_counters):
-            rate = QuerySpec(Op.RATE, (counter,), ns, window=rate_window)
-            plan.add_spec(f"history:{backend}:throughput:{i}", _by_deployment(rate, prof.model_label))
+            once = once_per_pod(per_pod, prof.series_labels)
+            rate = QuerySpec(Op.RATE, (counter,), ns, window=rate_window, dedupe=once)
+            plan.add_spec(f"history:{backend}:throughput:{i}", _by_replicaset(rate, prof.model_label))
     return plan
 
 
@@ -346,32 +419,45 @@ HistoryIndex = dict[tuple[str, str], dict[str, list[RangeSample]]]
 
 
 def index_history(results: Mapping[str, Sequence[RangeSample]]) -> HistoryIndex:
-    """The history results grouped by (namespace, deployment), so each ScaledObject reads its own few
-    series instead of scanning every series of every Deployment (2,000 ScaledObjects x 8,000 series
-    would be 16 M label lookups per refresh)."""
+    """The history results grouped by (namespace, ``deployment_key``) of every Deployment whose ReplicaSet
+    could have made the series' prefix, so each ScaledObject reads its own few series instead of scanning
+    every series of every Deployment (2,000 ScaledObjects x 8,000 series would be 16 M label lookups per
+    refresh). ``reduce_history`` then keeps the prefixes that are really its own."""
     index: HistoryIndex = defaultdict(lambda: defaultdict(list))
     for kind, series in results.items():
         for s in series:
-            ns, dep = s.labels.get("namespace"), s.labels.get("deployment")
-            if ns is not None and dep is not None:
-                index[(ns, dep)][kind].append(s)
+            ns, prefix = s.labels.get("namespace"), s.labels.get("pod_prefix")
+            if ns is None or prefix is None:
+                continue
+            for key in deployment_keys(prefix):
+                index[(ns, key)][kind].append(s)
     return {k: dict(v) for k, v in index.items()}
 
 
+def history_key(target: Target) -> tuple[str, str]:
+    """The ``index_history`` key of ``target``'s Deployment."""
+    return (target.namespace, deployment_key(target.config.deployment))
+
+
 def reduce_history(
-    target: Target, results: Mapping[str, Sequence[RangeSample]]
+    target: Target, results: Mapping[str, Sequence[RangeSample]], prefixes: frozenset[str] | None = None
 ) -> tuple[dict[SignalName, Series], Series | None]:
     """(demand history by signal, replica history) of one ScaledObject from the history queries (all of
-    them, or its Deployment's entry of ``index_history``)."""
+    them, or its Deployment's entry of ``index_history``). ``prefixes``: its ReplicaSets' generated
+    prefixes, by ownership; None matches them by name."""
     cfg = target.config
     prof = profile_for(cfg.backend)
+    pattern = prefix_pattern(cfg.deployment)
+
+    def own(prefix: str) -> bool:
+        return prefix in prefixes if prefixes is not None else pattern.fullmatch(prefix) is not None
 
     def mine(kind: str, model_filter: bool = True) -> list[RangeSample]:
         return [
             s
             for s in results.get(kind, ())
             if s.labels.get("namespace") == target.namespace
-            and s.labels.get("deployment") == cfg.deployment
+            and own(s.labels.get("pod_prefix", ""))
             and (not model_filter or cfg.model is None or s.labels.get(prof.model_label) == cfg.model)
         ]
 
@@ -389,53 +475,122 @@ def reduce_history(
     return demand, replicas
 
 
-# -- kube-state-metrics (replicas, warming pods, start-up times when the Kubernetes API is not readable) --
+# -- kube-state-metrics (pods by ownership, replicas, warming pods, start-up times without the API) -------
+_KSM_POD_METRICS = (
+    "kube_pod_created",
+    "kube_pod_status_ready",
+    "kube_pod_status_ready_time",
+    "kube_pod_status_phase",
+    "kube_pod_deletion_timestamp",
+    "kube_pod_container_status_restarts_total",
+)
+
+
+def _owner(metric: str, kind: str, ns: str, as_label: str) -> str:
+    return f'label_replace({metric}{{{ns}, owner_kind="{kind}"}}, "{as_label}", "$1", "owner_name", "(.+)")'
+
+
 def plan_kube_state(targets: Sequence[Target]) -> QueryPlan:
-    """Instant queries on kube-state-metrics series: pod creation time, Ready time and Ready state."""
+    """Three instant queries on kube-state-metrics series, whatever the number of ScaledObjects.
+
+    ``ksm:owners`` joins in PromQL each pod to the Deployment that owns its ReplicaSet (``kube_pod_owner``
+    x ``kube_replicaset_owner``), and adds every ReplicaSet of a Deployment (for the history grouped by
+    ReplicaSet) and the pods StatefulSets own (to refuse a StatefulSet by name). ``ksm:pods`` holds each
+    pod's creation, Ready state and time, phase, deletion and restarts, once per pod however many
+    kube-state-metrics replicas are scraped; ``ksm:deployments`` each Deployment's spec.replicas."""
     plan = QueryPlan()
     if not targets:
         return plan
     ns = _namespace_matcher(targets)
-    plan.add("ksm:created", f"max by (namespace, pod) (kube_pod_created{{{ns}}})")
-    plan.add("ksm:ready_time", f"max by (namespace, pod) (kube_pod_status_ready_time{{{ns}}})")
-    plan.add("ksm:ready", f'max by (namespace, pod) (kube_pod_status_ready{{{ns}, condition="true"}})')
+    rs_owner = _owner("kube_replicaset_owner", "Deployment", ns, "deployment")
+    rs_of_deployment = f"max by (namespace, replicaset, deployment) ({rs_owner})"
+    pod_owner = _owner("kube_pod_owner", "ReplicaSet", ns, "replicaset")
+    pods_of_deployment = (
+        f"max by (namespace, pod, replicaset, deployment) ({pod_owner}"
+        f" * on (namespace, replicaset) group_left (deployment) {rs_of_deployment})"
+    )
+    sts_owner = f'kube_pod_owner{{{ns}, owner_kind="StatefulSet"}}'
+    statefulset_pods = f"max by (namespace, pod, owner_kind, owner_name) ({sts_owner})"
+    plan.add("ksm:owners", f"{pods_of_deployment} or {rs_of_deployment} or {statefulset_pods}")
+    plan.add(
+        "ksm:pods",
+        f"max by (__name__, namespace, pod, condition, phase) ({{{_names_matcher(_KSM_POD_METRICS)}, {ns}}})",
+    )
+    plan.add("ksm:deployments", f"max by (namespace, deployment) (kube_deployment_spec_replicas{{{ns}}})")
     return plan
 
 
-@dataclass(frozen=True)
-class PodStates:
-    """Pods of one Deployment as the Kubernetes API or kube-state-metrics sees them."""
+@dataclass
+class KubeState:
+    """The kube-state-metrics results of one refresh, indexed once for every ScaledObject."""
 
-    total: int
-    ready: int
-    warming_ages_s: tuple[float, ...]
-    cold_starts_s: tuple[float, ...]
+    namespaces: set[str] = field(default_factory=set)  # namespaces kube-state-metrics reports at all
+    pods_of: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+    replicasets_of: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+    statefulsets: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    spec_replicas: dict[tuple[str, str], int] = field(default_factory=dict)
+    pod_values: dict[tuple[str, str], dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
 
 
-def reduce_kube_state(
-    target: Target, results: Mapping[str, Sequence[Sample]], now_s: float
-) -> PodStates | None:
-    """Pod states from kube-state-metrics; None when it has no pod of this Deployment."""
-    pods = pod_pattern(target.config.deployment)
+def index_kube_state(results: Mapping[str, Sequence[Sample]]) -> KubeState:
+    ksm = KubeState()
+    for s in results.get("ksm:owners", ()):
+        ns, pod, dep = s.labels.get("namespace", ""), s.labels.get("pod"), s.labels.get("deployment")
+        ksm.namespaces.add(ns)
+        if pod is not None and dep is not None:
+            ksm.pods_of[(ns, dep)].add(pod)
+            ksm.replicasets_of[(ns, dep)].add(s.labels.get("replicaset", ""))
+        elif dep is not None:
+            ksm.replicasets_of[(ns, dep)].add(s.labels.get("replicaset", ""))
+        elif s.labels.get("owner_kind") == "StatefulSet":
+            ksm.statefulsets[ns].add(s.labels.get("owner_name", ""))
+    for s in results.get("ksm:pods", ()):
+        ns, pod, name = s.labels.get("namespace", ""), s.labels.get("pod", ""), s.labels.get("__name__", "")
+        ksm.namespaces.add(ns)
+        if not math.isfinite(s.value):
+            continue
+        if name == "kube_pod_status_ready":
+            name = f"{name}:{s.labels.get('condition', '')}"
+        elif name == "kube_pod_status_phase":
+            name = f"{name}:{s.labels.get('phase', '')}"
+        ksm.pod_values[(ns, pod)][name] = s.value
+    for s in results.get("ksm:deployments", ()):
+        ns = s.labels.get("namespace", "")
+        ksm.namespaces.add(ns)
+        if math.isfinite(s.value):
+            ksm.spec_replicas[(ns, s.labels.get("deployment", ""))] = int(s.value)
+    return ksm
 
-    def by_pod(kind: str) -> dict[str, float]:
-        return {
-            s.labels["pod"]: s.value
-            for s in results.get(kind, ())
-            if s.labels.get("namespace") == target.namespace
-            and pods.fullmatch(s.labels.get("pod", ""))
-            and math.isfinite(s.value)
-        }
 
-    created, ready_time, ready = by_pod("ksm:created"), by_pod("ksm:ready_time"), by_pod("ksm:ready")
-    if not created:
-        return None
-    ready_pods = {p for p in created if ready.get(p, 0.0) == 1.0}
-    warming = tuple(max(0.0, now_s - created[p]) for p in sorted(created) if p not in ready_pods)
-    starts = sorted((created[p], ready_time[p] - created[p]) for p in ready_pods if p in ready_time)
-    return PodStates(
-        total=len(created),
-        ready=len(ready_pods),
-        warming_ages_s=warming,
-        cold_starts_s=tuple(d for _, d in starts if d > 0),
+def reduce_kube_state(target: Target, ksm: KubeState, now_s: float) -> PodStates:
+    """One Deployment's pods by ownership from kube-state-metrics (its namespace must be in ``ksm``)."""
+    ns, name = target.namespace, target.config.deployment
+    key = (ns, name)
+    if key not in ksm.spec_replicas and key not in ksm.replicasets_of:
+        return not_a_deployment(ns, name, frozenset(ksm.statefulsets.get(ns, ())), "kube-state-metrics")
+    facts = []
+    for pod in sorted(ksm.pods_of.get(key, ())):
+        v = ksm.pod_values.get((ns, pod), {})
+        finished = (
+            v.get("kube_pod_status_phase:Succeeded", 0.0) == 1
+            or v.get("kube_pod_status_phase:Failed", 0.0) == 1
+        )
+        if "kube_pod_deletion_timestamp" in v or finished or "kube_pod_created" not in v:
+            continue
+        ready = v.get("kube_pod_status_ready:true", 0.0) == 1.0
+        facts.append(
+            PodFacts(
+                name=pod,
+                created_s=v["kube_pod_created"],
+                ready=ready,
+                ready_at_s=v.get("kube_pod_status_ready_time") if ready else None,
+                restarts=int(v.get("kube_pod_container_status_restarts_total", 0.0)),
+            )
+        )
+    return count_pods(
+        facts,
+        ksm.spec_replicas.get(key),
+        frozenset(generated_prefix(rs) for rs in ksm.replicasets_of.get(key, ()) if rs),
+        now_s,
+        target.config.cold_start_s,
     )

@@ -13,9 +13,12 @@ The operations are the few shapes the plans use:
 | ``RATE`` | ``rate(counter{matchers}[window])``: per series, no aggregation |
 | ``SUM_RATE`` | ``sum by (by) (rate(counter{matchers}[window]))`` |
 | ``HISTOGRAM_RATE`` | ``sum by (by, le) (rate(histogram_bucket{matchers}[window]))``: bucket rates |
+| ``LAST_OVER_TIME`` | ``last_over_time(metric{matchers}[window])``: the last sample within a bound |
 
-``regroup`` wraps any of them as ``sum by (regroup.by) (label_replace(<op>, dst, replacement, src, regex))``
-(the demand history, one series per Deployment).
+``dedupe`` puts ``max by (dedupe) (...)`` between the function and the aggregation: each of a pod's own
+series once, however many scrape jobs read it (``query.once_per_pod``). ``regroup`` wraps the whole as
+``sum by (regroup.by) (label_replace(<query>, dst, replacement, src, regex))`` (the demand history, one
+series per ReplicaSet).
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ class Op(StrEnum):
     RATE = "rate"
     SUM_RATE = "sum_rate"
     HISTOGRAM_RATE = "histogram_rate"
+    LAST_OVER_TIME = "last_over_time"
 
 
 AGGREGATIONS = {Op.SUM: "sum", Op.MAX: "max", Op.COUNT: "count", Op.SUM_RATE: "sum", Op.HISTOGRAM_RATE: "sum"}
 RATES = (Op.RATE, Op.SUM_RATE, Op.HISTOGRAM_RATE)
+RANGE_FUNCTIONS = (*RATES, Op.LAST_OVER_TIME)  # the ops that take a window
 MATCH_OPS = ("=", "!=", "=~", "!~")
 
 
@@ -101,7 +106,8 @@ class Regroup:
 class QuerySpec:
     """One query as data. ``metrics``: the metric names; with ``metric_set`` they are matched as one set
     (``{__name__=~"a|b", ...}``: summing two gauges per pod in one query), otherwise exactly one name.
-    ``window``: the rate window as Prometheus duration text (``1m``), for the rate operations only."""
+    ``window``: the range as Prometheus duration text (``1m``), for the rates and ``last_over_time`` only.
+    ``dedupe``: the labels a ``max by`` keeps before the aggregation (see the module docstring)."""
 
     op: Op
     metrics: tuple[str, ...]
@@ -110,26 +116,24 @@ class QuerySpec:
     window: str | None = None
     metric_set: bool = False
     regroup: Regroup | None = None
+    dedupe: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.metrics:
             raise ValueError("a query needs at least one metric")
         if len(self.metrics) > 1 and not self.metric_set:
             raise ValueError("several metrics need metric_set (rate() cannot take a set)")
-        if (self.op in RATES) != (self.window is not None):
-            raise ValueError(f"{self.op}: a window is required for rates and only for rates")
-        if self.metric_set and self.op in RATES:
+        if (self.op in RANGE_FUNCTIONS) != (self.window is not None):
+            raise ValueError(f"{self.op}: a window is required for rates and last_over_time, and only there")
+        if self.metric_set and self.op in RANGE_FUNCTIONS:
             raise ValueError("rate() of a metric set would mix series that lose __name__; use one query each")
-        if self.op in (Op.SELECT, Op.RATE) and self.by:
+        if self.op in (Op.SELECT, Op.RATE, Op.LAST_OVER_TIME) and self.by:
             raise ValueError(f"{self.op} does not aggregate: no 'by' labels")
 
     @property
     def group_labels(self) -> tuple[str, ...]:
         """The labels the aggregation keeps (``le`` added for bucket rates)."""
         return (*self.by, "le") if self.op == Op.HISTOGRAM_RATE else self.by
-
-    def names_match(self, name: str) -> bool:
-        return name in self.metrics
 
 
 def duration_s(text: str) -> float:
@@ -156,6 +160,10 @@ def render(spec: QuerySpec) -> str:
     expr = _selector(spec)
     if spec.op in RATES:
         expr = f"rate({expr}[{spec.window}])"
+    elif spec.op == Op.LAST_OVER_TIME:
+        expr = f"last_over_time({expr}[{spec.window}])"
+    if spec.dedupe is not None:
+        expr = f"max by ({', '.join(spec.dedupe)}) ({expr})"
     agg = AGGREGATIONS.get(spec.op)
     if agg is not None:
         labels = spec.group_labels

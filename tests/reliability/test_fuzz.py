@@ -141,7 +141,12 @@ def metadata(draw: st.DrawFn, allow_server: bool = True) -> dict[str, str]:
     """Half: a valid trigger with at most one key spoiled. Half: any keys with any values."""
     keys = [k for k in KNOWN if allow_server or k != "serverAddress"]
     if draw(st.booleans()):
-        out = {"backend": draw(st.sampled_from(["vllm", "triton"])), "deployment": "llama"}
+        # scaleToZero "true" (the default, or drawn) needs an activationQuery (also drawn) or is refused
+        out = {
+            "backend": draw(st.sampled_from(["vllm", "triton"])),
+            "deployment": "llama",
+            "scaleToZero": "false",
+        }
         for key in draw(st.lists(st.sampled_from(sorted(GOOD)), unique=True, max_size=5)):
             out[key] = draw(st.sampled_from(GOOD[key]))
         out.setdefault(draw(st.sampled_from(TARGET_KEYS)), draw(st.sampled_from(["4", "50", "0.5"])))
@@ -174,6 +179,7 @@ def _named_keys(meta: dict[str, str]) -> set[str]:
         "name",
         "backend",
         "deployment",
+        "activationQuery",  # named when scale to zero has none
         "/".join(TARGET_KEYS),
     }
 
@@ -214,7 +220,7 @@ def test_every_metadata_gets_a_decision_or_an_error_naming_a_key(
 
 
 def test_oversized_maps_and_values_are_refused() -> None:
-    base = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4"}
+    base = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4", "scaleToZero": "false"}
     big = {**base, **{f"k{i}": "1" for i in range(MAX_METADATA_KEYS)}}
     with pytest.raises(ConfigError) as info:
         target_from_ref(NS, "so", big)
@@ -297,7 +303,7 @@ def test_hostile_metadata_never_reaches_prometheus(
     if OUTCOMES:
         assert OUTCOMES.get("OK", 0) > 20 and OUTCOMES.get("INVALID_ARGUMENT", 0) > 20, OUTCOMES
     pb = keda_pb[0]
-    base = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4"}
+    base = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4", "scaleToZero": "false"}
     sent = 0
     for key in (
         "deployment",
@@ -338,7 +344,7 @@ def test_empty_name_or_namespace_and_unknown_metric_names(
     stub: Any, keda_pb: tuple[ModuleType, ModuleType]
 ) -> None:
     pb = keda_pb[0]
-    meta = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4"}
+    meta = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4", "scaleToZero": "false"}
     cases = [
         (pb.ScaledObjectRef(name="", namespace=NS, scalerMetadata=meta), "'name'"),
         (pb.ScaledObjectRef(name="so", namespace="", scalerMetadata=meta), "'namespace'"),

@@ -48,7 +48,7 @@ def test_export_is_accepted_by_promtool(tmp_path: Path) -> None:
         "vllm:e2e_request_latency_seconds_count",
         'DCGM_FI_DEV_GPU_UTIL{namespace="sim-hpa-gpu",pod="llm-',
         # Everything vLLM exports that the simulated pods model, with vLLM's labels and bucket text.
-        'vllm:num_requests_running{namespace="sim-scaler",pod="llm-5f7b8c9d4-p',
+        'vllm:num_requests_running{namespace="sim-scaler",pod="llm-5f7b8c9d4-b',
         'model_name="llama8b-h100",engine="0"}',
         "vllm:kv_cache_usage_perc",
         'vllm:request_success_total{namespace="sim-scaler"',

@@ -15,8 +15,9 @@ from scaler.sources.profile import DCGM_GPU_UTIL_METRIC, PROFILES, LatencyKind
 from scaler.sources.query import history_range, plan_history, plan_queries
 from scaler.sources.spec import Op
 from simulations import source
-from simulations.engine import simulate
+from simulations.engine import fleet_config, simulate
 from simulations.exposition import dcgm_schema, triton_schema, vllm_schema
+from simulations.fleet import Fleet
 from simulations.policies import make_policy
 from simulations.policy import ScalerPolicy, SimSettings
 from simulations.profile import profile_named
@@ -44,19 +45,33 @@ def _scaler_run(trace: Trace, sim: SimSettings) -> tuple[ScalerPolicy, object]:
 
 def test_every_decision_comes_from_reduce_signals_on_the_evaluated_queries(conv_short: Trace) -> None:
     sim = SimSettings(profile=profile_named("llama70b-h100x4"), tail_s=30.0, warmup_s=0.0)
-    pol, _ = _scaler_run(conv_short.slice(0, 300), sim)
+    trace = conv_short.slice(0, 300)
+    pol = make_policy("scaler", sim, trace)
+    assert isinstance(pol, ScalerPolicy)
+    fleet = Fleet(trace, fleet_config(sim), initial_replicas=pol.initial_replicas)
+    store = ScrapeStore(dt_s=sim.dt_s)
+    pol.attach(fleet, store)
     src = pol.source
-    assert src is not None and pol.decisions
+    assert src is not None
+    compared = 0
+    for k in range(int(300 / sim.dt_s)):
+        t = k * sim.dt_s
+        store.collect(fleet, t)
+        pol.tick(k, t)
+        # Right after a refresh (every 2 s) that no KEDA poll or HPA sync (k % 60 == 0) followed: the
+        # production reduction of the evaluated queries, with the pods as the Kubernetes reader counts
+        # them, is exactly what decide() saw.
+        if k % 120 == 8 and pol.decision is not None:
+            states = src.pod_states(pol.target, t)
+            want = query.reduce_signals(pol.target, src.instant_results(pol.target, t), states)
+            got = {v.signal: v.value for v in pol.decision.signals}
+            assert got == {name: want.value_of(name) for name in got}, t
+            compared += 1
+        fleet.step(t, sim.dt_s)
+    assert compared >= 9
     # One reduce_signals per refresh (every 2 s) and one reduce_history per history step (15 s).
     refreshes = len(pol.decisions)
     assert refreshes + refreshes * 2 // 15 - 2 <= src.reductions <= refreshes + refreshes * 2 // 15 + 2
-    # At the last refresh: the production reduction of the evaluated queries is what decide() saw.
-    t, decision = pol.decisions[-1]
-    want = query.reduce_signals(pol.target, src.instant_results(pol.target, t))
-    got = {v.signal: v.value for v in decision.signals}
-    assert got == {name: want.value_of(name) for name in got}, (
-        "the decision's signal values are reduce_signals' values"
-    )
 
 
 def test_history_is_the_production_hour_at_15s_aligned(conv_short: Trace) -> None:
@@ -139,7 +154,7 @@ def test_pod_states_are_what_the_kubernetes_api_shows(conv_short: Trace) -> None
     assert pol.source is not None and pol.fleet is not None
     f = pol.fleet
     f.scale_to(f.replicas + 2, 400.0)
-    states = pol.source.pod_states(410.0)
+    states = pol.source.pod_states(pol.target, 410.0)
     assert (states.total, states.ready) == (f.replicas, f.ready)
     assert states.warming_ages_s == (10.0, 10.0)  # oldest first
     assert all(d > 0 for d in states.cold_starts_s)  # the initial replica has none: it never loaded

@@ -203,3 +203,24 @@ def _gateway(real: bool = False) -> Any:
         GATEWAY_SPEC.op, GATEWAY_SPEC.metrics, (Matcher("namespace", "=", "sim-static-peak"),)
     )
     return Query("gateway", render(spec), spec)
+
+
+def test_a_loading_pod_is_scraped_and_fails_until_it_serves() -> None:
+    # vLLM binds its port before it listens: Prometheus records up 0 for a loading pod, and nothing else.
+    f = _fleet(1, np.arange(0.0, 200.0, 0.5))
+    store = ScrapeStore()
+    f.scale_to(2, 0.0)  # the second pod loads for 60 s (no jitter)
+    _run(f, store, 0.0, 120.0)
+    plan = {q.kind: q.spec for q in plan_queries([_target("sim")], "1m").queries}
+    new = next(tg for tg in store.targets if tg.job == "pod" and tg.key == 1)
+    assert 0 < new.failed < len(new.times)  # failed scrapes while loading, then served
+    loading_t = new.times[new.failed - 1] + 0.25
+    up = {s.labels["pod"]: s.value for s in store.query(plan["up"], loading_t)}  # type: ignore[arg-type]
+    queue = store.query(plan["vllm:queue"], loading_t)  # type: ignore[arg-type]
+    assert sorted(up.values()) == [0.0, 1.0] and len(queue) == 1  # the loading pod has up 0 and no queue
+    served_t = new.times[new.failed] + 0.25
+    assert sorted(s.value for s in store.query(plan["up"], served_t)) == [1.0, 1.0]  # type: ignore[arg-type]
+    assert len(store.query(plan["vllm:queue"], served_t)) == 2  # type: ignore[arg-type]
+    # Its first rate needs two successful scrapes: the failed ones are not samples.
+    assert len(store.query(plan["vllm:throughput:0"], served_t)) == 1  # type: ignore[arg-type]
+    assert len(store.query(plan["vllm:throughput:0"], new.times[new.failed + 1])) == 2  # type: ignore[arg-type]

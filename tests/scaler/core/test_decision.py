@@ -201,3 +201,38 @@ def test_decide_is_deterministic_and_pure() -> None:
 )
 def test_ceil_ratio(total: float, per: float, want: int) -> None:
     assert ceil_ratio(total, per) == want
+
+
+GPU_AND_QUEUE = {
+    "backend": "vllm",
+    "deployment": "llama",
+    "targetQueuePerReplica": "4",
+    "targetGpuUtilization": "50",
+}
+
+
+@pytest.mark.parametrize(
+    ("unconfigured", "queue", "desired", "gpu_status"),
+    [
+        # GPU missing for a moment: it holds the 4 replicas the queue (8 at 4 -> 2) would shrink
+        (frozenset(), 8.0, 4, Status.MISSING),
+        # GPU absent longer than the staleness bound while the queue is measured: a configuration problem,
+        # reported; it holds nothing, and the fleet follows the queue (halving: 4 -> 2)
+        (frozenset({SignalName.GPU}), 8.0, 2, Status.UNCONFIGURED),
+        # ... but with nothing else measured it stays missing: no data is never zero
+        (frozenset({SignalName.GPU}), None, 4, Status.MISSING),
+    ],
+)
+def test_a_signal_absent_for_good_is_a_configuration_problem_not_a_hold(
+    unconfigured: frozenset[SignalName], queue: float | None, desired: int, gpu_status: Status
+) -> None:
+    signals = Signals(current_replicas=4, ready_replicas=4, queue_requests=queue, unconfigured=unconfigured)
+    decision = decide(signals, State(), parse_metadata(GPU_AND_QUEUE), NOW_S)
+    gpu = decision.verdict(SignalName.GPU)
+    assert gpu is not None and gpu.status == gpu_status
+    if queue is None:
+        assert not decision.valid  # all missing: UNAVAILABLE, KEDA's fallback
+        return
+    assert decision.desired_replicas == desired
+    if gpu_status == Status.UNCONFIGURED:
+        assert decision.details["unconfigured"] == ["gpu"] and "configuration problem" in gpu.note

@@ -20,7 +20,7 @@ NS = "histmemo"
 
 @pytest.fixture(scope="module")
 def targets(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[list[Target]]:
-    pod = fleet.add(FakePod(NS, "llm-5d4f8b7c9-aaaaa", waiting=3, running=1, generation_tokens_per_s=100))
+    pod = fleet.add(FakePod(NS, "llm-5d4f8b7c9-hhhhh", waiting=3, running=1, generation_tokens_per_s=100))
     # three scrapes at least, so the 10 s rate has points inside a 15 s history step
     prometheus.wait_until(f'count_over_time(vllm:num_requests_waiting{{namespace="{NS}"}}[1m]) >= 3', bool)
     meta = {"backend": "vllm", "deployment": "llm", "targetQueuePerReplica": "4"}

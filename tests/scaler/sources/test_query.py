@@ -18,9 +18,10 @@ from scaler.sources.query import (
     histogram_quantile,
     history_range,
     index_history,
+    index_kube_state,
     plan_history,
+    plan_kube_state,
     plan_queries,
-    pod_pattern,
     reduce_history,
     reduce_kube_state,
     reduce_signals,
@@ -54,21 +55,6 @@ def test_histogram_quantile(q: float, buckets: dict[float, float], want: float |
         assert got == pytest.approx(want)
 
 
-@pytest.mark.parametrize(
-    ("deployment", "pod", "matches"),
-    [
-        ("llama", "llama-6f9c7b8d5-x2kqp", True),
-        ("llama", "llama-8b-6f9c7b8d5-x2kqp", False),  # another Deployment's pod
-        ("llama-8b", "llama-8b-6f9c7b8d5-x2kqp", True),
-        ("llama", "llama-x2kqp", False),  # a bare pod or StatefulSet-like name
-        ("llama.v2", "llamaxv2-6f9c7b8d5-x2kqp", False),  # '.' is literal
-        ("llama", "llama-6f9c7b8d5-x2kqp-extra", False),
-    ],
-)
-def test_pod_pattern(deployment: str, pod: str, matches: bool) -> None:
-    assert bool(pod_pattern(deployment).fullmatch(pod)) is matches
-
-
 def _target(ns: str, name: str, **meta: str) -> Target:
     return Target(
         ns,
@@ -92,9 +78,9 @@ def test_queries_are_confined_to_the_namespaces_served() -> None:
         assert 'namespace=~"team-a|team-b"' in q.promql, q.promql
 
 
-# The PromQL each plan sends (promql_golden.json), as it was before queries became QuerySpecs (commit
-# 0194b75): rendering the specs must not change a character Prometheus receives (tests/scaler/sources and
-# tests/reliability run these against a real Prometheus).
+# The PromQL each plan sends (promql_golden.json), as main's plans wrote it as text (commit ae66b29) before
+# queries became QuerySpecs: rendering the specs must not change a character Prometheus receives
+# (tests/scaler/sources and tests/reliability run these against a real Prometheus).
 GOLDEN = json.loads((Path(__file__).parent / "promql_golden.json").read_text())
 
 
@@ -141,38 +127,38 @@ def _s(value: float, **labels: str) -> Sample:
 
 RESULTS = {
     "up": [
-        _s(1, namespace="ns", pod="llama-abc12-aaaaa"),
-        _s(1, namespace="ns", pod="llama-abc12-bbbbb"),
-        _s(0, namespace="ns", pod="llama-abc12-ccccc"),
-        _s(1, namespace="other", pod="llama-abc12-zzzzz"),
+        _s(1, namespace="ns", pod="llama-bc4d5-hhhhh"),
+        _s(1, namespace="ns", pod="llama-bc4d5-bbbbb"),
+        _s(0, namespace="ns", pod="llama-bc4d5-ccccc"),
+        _s(1, namespace="other", pod="llama-bc4d5-zzzzz"),
     ],
     "vllm:presence": [
-        _s(1, namespace="ns", pod="llama-abc12-aaaaa", model_name="m"),
-        _s(1, namespace="ns", pod="llama-abc12-bbbbb", model_name="m"),
-        _s(1, namespace="other", pod="llama-abc12-zzzzz", model_name="m"),
+        _s(1, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m"),
+        _s(1, namespace="ns", pod="llama-bc4d5-bbbbb", model_name="m"),
+        _s(1, namespace="other", pod="llama-bc4d5-zzzzz", model_name="m"),
     ],
     "vllm:queue": [
-        _s(5, namespace="ns", pod="llama-abc12-aaaaa", model_name="m"),
-        _s(7, namespace="ns", pod="llama-abc12-bbbbb", model_name="m"),
-        _s(1000, namespace="other", pod="llama-abc12-zzzzz", model_name="m"),
-        _s(500, namespace="ns", pod="llama-8b-abc12-aaaaa", model_name="m"),
+        _s(5, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m"),
+        _s(7, namespace="ns", pod="llama-bc4d5-bbbbb", model_name="m"),
+        _s(1000, namespace="other", pod="llama-bc4d5-zzzzz", model_name="m"),
+        _s(500, namespace="ns", pod="llama-8b-bc4d5-hhhhh", model_name="m"),
     ],
     "vllm:throughput:0": [
-        _s(100.0, namespace="ns", pod="llama-abc12-aaaaa", model_name="m"),
-        _s(math.nan, namespace="ns", pod="llama-abc12-bbbbb", model_name="m"),
+        _s(100.0, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m"),
+        _s(math.nan, namespace="ns", pod="llama-bc4d5-bbbbb", model_name="m"),
     ],
     "vllm:latency:e2e:0": [
-        _s(0, namespace="ns", pod="llama-abc12-aaaaa", model_name="m", le="1.0"),
-        _s(4, namespace="ns", pod="llama-abc12-aaaaa", model_name="m", le="2.0"),
-        _s(4, namespace="ns", pod="llama-abc12-aaaaa", model_name="m", le="+Inf"),
-        _s(0, namespace="ns", pod="llama-abc12-bbbbb", model_name="m", le="1.0"),
-        _s(6, namespace="ns", pod="llama-abc12-bbbbb", model_name="m", le="2.0"),
-        _s(6, namespace="ns", pod="llama-abc12-bbbbb", model_name="m", le="+Inf"),
+        _s(0, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m", le="1.0"),
+        _s(4, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m", le="2.0"),
+        _s(4, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m", le="+Inf"),
+        _s(0, namespace="ns", pod="llama-bc4d5-bbbbb", model_name="m", le="1.0"),
+        _s(6, namespace="ns", pod="llama-bc4d5-bbbbb", model_name="m", le="2.0"),
+        _s(6, namespace="ns", pod="llama-bc4d5-bbbbb", model_name="m", le="+Inf"),
     ],
     "dcgm:gpu_util": [
-        _s(90, namespace="ns", pod="llama-abc12-aaaaa", gpu="0"),
-        _s(70, namespace="ns", pod="llama-abc12-aaaaa", gpu="1"),
-        _s(50, namespace="ns", pod="llama-abc12-bbbbb", gpu="2"),
+        _s(90, namespace="ns", pod="llama-bc4d5-hhhhh", gpu="0"),
+        _s(70, namespace="ns", pod="llama-bc4d5-hhhhh", gpu="1"),
+        _s(50, namespace="ns", pod="llama-bc4d5-bbbbb", gpu="2"),
         _s(100, namespace="", pod="", gpu="3"),
     ],
 }
@@ -185,7 +171,7 @@ def test_reduce_signals_sums_only_this_deployments_pods() -> None:
     assert (s.current_replicas, s.ready_replicas, s.unreadable_pods) == (3, 2, 2)
     assert s.queue_requests == 12  # 5 + 7; other namespace and llama-8b excluded
     assert s.tokens_per_s == 100.0  # the NaN pod is not summed (as zero or otherwise)
-    assert "llama-abc12-bbbbb" in s.notes["pods_nan"]
+    assert "llama-bc4d5-bbbbb" in s.notes["pods_nan"]
     assert s.gpu_util_percent == pytest.approx(70.0)  # (90 + 70 + 50) / 3 GPUs
     # buckets summed over pods: {1: 0, 2: 10, +Inf: 10}: p99 = 1 + 1 x 9.9/10
     assert s.latency_s == pytest.approx(1.99)
@@ -201,7 +187,7 @@ def test_reduce_signals_no_requests_is_no_traffic_not_missing() -> None:
     results = {
         **RESULTS,
         "vllm:latency:e2e:0": [
-            _s(0, namespace="ns", pod="llama-abc12-aaaaa", model_name="m", le=le) for le in ("1.0", "+Inf")
+            _s(0, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m", le=le) for le in ("1.0", "+Inf")
         ],
     }
     s = reduce_signals(_target("ns", "llama", latencySloSeconds="5"), results)
@@ -212,7 +198,7 @@ def test_reduce_signals_triton_summary_and_mean() -> None:
     t = Target(
         "ns", "tri", parse_metadata({"backend": "triton", "deployment": "tri", "latencySloSeconds": "1"})
     )
-    pod = {"namespace": "ns", "pod": "tri-abc12-aaaaa", "model": "m"}
+    pod = {"namespace": "ns", "pod": "tri-bc4d5-hhhhh", "model": "m"}
     with_summary = {
         "triton:latency:e2e:0": [_s(800_000, **pod, quantile="0.99"), _s(300_000, **pod, quantile="0.5")]
     }
@@ -229,13 +215,17 @@ def test_history_is_one_series_per_deployment_and_bounded() -> None:
     many = [_target(f"ns{i % 7}", f"m{i}") for i in range(500)]
     assert len(plan_history(few, "1m").queries) == len(plan_history(many, "1m").queries) == 4
     text = " ".join(q.promql for q in plan_history(few, "1m").queries)
-    assert "label_replace(" in text and '"(.+)-[a-z0-9]+-[a-z0-9]+"' in text and 'namespace=~"a"' in text
+    # grouped by the ReplicaSet's generated prefix: the pod name less its 5 random characters
+    assert (
+        '"pod_prefix", "$1", "pod", "(.+)[bcdfghjklmnpqrstvwxz2456789]{5}"' in text
+        and 'namespace=~"a"' in text
+    )
 
 
 def test_reduce_history_sums_the_deployment_and_filters_namespace_and_model() -> None:
     t = Target("ns", "so", parse_metadata({"backend": "vllm", "deployment": "dep", "model": "m",
                                              "targetQueuePerReplica": "1"}))  # fmt: skip
-    mine = {"namespace": "ns", "deployment": "dep", "model_name": "m"}
+    mine = {"namespace": "ns", "pod_prefix": "dep-5d4f8b7c9-", "model_name": "m"}
     results = {
         "history:vllm:queue": [
             RangeSample(mine, (0.0, 15.0), (1.0, 2.0)),
@@ -243,35 +233,72 @@ def test_reduce_history_sums_the_deployment_and_filters_namespace_and_model() ->
             RangeSample({**mine, "namespace": "x"}, (0.0, 15.0), (50.0, 50.0)),
         ],
         "history:vllm:throughput:0": [RangeSample(mine, (0.0, 15.0), (10.0, 20.0))],
-        "history:vllm:throughput:1": [RangeSample(mine, (15.0,), (5.0,))],
-        "history:replicas": [RangeSample({"namespace": "ns", "deployment": "dep"}, (0.0, 15.0), (1.0, 2.0))],
+        "history:replicas": [
+            RangeSample({"namespace": "ns", "pod_prefix": "dep-5d4f8b7c9-"}, (0.0, 15.0), (1.0, 2.0))
+        ],
+        # a ReplicaSet of Deployment dep-2, and a StatefulSet's pods (no prefix): not dep's
+        "history:vllm:throughput:1": [
+            RangeSample(mine, (15.0,), (5.0,)),
+            RangeSample({**mine, "pod_prefix": "dep-2-5d4f8b7c9-"}, (15.0,), (900.0,)),
+        ],
     }
     demand, replicas = reduce_history(t, results)
     assert demand[SignalName.QUEUE] == Series((0.0, 15.0), (1.0, 2.0))
     assert demand[SignalName.TOKENS] == Series((0.0, 15.0), (10.0, 25.0))
     assert replicas == Series((0.0, 15.0), (1.0, 2.0))
-    # the Deployment's entry of the index gives the same answer as every series
+    # the Deployment's entry of the index gives the same answer as every series, and so do its
+    # ReplicaSets' prefixes by ownership
     index = index_history(results)
     assert reduce_history(t, index[("ns", "dep")]) == (demand, replicas)
-    assert set(index) == {("ns", "dep"), ("x", "dep")}
+    assert reduce_history(t, index[("ns", "dep")], frozenset({"dep-5d4f8b7c9-"})) == (demand, replicas)
+    assert set(index) == {("ns", "dep"), ("x", "dep"), ("ns", "dep-2")}
     assert len(index[("ns", "dep")]["history:vllm:queue"]) == 2  # the model filter is reduce_history's
 
 
-def test_index_history_drops_series_without_namespace_or_deployment() -> None:
+def test_index_history_drops_series_without_namespace_or_prefix() -> None:
     results = {"history:replicas": [RangeSample({"namespace": "ns"}, (0.0,), (1.0,))]}
     assert index_history(results) == {}
 
 
+def test_kube_state_is_three_queries_joining_pods_to_deployments_in_promql() -> None:
+    plan = plan_kube_state([_target("a", "m1"), _target("b", "m2")])
+    assert [q.kind for q in plan.queries] == ["ksm:owners", "ksm:pods", "ksm:deployments"]
+    owners = plan.queries[0].promql
+    assert (
+        "kube_pod_owner" in owners
+        and "group_left (deployment)" in owners
+        and "kube_replicaset_owner" in owners
+    )
+
+
 def test_reduce_kube_state() -> None:
-    t = _target("ns", "dep")
-    pods = {"namespace": "ns"}
+    ns = {"namespace": "ns"}
     results = {
-        "ksm:created": [_s(900.0, **pods, pod="dep-abc12-aaaaa"), _s(990.0, **pods, pod="dep-abc12-bbbbb"),
-                        _s(100.0, **pods, pod="dep-2-abc12-ccccc")],
-        "ksm:ready_time": [_s(945.0, **pods, pod="dep-abc12-aaaaa")],
-        "ksm:ready": [_s(1.0, **pods, pod="dep-abc12-aaaaa"), _s(0.0, **pods, pod="dep-abc12-bbbbb")],
-    }  # fmt: skip
-    s = reduce_kube_state(t, results, now_s=1000.0)
-    assert s is not None
+        "ksm:owners": [
+            _s(1, **ns, pod="dep-bc4d5-hhhhh", replicaset="dep-bc4d5", deployment="dep"),
+            _s(1, **ns, pod="dep-bc4d5-bbbbb", replicaset="dep-bc4d5", deployment="dep"),
+            _s(1, **ns, pod="dep-bc4d5-ddddd", replicaset="dep-bc4d5", deployment="dep"),
+            _s(1, **ns, replicaset="dep-bc4d5", deployment="dep"),
+            _s(1, **ns, replicaset="dep-9f9f9", deployment="dep"),  # an old ReplicaSet, no pods
+            _s(1, **ns, pod="sts-0", owner_kind="StatefulSet", owner_name="sts"),
+        ],
+        "ksm:pods": [
+            _s(900.0, **ns, __name__="kube_pod_created", pod="dep-bc4d5-hhhhh"),
+            _s(945.0, **ns, __name__="kube_pod_status_ready_time", pod="dep-bc4d5-hhhhh"),
+            _s(1.0, **ns, __name__="kube_pod_status_ready", condition="true", pod="dep-bc4d5-hhhhh"),
+            _s(990.0, **ns, __name__="kube_pod_created", pod="dep-bc4d5-bbbbb"),
+            _s(0.0, **ns, __name__="kube_pod_status_ready", condition="true", pod="dep-bc4d5-bbbbb"),
+            _s(100.0, **ns, __name__="kube_pod_created", pod="dep-bc4d5-ddddd"),
+            _s(1.0, **ns, __name__="kube_pod_status_phase", phase="Failed", pod="dep-bc4d5-ddddd"),  # evicted
+        ],
+        "ksm:deployments": [_s(2, **ns, deployment="dep")],
+    }
+    ksm = index_kube_state(results)
+    s = reduce_kube_state(_target("ns", "dep"), ksm, now_s=1000.0)
     assert (s.total, s.ready, s.warming_ages_s, s.cold_starts_s) == (2, 1, (10.0,), (45.0,))
-    assert reduce_kube_state(_target("ns", "none"), results, now_s=1000.0) is None
+    assert s.prefixes == frozenset({"dep-bc4d5-", "dep-9f9f9-"})
+    assert (
+        reduce_kube_state(_target("ns", "none"), ksm, now_s=1000.0).error
+        == "no Deployment ns/none (kube-state-metrics)"
+    )
+    assert "is a StatefulSet" in (reduce_kube_state(_target("ns", "sts"), ksm, now_s=1000.0).error or "")
