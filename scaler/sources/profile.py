@@ -149,3 +149,40 @@ VLLM_E2E_BUCKETS_S = (
     1920.0,
     7680.0,
 )
+# Inter-token latency and per-request time per output token (vllm:inter_token_latency_seconds,
+# vllm:request_time_per_output_token_seconds).
+VLLM_ITL_BUCKETS_S = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
+
+
+def vllm_token_buckets(max_model_len: int) -> tuple[float, ...]:
+    """vLLM's 1-2-5 buckets for per-request token counts (vllm:request_prompt_tokens and friends): 1, 2, 5,
+    10, 20, 50, ... up to ``max_model_len``. Worked example: 8192 gives 1, 2, 5, ..., 2000, 5000 (12)."""
+    out: list[float] = []
+    exponent = 0
+    while True:
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10**exponent
+            if value > max_model_len:
+                return tuple(out)
+            out.append(float(value))
+        exponent += 1

@@ -28,6 +28,7 @@ from scaler.sources.query import (
     RangeSample,
     Sample,
     history_key,
+    history_range,
     index_history,
     index_kube_state,
     plan_history,
@@ -253,7 +254,7 @@ class PrometheusSource:
     def _history(self, targets: Sequence[Target], now_s: float) -> _HistoryRead:
         """Demand and replica history by (namespace, deployment), re-read once per history step (aligned,
         so every scaler replica asks Prometheus the same range and gets the same points)."""
-        end_s = now_s - now_s % self.history_step_s
+        start_s, end_s = history_range(now_s, self.history_s, self.history_step_s)
         namespaces = frozenset(t.namespace for t in targets)
         backends = frozenset(t.config.backend.value for t in targets)
         last = self._history_read
@@ -264,7 +265,6 @@ class PrometheusSource:
         if last is not None and last.covers(namespaces, backends, end_s):
             return last
         plan = plan_history(targets, self.rate_window)
-        start_s = end_s - self.history_s
         results = {q.kind: self.query_range(q, start_s, end_s, self.history_step_s) for q in plan.queries}
         self._history_read = _HistoryRead(namespaces, backends, end_s, index_history(results))
         return self._history_read

@@ -14,7 +14,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scaler.core.config import Backend, LatencyMetric
 from scaler.core.signals import SignalName, Signals
@@ -34,6 +34,7 @@ from scaler.sources.membership import (
     prefix_pattern,
 )
 from scaler.sources.profile import DCGM_GPU_UTIL_METRIC, LatencyKind, LatencySource, profile_for
+from scaler.sources.spec import Matcher, Op, QuerySpec, Regroup, Relabel, render
 
 Labels = Mapping[str, str]
 
@@ -46,10 +47,16 @@ class Sample:
 
 @dataclass(frozen=True)
 class Query:
-    """A named PromQL query; ``kind`` is a bounded label for the scaler's own metrics."""
+    """A named PromQL query; ``kind`` is a bounded label for the scaler's own metrics. ``spec``: the query as
+    data when a plan built it (``promql`` is then its rendering), None for free text (``activationQuery``)."""
 
     kind: str
     promql: str
+    spec: QuerySpec | None = None
+
+    @classmethod
+    def of(cls, kind: str, spec: QuerySpec) -> Query:
+        return cls(kind, render(spec), spec)
 
 
 @dataclass
@@ -60,26 +67,33 @@ class QueryPlan:
         if all(q.kind != kind for q in self.queries):
             self.queries.append(Query(kind, promql))
 
+    def add_spec(self, kind: str, spec: QuerySpec) -> None:
+        if all(q.kind != kind for q in self.queries):
+            self.queries.append(Query.of(kind, spec))
+
 
 def _namespace_matcher(targets: Iterable[Target]) -> str:
-    # Namespaces are validated RFC 1123 labels ([a-z0-9-]), so they are regex- and string-safe as is.
-    names = sorted({t.namespace for t in targets})
-    return f'namespace=~"{"|".join(names)}"'
+    return _namespaces(targets).render()
 
 
 def _names_matcher(metrics: Sequence[str]) -> str:
     return f'__name__=~"{"|".join(re.escape(m) for m in metrics)}"'
 
 
-def once_per_pod(expr: str, by: str, series_labels: Sequence[str], name: bool = False) -> str:
-    """``expr`` with each of a pod's own series once, however many scrape jobs read it.
+def _namespaces(targets: Iterable[Target]) -> Matcher:
+    # Namespaces are validated RFC 1123 labels ([a-z0-9-]), so they are regex- and string-safe as is.
+    return Matcher("namespace", "=~", "|".join(sorted({t.namespace for t in targets})))
+
+
+def once_per_pod(by: Sequence[str], series_labels: Sequence[str], name: bool = False) -> tuple[str, ...]:
+    """The labels of a ``max by`` that keeps each of a pod's own series once, however many scrape jobs read
+    it (``QuerySpec.dedupe``).
 
     A ServiceMonitor beside the PodMonitor scrapes the same pod again under its own job, service and
     endpoint labels; summing both counted 3 waiting + 5 running as 16. ``max`` over everything but the pod
-    and its own series labels (``by``, ``series_labels``, and ``__name__`` when ``expr`` selects several
+    and its own series labels (``by``, ``series_labels``, and ``__name__`` when the query selects several
     metrics) keeps one of each before anything is summed."""
-    keep = ", ".join(["__name__"] * name + [by, *series_labels])
-    return f"max by ({keep}) ({expr})"
+    return (*["__name__"] * name, *by, *series_labels)
 
 
 def plan_queries(targets: Sequence[Target], rate_window: str, gpu_lookback: str = "60s") -> QueryPlan:
@@ -88,43 +102,59 @@ def plan_queries(targets: Sequence[Target], rate_window: str, gpu_lookback: str 
     plan = QueryPlan()
     if not targets:
         return plan
-    ns = _namespace_matcher(targets)
-    plan.add("up", f"max by (namespace, pod) (up{{{ns}}})")
+    ns = (_namespaces(targets),)
+    plan.add_spec("up", QuerySpec(Op.MAX, ("up",), ns, by=("namespace", "pod")))
     for backend in sorted({t.config.backend for t in targets}):
         prof = profile_for(backend)
-        by = f"namespace, pod, {prof.model_label}"
+        by = ("namespace", "pod", prof.model_label)
         ids = prof.series_labels
-        plan.add(f"{backend}:presence", f"count by ({by}) ({prof.presence_metric}{{{ns}}})")
-        queue = f"{{{_names_matcher(prof.queue_metrics)}, {ns}}}"
-        plan.add(f"{backend}:queue", f"sum by ({by}) ({once_per_pod(queue, by, ids, name=True)})")
+        plan.add_spec(f"{backend}:presence", QuerySpec(Op.COUNT, (prof.presence_metric,), ns, by))
+        queue = QuerySpec(
+            Op.SUM, prof.queue_metrics, ns, by, metric_set=True, dedupe=once_per_pod(by, ids, True)
+        )
+        plan.add_spec(f"{backend}:queue", queue)
         # One query per counter: rate() drops __name__, so rate({__name__=~"a|b"}) would give two series
         # with one label set, which Prometheus refuses
         # ("vector cannot contain metrics with the same labelset").
         for i, counter in enumerate(prof.throughput_counters):
-            rate = f"rate({counter}{{{ns}}}[{rate_window}])"
-            plan.add(f"{backend}:throughput:{i}", f"sum by ({by}) ({once_per_pod(rate, by, ids)})")
+            rate = QuerySpec(
+                Op.SUM_RATE, (counter,), ns, by, window=rate_window, dedupe=once_per_pod(by, ids)
+            )
+            plan.add_spec(f"{backend}:throughput:{i}", rate)
         metrics = {
             t.config.latency_metric for t in targets if t.config.backend == backend and t.config.latency_slo_s
         }
         for metric in sorted(metrics):
             for i, src in enumerate(prof.latency[metric]):
                 kind = f"{backend}:latency:{metric}:{i}"
-                if src.kind == LatencyKind.HISTOGRAM:
-                    rate = f"rate({src.metric}{{{ns}}}[{rate_window}])"
-                    plan.add(kind, f"sum by ({by}, le) ({once_per_pod(rate, by, (*ids, 'le'))})")
-                elif src.kind == LatencyKind.SUMMARY:
-                    plan.add(kind, f"max by ({by}, quantile) ({src.metric}{{{ns}}})")
-                else:
-                    rate = f"rate({src.metric}{{{ns}}}[{rate_window}])"
-                    plan.add(kind, f"sum by ({by}) ({once_per_pod(rate, by, ids)})")
-                    count = f"rate({src.count_metric}{{{ns}}}[{rate_window}])"
-                    plan.add(kind + ":count", f"sum by ({by}) ({once_per_pod(count, by, ids)})")
+                for suffix, spec in _latency_specs(src, ns, by, ids, rate_window):
+                    plan.add_spec(kind + suffix, spec)
     if any(t.config.target_gpu_util_percent is not None for t in targets):
         # The last sample within the staleness bound: a GPU whose series has none that recent is absent
         # (a gap is bridged, a configuration problem shows). Series are per GPU; de-duplicated per pod
         # and GPU in Python.
-        plan.add("dcgm:gpu_util", f'last_over_time({DCGM_GPU_UTIL_METRIC}{{{ns}, pod!=""}}[{gpu_lookback}])')
+        gpu = (*ns, Matcher("pod", "!=", ""))
+        plan.add_spec(
+            "dcgm:gpu_util", QuerySpec(Op.LAST_OVER_TIME, (DCGM_GPU_UTIL_METRIC,), gpu, window=gpu_lookback)
+        )
     return plan
+
+
+def _latency_specs(
+    src: LatencySource, ns: tuple[Matcher, ...], by: tuple[str, ...], ids: tuple[str, ...], rate_window: str
+) -> list[tuple[str, QuerySpec]]:
+    """(kind suffix, spec) of one latency source: bucket rates, summary quantiles, or the two mean rates."""
+    if src.kind == LatencyKind.HISTOGRAM:
+        once = once_per_pod(by, (*ids, "le"))
+        return [("", QuerySpec(Op.HISTOGRAM_RATE, (src.metric,), ns, by, window=rate_window, dedupe=once))]
+    if src.kind == LatencyKind.SUMMARY:
+        return [("", QuerySpec(Op.MAX, (src.metric,), ns, (*by, "quantile")))]
+    assert src.count_metric is not None  # a MEAN source names its request counter
+    once = once_per_pod(by, ids)
+    return [
+        ("", QuerySpec(Op.SUM_RATE, (src.metric,), ns, by, window=rate_window, dedupe=once)),
+        (":count", QuerySpec(Op.SUM_RATE, (src.count_metric,), ns, by, window=rate_window, dedupe=once)),
+    ]
 
 
 def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
@@ -321,11 +351,11 @@ def _latency(
 # (``membership.generated_prefix``), and Python maps ReplicaSets to Deployments (by ownership, else by
 # name). A Deployment has one such series, two during a rolling update. A pod named otherwise (a
 # StatefulSet's ``<name>-0``) gets no prefix and is no Deployment's.
-_PREFIX_FROM_POD = f'"pod_prefix", "$1", "pod", "(.+){SUFFIX_CHARS}{{{SUFFIX_LEN}}}"'
+_PREFIX_FROM_POD = Relabel("pod_prefix", "$1", "pod", f"(.+){SUFFIX_CHARS}{{{SUFFIX_LEN}}}")
 
 
-def _by_replicaset(expr: str, by: str) -> str:
-    return f"sum by ({by}) (label_replace({expr}, {_PREFIX_FROM_POD}))"
+def _by_replicaset(spec: QuerySpec, *by: str) -> QuerySpec:
+    return replace(spec, regroup=Regroup(("namespace", "pod_prefix", *by), _PREFIX_FROM_POD))
 
 
 def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
@@ -333,26 +363,28 @@ def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
     plan = QueryPlan()
     if not targets:
         return plan
-    ns = _namespace_matcher(targets)
-    plan.add(
-        "history:replicas", _by_replicaset(f"max by (namespace, pod) (up{{{ns}}})", "namespace, pod_prefix")
-    )
+    ns = (_namespaces(targets),)
+    up = QuerySpec(Op.MAX, ("up",), ns, by=("namespace", "pod"))
+    plan.add_spec("history:replicas", _by_replicaset(up))
     for backend in sorted({t.config.backend for t in targets}):
         prof = profile_for(backend)
-        by = f"namespace, pod_prefix, {prof.model_label}"
-        per_pod = f"namespace, pod, {prof.model_label}"
-        queue = f"{{{_names_matcher(prof.queue_metrics)}, {ns}}}"
-        plan.add(
-            f"history:{backend}:queue",
-            _by_replicaset(once_per_pod(queue, per_pod, prof.series_labels, name=True), by),
-        )
+        per_pod = ("namespace", "pod", prof.model_label)
+        once = once_per_pod(per_pod, prof.series_labels, True)
+        queue = QuerySpec(Op.SELECT, prof.queue_metrics, ns, metric_set=True, dedupe=once)
+        plan.add_spec(f"history:{backend}:queue", _by_replicaset(queue, prof.model_label))
         for i, counter in enumerate(prof.throughput_counters):
-            rate = f"rate({counter}{{{ns}}}[{rate_window}])"
-            plan.add(
-                f"history:{backend}:throughput:{i}",
-                _by_replicaset(once_per_pod(rate, per_pod, prof.series_labels), by),
-            )
+            once = once_per_pod(per_pod, prof.series_labels)
+            rate = QuerySpec(Op.RATE, (counter,), ns, window=rate_window, dedupe=once)
+            plan.add_spec(f"history:{backend}:throughput:{i}", _by_replicaset(rate, prof.model_label))
     return plan
+
+
+def history_range(now_s: float, history_s: float, step_s: float) -> tuple[float, float]:
+    """(start, end) of the history range query at ``now_s``: the end aligned down to the step, so every
+    scaler replica (and the simulator) asks for the same points. Worked example: now 1,000,007 s, 1 h at
+    15 s: end 1,000,005 (1,000,007 - 1,000,007 mod 15), start 996,405."""
+    end_s = now_s - now_s % step_s
+    return end_s - history_s, end_s
 
 
 @dataclass(frozen=True)
