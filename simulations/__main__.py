@@ -33,13 +33,23 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _positive(name: str) -> Callable[[str], float]:
+    return _number(name, allow_zero=False)
+
+
+def _non_negative(name: str) -> Callable[[str], float]:
+    return _number(name, allow_zero=True)
+
+
+def _number(name: str, allow_zero: bool) -> Callable[[str], float]:
+    bound = ">= 0" if allow_zero else "> 0"
+
     def parse(text: str) -> float:
         try:
             v = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number > 0, got {text!r}") from None
-        if not math.isfinite(v) or v <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{name} must be a number {bound}, got {text!r}") from None
+        if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number {bound}, got {text!r}")
         return v
 
     return parse
@@ -75,6 +85,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)}")
     p.add_argument("--cold-start-s", type=_positive("--cold-start-s"), default=60.0)
     p.add_argument("--ttft-slo-s", type=_positive("--ttft-slo-s"), default=1.0)
+    p.add_argument(
+        "--ttft-slo-per-1k-prompt-s",
+        type=_non_negative("--ttft-slo-per-1k-prompt-s"),
+        default=0.0,
+        help="length-aware SLO: each request's TTFT deadline adds this per 1,000 prompt tokens",
+    )
+    p.add_argument(
+        "--warmup-s",
+        type=_non_negative("--warmup-s"),
+        default=600.0,
+        help="replay this much of the trace's opening, unscored, first (0: start cold)",
+    )
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--max-replicas", type=int, default=32)
     p.add_argument("--slice", help="START:END seconds of the trace to replay, e.g. 0:1200")
@@ -140,6 +162,8 @@ def _load(args: argparse.Namespace) -> tuple[Trace, SimSettings]:
         profile=profile_named(args.profile),
         cold_start_s=args.cold_start_s,
         ttft_slo_s=args.ttft_slo_s,
+        ttft_slo_per_1k_prompt_s=args.ttft_slo_per_1k_prompt_s,
+        warmup_s=args.warmup_s,
         seed=args.seed,
         max_replicas=args.max_replicas,
     )

@@ -193,7 +193,8 @@ class HindsightPolicy(Policy):
         assert self.fleet is not None
         if not len(self.deployment):
             return
-        want = int(self.deployment[min(k, len(self.deployment) - 1)])
+        # Before t = 0 (the warm-up) the planner holds its opening size.
+        want = int(self.deployment[min(max(k, 0), len(self.deployment) - 1)])
         if want != self.fleet.replicas:
             self.fleet.scale_to(want, t_s)
 

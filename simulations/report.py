@@ -18,6 +18,7 @@ COLUMNS = (
     "ttft_p50_s",
     "ttft_p99_s",
     "e2e_p99_s",
+    "tpot_p99_s",
     "gpu_hours",
     "cold_starts",
     "max_replicas",

@@ -1,236 +1,170 @@
-"""MemorySource: the simulator's stand-in for Prometheus and the Kubernetes API, feeding the real core."""
+"""MemorySource: the simulator's Prometheus and Kubernetes API, feeding the real core.
+
+It runs the production query plans (``plan_queries``, ``plan_history``) against the simulated Prometheus
+(``tsdb``: the pods' raw samples, each as old as its scrape), and hands the results to the production
+reductions (``reduce_signals``, ``reduce_history``, and through them the one ``histogram_quantile``), with
+the production windows and steps: the 1m rate window, 1 h of history at 15 s aligned to the step
+(``history_range``), the activation query's last minute at 5 s. Nothing here computes a signal.
+
+What it does differently from ``PrometheusSource``: the Deployment's pods come from the fleet the way the
+Kubernetes reader sees them (the live pods its ReplicaSet owns, counted by the production ``count_pods``),
+and the activation query can only be the gateway's (it evaluates specs, not text). kube-state-metrics is
+not simulated: the simulator plays the Kubernetes API, which production prefers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from scaler.core.config import LatencyMetric, ScalerConfig
-from scaler.core.signals import Measure, SignalName, Signals
+from scaler.core.signals import Measure
 from scaler.core.state import LatencyWindow, Observation, ReplicaSource, Series, State
 from scaler.core.target import Target
-from scaler.sources.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
-from scaler.sources.query import histogram_quantile
-from simulations.controlplane import ScrapeStore
-from simulations.fleet import Fleet, Scrape
+from scaler.sources.membership import PodFacts, PodStates, count_pods, generated_prefix
+from scaler.sources.prometheus import ACTIVATION_WINDOW_S, HISTORY_S, HISTORY_STEP_S
+from scaler.sources.query import (
+    QueryPlan,
+    RangeSample,
+    Sample,
+    history_key,
+    history_range,
+    index_history,
+    plan_history,
+    plan_queries,
+    reduce_history,
+    reduce_signals,
+)
+from scaler.sources.spec import Matcher, Op, QuerySpec, duration_s, render
+from simulations.exposition import GATEWAY_METRIC, NAMESPACE, REPLICASET, pod_name
+from simulations.fleet import LOADING, READY, Fleet
+from simulations.tsdb import ScrapeStore
 
-HISTORY_S = 3600.0  # the production source's history (scaler.sources.prometheus.HISTORY_S)
-RATE_WINDOW_S = 60.0  # the scaler's rate window ("1m")
-LATENCY_WINDOW_S = 60.0
+RATE_WINDOW = "1m"  # PrometheusSource's default rate window (--rate-window)
+# What activationQuery would be in a cluster: the gateway's pending requests in the ScaledObject's namespace.
+GATEWAY_SPEC = QuerySpec(Op.SUM, (GATEWAY_METRIC,), (Matcher("namespace", "=", NAMESPACE),))
+GATEWAY_QUERY = render(GATEWAY_SPEC)  # sum(gateway_pending_requests{namespace="sim"})
+# The production reductions, called as they are (tests/simulations/test_source.py checks these are them).
+REDUCE_SIGNALS = reduce_signals
+REDUCE_HISTORY = reduce_history
 
 
-@dataclass
-class _Point:
-    """What the production queries would return for the Deployment at one scrape."""
-
-    t_s: float
-    signals: Signals
-    measures: dict[Measure, float]
+class SimulationError(ValueError):
+    """Something the simulated Prometheus cannot answer; the message says what it can."""
 
 
 @dataclass
 class MemorySource:
-    """The ``scaler.sources.source.Source`` the simulator gives the real scaler: it reads the scrape store
-    (what Prometheus holds) and the fleet (what the Kubernetes API says), as the production sources do.
-
-    Signals come from the last scrape only, so the scaler sees what Prometheus would, one scrape late.
-    """
+    """The ``scaler.sources.source.Source`` the simulator gives the real scaler."""
 
     fleet: Fleet
     store: ScrapeStore
-    clock: Any  # Callable[[], float]: simulated time
-    latency_quantile: float = 0.99
-    _points: dict[float, _Point] = field(default_factory=dict)
-    _config: ScalerConfig | None = None
-    _cache_t: float | None = None
-    _cache: tuple[_Point, dict[Measure, Series], tuple[LatencyWindow, ...]] | None = None
+    clock: Callable[[], float]  # simulated time
+    rate_window: str = RATE_WINDOW
+    history_s: float = HISTORY_S
+    history_step_s: float = HISTORY_STEP_S
+    reductions: int = 0  # calls of the production reductions (reduce_signals + reduce_history)
+    _plans: dict[tuple[str, str], tuple[QueryPlan, QueryPlan]] = field(default_factory=dict)
+    _history: dict[
+        tuple[str, str, float, frozenset[str]], tuple[dict[Measure, Series], tuple[LatencyWindow, ...]]
+    ] = field(default_factory=dict)
 
     def collect(self, targets: Sequence[Target]) -> Mapping[tuple[str, str, str], Observation]:
         now = float(self.clock())
-        if targets and self._config is None:
-            self._config = targets[0].config
-        obs = self.observe(now)
-        return {(t.namespace, t.name, t.config.deployment): obs for t in targets}
+        return {(t.namespace, t.name, t.config.deployment): self.observe(t, now) for t in targets}
 
-    # -- one scrape as the production reductions would see it ----------------------------------------------
-    def _latency_buckets(self, s: Scrape) -> tuple[tuple[float, ...], np.ndarray]:
-        cfg = self._config
-        if cfg is not None and cfg.latency_metric == LatencyMetric.E2E:
-            return (*VLLM_E2E_BUCKETS_S, np.inf), s.e2e_hist.sum(axis=0) if len(s.pods) else np.zeros(0)
-        return (*VLLM_TTFT_BUCKETS_S, np.inf), s.fleet_ttft_hist
+    def plans(self, target: Target) -> tuple[QueryPlan, QueryPlan]:
+        """The production plans for one target: the refresh's instant queries and the history's range ones."""
+        key = (target.namespace, target.name)
+        if key not in self._plans:
+            self._plans[key] = (
+                plan_queries([target], self.rate_window),
+                plan_history([target], self.rate_window),
+            )
+        return self._plans[key]
 
-    def _point(self, s: Scrape) -> _Point:
-        if s.t_s in self._points:
-            return self._points[s.t_s]
-        reporting = len(s.pods)
-        old = _window_start(self.store, s.t_s - RATE_WINDOW_S)
-        waiting = float(s.waiting.sum()) if reporting else None
-        running = float(s.running.sum()) if reporting else None
-        queue = waiting + running if waiting is not None and running is not None else None
-        rates: dict[str, float] = {}
-        latency = attained = seen = None
-        no_traffic: frozenset[SignalName] = frozenset()
-        if reporting and old is not None and old.t_s < s.t_s:
-            span = s.t_s - old.t_s
-            rates = {
-                "gen": (s.fleet_gen_total - old.fleet_gen_total) / span,
-                "prompt": (s.fleet_prompt_total - old.fleet_prompt_total) / span,
-                "done": (s.fleet_done_total - old.fleet_done_total) / span,
-            }
-            itl_n = s.fleet_itl_count - old.fleet_itl_count
-            if itl_n > 0:
-                rates["step"] = (s.fleet_itl_sum_s - old.fleet_itl_sum_s) / itl_n
-            bounds, now_hist = self._latency_buckets(s)
-            _, old_hist = self._latency_buckets(old)
-            if len(now_hist) and len(old_hist) == len(now_hist):
-                inc = now_hist - old_hist
-                latency = histogram_quantile(self.latency_quantile, dict(zip(bounds, inc, strict=True)))
-                cfg = self._config
-                if inc[-1] > 0 and cfg is not None and cfg.latency_slo_s is not None:
-                    seen = float(inc[-1])
-                    attained = _fraction_within(bounds, inc, cfg.latency_slo_s)
-            if latency is None:
-                no_traffic = frozenset({SignalName.LATENCY})
-        gpu = float(s.gpu_util_percent.mean()) if len(s.gpu_pods) else None
-        tokens = rates["gen"] + rates["prompt"] if rates else None
-        signals = Signals(
-            current_replicas=None,
-            ready_replicas=reporting,
-            queue_requests=queue,
-            tokens_per_s=tokens,
-            gpu_util_percent=gpu,
-            latency_s=latency,
-            running_requests=running,
-            waiting_requests=waiting,
-            requests_per_s=rates.get("done"),
-            prompt_tokens_per_s=rates.get("prompt"),
-            generation_tokens_per_s=rates.get("gen"),
-            step_s=rates.get("step"),
-            latency_attainment=attained,
-            latency_requests=seen,
-            no_traffic=no_traffic,
-        )
-        measures: dict[Measure, float] = {
-            Measure.READY: float(reporting),
-            Measure.REPLICAS: float(s.replicas),
-            Measure.GATEWAY: float(s.gateway_queue),
+    def instant_results(self, target: Target, now: float) -> dict[str, list[Sample]]:
+        plan, _ = self.plans(target)
+        return {q.kind: self.store.query(_spec(q.kind, q.spec), now) for q in plan.queries}
+
+    def history_results(
+        self, target: Target, start_s: float, end_s: float
+    ) -> Mapping[str, Sequence[RangeSample]]:
+        """The history queries over [start_s, end_s], indexed as ``PrometheusSource`` does: this target's
+        Deployment's entry of ``index_history``."""
+        _, plan = self.plans(target)
+        step = self.history_step_s
+        results = {
+            q.kind: self.store.query_range(_spec(q.kind, q.spec), start_s, end_s, q.step_s or step)
+            for q in plan.queries
         }
-        for m, v in (
-            (Measure.QUEUE, queue),
-            (Measure.RUNNING, running),
-            (Measure.WAITING, waiting),
-            (Measure.TOKENS, tokens),
-            (Measure.REQUESTS, rates.get("done")),
-            (Measure.PROMPT_TOKENS, rates.get("prompt")),
-            (Measure.GENERATION_TOKENS, rates.get("gen")),
-            (Measure.STEP_S, rates.get("step")),
-        ):
-            if v is not None:
-                measures[m] = float(v)
-        point = _Point(s.t_s, signals, measures)
-        self._points[s.t_s] = point
-        for t in [t for t in self._points if t < s.t_s - HISTORY_S - 120]:
-            del self._points[t]
-        return point
+        return index_history(results).get(history_key(target), {})
 
-    def _windows(self, last: Scrape) -> tuple[LatencyWindow, ...]:
-        """One window per minute of the history: the latency histogram's increase over it, and the mean
-        Ready replicas (what ``increase(...[1m])`` and ``avg_over_time`` at a 60 s step would give)."""
-        out = []
-        end = last.t_s - last.t_s % LATENCY_WINDOW_S
-        scrapes = [s for s in self.store.scrapes if last.t_s - HISTORY_S - LATENCY_WINDOW_S <= s.t_s <= end]
-        by_t = {s.t_s: s for s in scrapes}
-        t = end
-        while t - LATENCY_WINDOW_S >= last.t_s - HISTORY_S:
-            a, b = by_t.get(t - LATENCY_WINDOW_S), by_t.get(t)
-            if a is not None and b is not None and len(b.pods):
-                bounds, hb = self._latency_buckets(b)
-                _, ha = self._latency_buckets(a)
-                if len(hb) and len(ha) == len(hb):
-                    inc = hb - ha
-                    if inc[-1] > 0:
-                        inside = [s for s in scrapes if t - LATENCY_WINDOW_S < s.t_s <= t]
-                        ready = float(np.mean([len(s.pods) for s in inside]))
-                        out.append(
-                            LatencyWindow(
-                                t, ready, float(inc[-1]), tuple(bounds), tuple(float(x) for x in inc)
-                            )
-                        )
-            t -= LATENCY_WINDOW_S
-        return tuple(reversed(out))
-
-    def observe(self, now: float) -> Observation:
-        last = self.store.at_or_before(now)
-        if last is None:
-            point = _Point(now, Signals(current_replicas=None, ready_replicas=None), {})
-            history: dict[Measure, Series] = {}
-            windows: tuple[LatencyWindow, ...] = ()
-        elif self._cache_t == last.t_s and self._cache is not None:
-            point, history, windows = self._cache
-        else:
-            point = self._point(last)
-            recent = [self._point(s) for s in self.store.scrapes if last.t_s - HISTORY_S < s.t_s <= last.t_s]
-            history = {}
-            for m in Measure:
-                kept = [(p.t_s, p.measures[m]) for p in recent if m in p.measures]
-                if kept:
-                    history[m] = Series(tuple(t for t, _ in kept), tuple(v for _, v in kept))
-            windows = self._windows(last)
-            self._cache_t, self._cache = last.t_s, (point, history, windows)
-        f = self.fleet
-        ages = tuple(float(now - f.created_at[i]) for i in np.flatnonzero(f.status == 1))
-        gateway_recent = [
-            s for s in self.store.scrapes if last is not None and last.t_s - 60.0 <= s.t_s <= last.t_s
-        ]
-        s = point.signals
-        signals = Signals(
-            current_replicas=f.replicas,
-            ready_replicas=s.ready_replicas,
-            queue_requests=s.queue_requests,
-            tokens_per_s=s.tokens_per_s,
-            gpu_util_percent=s.gpu_util_percent,
-            latency_s=s.latency_s,
-            running_requests=s.running_requests,
-            waiting_requests=s.waiting_requests,
-            requests_per_s=s.requests_per_s,
-            prompt_tokens_per_s=s.prompt_tokens_per_s,
-            generation_tokens_per_s=s.generation_tokens_per_s,
-            step_s=s.step_s,
-            latency_attainment=s.latency_attainment,
-            latency_requests=s.latency_requests,
-            no_traffic=s.no_traffic,
+    def observe(self, target: Target, now: float) -> Observation:
+        states = self.pod_states(target, now)
+        self.reductions += 1
+        signals = REDUCE_SIGNALS(
+            target, self.instant_results(target, now), states, window_s=duration_s(self.rate_window)
         )
+        start_s, end_s = history_range(now, self.history_s, self.history_step_s)
+        hkey = (target.namespace, target.config.deployment, end_s, states.prefixes)
+        if hkey not in self._history:
+            # Like PrometheusSource: history is read and reduced once per history step.
+            self.reductions += 1
+            mine = self.history_results(target, start_s, end_s)
+            self._history = {hkey: REDUCE_HISTORY(target, mine, states.prefixes)}
+        measured, windows = self._history[hkey]
+        # As PrometheusSource's _with_pod_counts: replica counts from the pods, not from their metrics.
+        signals = replace(signals, current_replicas=states.total, ready_replicas=states.ready)
         state = State(
-            warming_replicas=f.loading,
-            warming_ages_s=ages,
-            replica_source=ReplicaSource.SIMULATION,
-            cold_start_samples_s=tuple(f.cold_start_samples_s[-20:]),
-            history=history,
+            history=measured,
             latency_windows=windows,
-            activation_value=float(last.gateway_queue) if last is not None else None,
-            activation_history=Series(
-                tuple(x.t_s for x in gateway_recent), tuple(float(x.gateway_queue) for x in gateway_recent)
-            ),
+            warming_replicas=len(states.warming_ages_s),
+            warming_ages_s=states.warming_ages_s,
+            cold_start_samples_s=states.cold_starts_s,
+            replica_source=ReplicaSource.SIMULATION,
+            notes=dict(states.notes),
         )
+        if target.config.activation_query is not None:
+            value, series = self.activation(target.config.activation_query, now)
+            state = replace(state, activation_value=value, activation_history=series)
         return Observation(signals, state)
 
+    def activation(self, query: str, now: float) -> tuple[float | None, Series | None]:
+        """The activation query now and over its last minute at 5 s, as ``PrometheusSource`` reads it."""
+        if query != GATEWAY_QUERY:
+            raise SimulationError(
+                f"the simulator answers activationQuery only with its gateway's queue ({GATEWAY_QUERY}), "
+                f"not {query[:80]!r}"
+            )
+        now_samples = self.store.query(GATEWAY_SPEC, now)
+        value = now_samples[0].value if now_samples else None
+        step_s = min(self.history_step_s, 5.0)
+        ranged = self.store.query_range(GATEWAY_SPEC, now - ACTIVATION_WINDOW_S, now, step_s)
+        series = Series(ranged[0].times_s, ranged[0].values) if ranged and ranged[0].times_s else None
+        return value, series
 
-def _fraction_within(bounds: Sequence[float], counts: np.ndarray, x_s: float) -> float:
-    """Fraction of a histogram's observations at most ``x_s`` (linear inside the bucket)."""
-    total = float(counts[-1])
-    finite = [b for b in bounds if np.isfinite(b)]
-    xs = np.concatenate([[0.0], finite])
-    ys = np.concatenate([[0.0], counts[: len(finite)]]) / total
-    if x_s >= xs[-1]:
-        return float(ys[-1])
-    return float(np.interp(x_s, xs, ys))
+    def pod_states(self, target: Target, now: float) -> PodStates:
+        """The Deployment's pods as the Kubernetes reader sees them (``kube._Namespace.summarise``): the live
+        pods of its one ReplicaSet (draining ones are terminating, so left out), spec.replicas as KEDA and
+        the HPA set it, counted by the production ``count_pods``."""
+        f = self.fleet
+        live = np.flatnonzero((f.status == LOADING) | (f.status == READY))
+        facts = [
+            PodFacts(
+                name=pod_name(int(f.pod_id[i])),
+                created_s=float(f.created_at[i]),
+                ready=bool(f.status[i] == READY),
+                ready_at_s=float(f.ready_at[i]) if f.status[i] == READY else None,
+            )
+            for i in live
+        ]
+        prefixes = frozenset({generated_prefix(REPLICASET)})
+        return count_pods(facts, f.replicas, prefixes, now, target.config.cold_start_s)
 
 
-def _window_start(store: ScrapeStore, t_s: float) -> Scrape | None:
-    for s in store.scrapes:
-        if s.t_s >= t_s - 1e-9:
-            return s
-    return None
+def _spec(kind: str, spec: QuerySpec | None) -> QuerySpec:
+    if spec is None:
+        raise SimulationError(f"query {kind} has no QuerySpec: the simulated Prometheus evaluates specs only")
+    return spec

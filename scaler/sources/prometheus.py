@@ -18,7 +18,7 @@ from urllib3.util.retry import Retry
 
 from scaler.core.promql import NAMESPACE_LABELS, confine_query
 from scaler.core.signals import Measure, Signals
-from scaler.core.state import Observation, ReplicaSource, Series, State
+from scaler.core.state import LatencyWindow, Observation, ReplicaSource, Series, State
 from scaler.core.target import Target
 from scaler.sources.kube import KubernetesReader
 from scaler.sources.membership import PodStates
@@ -28,6 +28,7 @@ from scaler.sources.query import (
     RangeSample,
     Sample,
     history_key,
+    history_range,
     index_history,
     index_kube_state,
     plan_history,
@@ -37,6 +38,7 @@ from scaler.sources.query import (
     reduce_kube_state,
     reduce_signals,
 )
+from scaler.sources.spec import duration_s
 
 # Demand history read for forecasts, stabilisation and idle time; one hour shows the gaps between bursts.
 HISTORY_S = 3600.0
@@ -92,12 +94,26 @@ class _HistoryRead:
     backends: frozenset[str]
     end_s: float
     index: HistoryIndex
-    reduced: dict[tuple[str, str, str, str | None, frozenset[str] | None], dict[Measure, Series]] = field(
-        default_factory=dict
-    )
+    # (backend, latency metric) of the targets with a latency SLO: each adds a latency history query
+    latencies: frozenset[tuple[str, str]] = frozenset()
+    reduced: dict[
+        tuple[str, str, str, str | None, frozenset[str] | None, str],
+        tuple[dict[Measure, Series], tuple[LatencyWindow, ...]],
+    ] = field(default_factory=dict)
 
-    def covers(self, namespaces: frozenset[str], backends: frozenset[str], end_s: float) -> bool:
-        return end_s == self.end_s and namespaces <= self.namespaces and backends <= self.backends
+    def covers(
+        self,
+        namespaces: frozenset[str],
+        backends: frozenset[str],
+        end_s: float,
+        latencies: frozenset[tuple[str, str]] = frozenset(),
+    ) -> bool:
+        return (
+            end_s == self.end_s
+            and namespaces <= self.namespaces
+            and backends <= self.backends
+            and latencies <= self.latencies
+        )
 
 
 class PrometheusSource:
@@ -221,16 +237,19 @@ class PrometheusSource:
                     Signals(None, None), State(replica_source=replica_source), states.error
                 )
                 continue
-            signals = reduce_signals(t, results, states)
+            signals = reduce_signals(t, results, states, window_s=duration_s(self.rate_window))
             # History changes once per step (15 s), refreshes come every 2 s: reduce once per step and
             # hand every refresh the same Series objects.
             prefixes = states.prefixes if states is not None else None
-            hkey = (t.namespace, t.config.deployment, t.config.backend, t.config.model, prefixes)
+            latency = t.config.latency_metric.value if t.config.latency_slo_s is not None else ""
+            hkey = (t.namespace, t.config.deployment, t.config.backend, t.config.model, prefixes, latency)
             if hkey not in history.reduced:
                 history.reduced[hkey] = reduce_history(t, history.index.get(history_key(t), {}), prefixes)
-            measured = history.reduced[hkey]
+            measured, windows = history.reduced[hkey]
             notes: dict[str, str] = dict(pod_notes.get(key, {}))
-            state = State(history=measured, notes=notes, replica_source=replica_source)
+            state = State(
+                history=measured, latency_windows=windows, notes=notes, replica_source=replica_source
+            )
             if states is not None:
                 signals = _with_pod_counts(signals, states)
                 state = replace(
@@ -250,20 +269,24 @@ class PrometheusSource:
     def _history(self, targets: Sequence[Target], now_s: float) -> _HistoryRead:
         """Demand and replica history by (namespace, deployment), re-read once per history step (aligned,
         so every scaler replica asks Prometheus the same range and gets the same points)."""
-        end_s = now_s - now_s % self.history_step_s
+        start_s, end_s = history_range(now_s, self.history_s, self.history_step_s)
         namespaces = frozenset(t.namespace for t in targets)
         backends = frozenset(t.config.backend.value for t in targets)
+        latencies = frozenset(
+            (t.config.backend.value, t.config.latency_metric.value) for t in targets if t.config.latency_slo_s
+        )
         last = self._history_read
         # A read that covered these namespaces and backends in this step serves any subset of them: the
         # first fetches of newly registered ScaledObjects (a batch each) then reuse the refresh's read
         # instead of re-reading an hour of history per batch (with a full hour in Prometheus, that made
         # registering 2,000 ScaledObjects take 12.7 s in `make bench`).
-        if last is not None and last.covers(namespaces, backends, end_s):
+        if last is not None and last.covers(namespaces, backends, end_s, latencies):
             return last
         plan = plan_history(targets, self.rate_window)
-        start_s = end_s - self.history_s
-        results = {q.kind: self.query_range(q, start_s, end_s, self.history_step_s) for q in plan.queries}
-        self._history_read = _HistoryRead(namespaces, backends, end_s, index_history(results))
+        results = {
+            q.kind: self.query_range(q, start_s, end_s, q.step_s or self.history_step_s) for q in plan.queries
+        }
+        self._history_read = _HistoryRead(namespaces, backends, end_s, index_history(results), latencies)
         return self._history_read
 
     def _pod_states(

@@ -14,11 +14,11 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scaler.core.config import Backend, LatencyMetric
 from scaler.core.signals import Measure, SignalName, Signals
-from scaler.core.state import Series, pack_floats
+from scaler.core.state import LatencyWindow, Series, pack_floats
 from scaler.core.target import Target
 from scaler.sources.membership import (
     SUFFIX_CHARS,
@@ -33,7 +33,14 @@ from scaler.sources.membership import (
     pod_pattern,
     prefix_pattern,
 )
-from scaler.sources.profile import DCGM_GPU_UTIL_METRIC, LatencyKind, LatencySource, profile_for
+from scaler.sources.profile import (
+    DCGM_GPU_UTIL_METRIC,
+    BackendProfile,
+    LatencyKind,
+    LatencySource,
+    profile_for,
+)
+from scaler.sources.spec import Matcher, Op, QuerySpec, Regroup, Relabel, render
 
 Labels = Mapping[str, str]
 
@@ -46,10 +53,17 @@ class Sample:
 
 @dataclass(frozen=True)
 class Query:
-    """A named PromQL query; ``kind`` is a bounded label for the scaler's own metrics."""
+    """A named PromQL query; ``kind`` is a bounded label for the scaler's own metrics. ``spec``: the query as
+    data when a plan built it (``promql`` is then its rendering), None for free text (``activationQuery``)."""
 
     kind: str
     promql: str
+    spec: QuerySpec | None = None
+    step_s: float | None = None  # range queries: the step, when not the history step
+
+    @classmethod
+    def of(cls, kind: str, spec: QuerySpec, step_s: float | None = None) -> Query:
+        return cls(kind, render(spec), spec, step_s)
 
 
 @dataclass
@@ -60,26 +74,33 @@ class QueryPlan:
         if all(q.kind != kind for q in self.queries):
             self.queries.append(Query(kind, promql))
 
+    def add_spec(self, kind: str, spec: QuerySpec, step_s: float | None = None) -> None:
+        if all(q.kind != kind for q in self.queries):
+            self.queries.append(Query.of(kind, spec, step_s))
+
 
 def _namespace_matcher(targets: Iterable[Target]) -> str:
-    # Namespaces are validated RFC 1123 labels ([a-z0-9-]), so they are regex- and string-safe as is.
-    names = sorted({t.namespace for t in targets})
-    return f'namespace=~"{"|".join(names)}"'
+    return _namespaces(targets).render()
 
 
 def _names_matcher(metrics: Sequence[str]) -> str:
     return f'__name__=~"{"|".join(re.escape(m) for m in metrics)}"'
 
 
-def once_per_pod(expr: str, by: str, series_labels: Sequence[str], name: bool = False) -> str:
-    """``expr`` with each of a pod's own series once, however many scrape jobs read it.
+def _namespaces(targets: Iterable[Target]) -> Matcher:
+    # Namespaces are validated RFC 1123 labels ([a-z0-9-]), so they are regex- and string-safe as is.
+    return Matcher("namespace", "=~", "|".join(sorted({t.namespace for t in targets})))
+
+
+def once_per_pod(by: Sequence[str], series_labels: Sequence[str], name: bool = False) -> tuple[str, ...]:
+    """The labels of a ``max by`` that keeps each of a pod's own series once, however many scrape jobs read
+    it (``QuerySpec.dedupe``).
 
     A ServiceMonitor beside the PodMonitor scrapes the same pod again under its own job, service and
     endpoint labels; summing both counted 3 waiting + 5 running as 16. ``max`` over everything but the pod
-    and its own series labels (``by``, ``series_labels``, and ``__name__`` when ``expr`` selects several
+    and its own series labels (``by``, ``series_labels``, and ``__name__`` when the query selects several
     metrics) keeps one of each before anything is summed."""
-    keep = ", ".join(["__name__"] * name + [by, *series_labels])
-    return f"max by ({keep}) ({expr})"
+    return (*["__name__"] * name, *by, *series_labels)
 
 
 def plan_queries(targets: Sequence[Target], rate_window: str, gpu_lookback: str = "60s") -> QueryPlan:
@@ -88,43 +109,84 @@ def plan_queries(targets: Sequence[Target], rate_window: str, gpu_lookback: str 
     plan = QueryPlan()
     if not targets:
         return plan
-    ns = _namespace_matcher(targets)
-    plan.add("up", f"max by (namespace, pod) (up{{{ns}}})")
+    ns = (_namespaces(targets),)
+    plan.add_spec("up", QuerySpec(Op.MAX, ("up",), ns, by=("namespace", "pod")))
     for backend in sorted({t.config.backend for t in targets}):
         prof = profile_for(backend)
-        by = f"namespace, pod, {prof.model_label}"
+        by = ("namespace", "pod", prof.model_label)
         ids = prof.series_labels
-        plan.add(f"{backend}:presence", f"count by ({by}) ({prof.presence_metric}{{{ns}}})")
-        queue = f"{{{_names_matcher(prof.queue_metrics)}, {ns}}}"
-        plan.add(f"{backend}:queue", f"sum by ({by}) ({once_per_pod(queue, by, ids, name=True)})")
+        plan.add_spec(f"{backend}:presence", QuerySpec(Op.COUNT, (prof.presence_metric,), ns, by))
+        queue = QuerySpec(
+            Op.SUM, prof.queue_metrics, ns, by, metric_set=True, dedupe=once_per_pod(by, ids, True)
+        )
+        plan.add_spec(f"{backend}:queue", queue)
         # One query per counter: rate() drops __name__, so rate({__name__=~"a|b"}) would give two series
         # with one label set, which Prometheus refuses
         # ("vector cannot contain metrics with the same labelset").
         for i, counter in enumerate(prof.throughput_counters):
-            rate = f"rate({counter}{{{ns}}}[{rate_window}])"
-            plan.add(f"{backend}:throughput:{i}", f"sum by ({by}) ({once_per_pod(rate, by, ids)})")
+            rate = QuerySpec(
+                Op.SUM_RATE, (counter,), ns, by, window=rate_window, dedupe=once_per_pod(by, ids)
+            )
+            plan.add_spec(f"{backend}:throughput:{i}", rate)
+        for kind, spec in _engine_specs(prof, ns, by, rate_window):
+            plan.add_spec(f"{backend}:{kind}", spec)
         metrics = {
             t.config.latency_metric for t in targets if t.config.backend == backend and t.config.latency_slo_s
         }
         for metric in sorted(metrics):
             for i, src in enumerate(prof.latency[metric]):
                 kind = f"{backend}:latency:{metric}:{i}"
-                if src.kind == LatencyKind.HISTOGRAM:
-                    rate = f"rate({src.metric}{{{ns}}}[{rate_window}])"
-                    plan.add(kind, f"sum by ({by}, le) ({once_per_pod(rate, by, (*ids, 'le'))})")
-                elif src.kind == LatencyKind.SUMMARY:
-                    plan.add(kind, f"max by ({by}, quantile) ({src.metric}{{{ns}}})")
-                else:
-                    rate = f"rate({src.metric}{{{ns}}}[{rate_window}])"
-                    plan.add(kind, f"sum by ({by}) ({once_per_pod(rate, by, ids)})")
-                    count = f"rate({src.count_metric}{{{ns}}}[{rate_window}])"
-                    plan.add(kind + ":count", f"sum by ({by}) ({once_per_pod(count, by, ids)})")
+                for suffix, spec in _latency_specs(src, ns, by, ids, rate_window):
+                    plan.add_spec(kind + suffix, spec)
     if any(t.config.target_gpu_util_percent is not None for t in targets):
         # The last sample within the staleness bound: a GPU whose series has none that recent is absent
         # (a gap is bridged, a configuration problem shows). Series are per GPU; de-duplicated per pod
         # and GPU in Python.
-        plan.add("dcgm:gpu_util", f'last_over_time({DCGM_GPU_UTIL_METRIC}{{{ns}, pod!=""}}[{gpu_lookback}])')
+        gpu = (*ns, Matcher("pod", "!=", ""))
+        plan.add_spec(
+            "dcgm:gpu_util", QuerySpec(Op.LAST_OVER_TIME, (DCGM_GPU_UTIL_METRIC,), gpu, window=gpu_lookback)
+        )
     return plan
+
+
+def _engine_specs(
+    prof: BackendProfile, ns: tuple[Matcher, ...], by: tuple[str, ...], rate_window: str
+) -> list[tuple[str, QuerySpec]]:
+    """(kind, spec) of the engine's own numbers: running and waiting per pod, and the rates of requests
+    finished and of the step histogram's sum and count (the prompt and generated tokens are throughput
+    counters already). Empty for a backend without them. Per pod, with ``by``: history regroups them."""
+    once = once_per_pod(by, prof.series_labels)
+    out: list[tuple[str, QuerySpec]] = []
+    for kind, gauge in (("running", prof.running_metric), ("waiting", prof.waiting_metric)):
+        if gauge is not None:
+            out.append((kind, QuerySpec(Op.SUM, (gauge,), ns, by, dedupe=once)))
+    counters = [("requests", prof.requests_counter)]
+    if prof.step_histogram is not None:
+        counters += [
+            ("step:sum", f"{prof.step_histogram}_sum"),
+            ("step:count", f"{prof.step_histogram}_count"),
+        ]
+    for kind, counter in counters:
+        if counter is not None:
+            out.append((kind, QuerySpec(Op.SUM_RATE, (counter,), ns, by, window=rate_window, dedupe=once)))
+    return out
+
+
+def _latency_specs(
+    src: LatencySource, ns: tuple[Matcher, ...], by: tuple[str, ...], ids: tuple[str, ...], rate_window: str
+) -> list[tuple[str, QuerySpec]]:
+    """(kind suffix, spec) of one latency source: bucket rates, summary quantiles, or the two mean rates."""
+    if src.kind == LatencyKind.HISTOGRAM:
+        once = once_per_pod(by, (*ids, "le"))
+        return [("", QuerySpec(Op.HISTOGRAM_RATE, (src.metric,), ns, by, window=rate_window, dedupe=once))]
+    if src.kind == LatencyKind.SUMMARY:
+        return [("", QuerySpec(Op.MAX, (src.metric,), ns, (*by, "quantile")))]
+    assert src.count_metric is not None  # a MEAN source names its request counter
+    once = once_per_pod(by, ids)
+    return [
+        ("", QuerySpec(Op.SUM_RATE, (src.metric,), ns, by, window=rate_window, dedupe=once)),
+        (":count", QuerySpec(Op.SUM_RATE, (src.count_metric,), ns, by, window=rate_window, dedupe=once)),
+    ]
 
 
 def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
@@ -162,7 +224,10 @@ def _finite(samples: Iterable[Sample]) -> list[Sample]:
 
 
 def reduce_signals(
-    target: Target, results: Mapping[str, Sequence[Sample]], pods: PodStates | None = None
+    target: Target,
+    results: Mapping[str, Sequence[Sample]],
+    pods: PodStates | None = None,
+    window_s: float = 60.0,
 ) -> Signals:
     """Turn one refresh's query results into the ``Signals`` of one ScaledObject.
 
@@ -227,6 +292,12 @@ def reduce_signals(
     if cfg.backend == Backend.TRITON:
         notes["tokens"] = "inferences/s (nv_inference_count)"
 
+    def counter_rate(name: str | None) -> float | None:
+        return next((r for c, r in zip(prof.throughput_counters, rates, strict=True) if c == name), None)
+
+    step_sum, step_count = total(f"{backend}:step:sum"), total(f"{backend}:step:count")
+    step = step_sum / step_count if step_sum is not None and step_count else None
+
     gpu: float | None = None
     if cfg.target_gpu_util_percent is not None:
         # Over the Ready pods' GPUs only: a loading pod's GPU idles at 0 % and the HPA formula multiplies
@@ -249,10 +320,13 @@ def reduce_signals(
             )
 
     latency: float | None = None
+    attained = seen = None
     if cfg.latency_slo_s is not None:
-        latency, note, idle = _latency(
+        latency, note, idle, buckets = _latency(
             cfg.latency_metric, cfg.latency_quantile, prof.latency[cfg.latency_metric], backend, mine
         )
+        if buckets is not None:
+            attained, seen = attainment(buckets, cfg.latency_slo_s, window_s)
         if note:
             notes["latency"] = note
         if idle:
@@ -273,7 +347,38 @@ def reduce_signals(
         unreadable_pods=len(unreadable),
         no_traffic=frozenset(no_traffic),
         unconfigured=frozenset(unconfigured),
+        running_requests=total(f"{backend}:running"),
+        waiting_requests=total(f"{backend}:waiting"),
+        requests_per_s=total(f"{backend}:requests"),
+        prompt_tokens_per_s=counter_rate(prof.prompt_counter),
+        generation_tokens_per_s=counter_rate(prof.generation_counter),
+        step_s=step,
+        latency_attainment=attained,
+        latency_requests=seen,
     )
+
+
+def attainment(buckets: Mapping[float, float], slo_s: float, window_s: float) -> tuple[float | None, float]:
+    """(fraction of the observations at most ``slo_s``, how many there were) from bucket rates keyed by
+    ``le`` in seconds over a ``window_s`` rate window; linear inside the bucket as histogram_quantile, and
+    never within any bound in the +Inf bucket. Worked example: {0.5: 2, 1: 8, +Inf: 10} per second over
+    60 s with an SLO of 0.75 s: (2 + 6 / 2) / 10 = 50 % of 600 requests."""
+    bounds = sorted(buckets)
+    counts = [buckets[b] for b in bounds]
+    for i in range(1, len(counts)):
+        counts[i] = max(counts[i], counts[i - 1])
+    total = counts[-1] if counts else 0.0
+    if not total > 0 or bounds[-1] != math.inf:
+        return None, 0.0
+    below_b, below_c = 0.0, 0.0
+    for b, c in zip(bounds, counts, strict=True):
+        if b == math.inf:
+            break
+        if slo_s <= b:
+            inside = below_c + (c - below_c) * (slo_s - below_b) / (b - below_b) if b > below_b else c
+            return inside / total, total * window_s
+        below_b, below_c = b, c
+    return below_c / total, total * window_s
 
 
 def _latency(
@@ -282,8 +387,9 @@ def _latency(
     sources: Sequence[LatencySource],
     backend: str,
     mine: Callable[[str], list[Sample]],
-) -> tuple[float | None, str, bool]:
-    """(seconds, note, no_traffic) from the first source with data."""
+) -> tuple[float | None, str, bool, dict[float, float] | None]:
+    """(seconds, note, no_traffic, bucket rates keyed by ``le`` in seconds when a histogram) from the first
+    source with data."""
     for i, src in enumerate(sources):
         kind = f"{backend}:latency:{metric}:{i}"
         samples = _finite(mine(kind))
@@ -296,22 +402,24 @@ def _latency(
             buckets.pop(math.nan, None)
             value = histogram_quantile(quantile, buckets)
             if value is None:
-                return None, f"p{quantile * 100:g} of {src.metric}: no requests in the window", True
-            return value * src.to_seconds, f"p{quantile * 100:g} from {src.metric}", False
+                return None, f"p{quantile * 100:g} of {src.metric}: no requests in the window", True, None
+            in_seconds = {le * src.to_seconds: rate for le, rate in buckets.items()}
+            return value * src.to_seconds, f"p{quantile * 100:g} from {src.metric}", False, in_seconds
         if src.kind == LatencyKind.SUMMARY:
             by_q: dict[float, list[float]] = defaultdict(list)
             for s in samples:
                 by_q[float(s.labels.get("quantile", "nan"))].append(s.value)
             usable = sorted(q for q in by_q if q >= quantile) or sorted(by_q)[-1:]
             q = usable[0]
-            return max(by_q[q]) * src.to_seconds, f"summary quantile {q:g}, max over pods", False
+            return max(by_q[q]) * src.to_seconds, f"summary quantile {q:g}, max over pods", False, None
         counts = _finite(mine(kind + ":count"))
         requests_per_s = sum(s.value for s in counts)
         if requests_per_s <= 0:
-            return None, "mean request duration: no requests in the window", True
+            return None, "mean request duration: no requests in the window", True, None
         mean = sum(s.value for s in samples) / requests_per_s
-        return mean * src.to_seconds, "mean request duration (enable summary_latencies for a quantile)", False
-    return None, "", False
+        note = "mean request duration (enable summary_latencies for a quantile)"
+        return mean * src.to_seconds, note, False, None
+    return None, "", False, None
 
 
 # -- history (range queries) ---------------------------------------------------------------------------
@@ -321,38 +429,64 @@ def _latency(
 # (``membership.generated_prefix``), and Python maps ReplicaSets to Deployments (by ownership, else by
 # name). A Deployment has one such series, two during a rolling update. A pod named otherwise (a
 # StatefulSet's ``<name>-0``) gets no prefix and is no Deployment's.
-_PREFIX_FROM_POD = f'"pod_prefix", "$1", "pod", "(.+){SUFFIX_CHARS}{{{SUFFIX_LEN}}}"'
+_PREFIX_FROM_POD = Relabel("pod_prefix", "$1", "pod", f"(.+){SUFFIX_CHARS}{{{SUFFIX_LEN}}}")
 
 
-def _by_replicaset(expr: str, by: str) -> str:
-    return f"sum by ({by}) (label_replace({expr}, {_PREFIX_FROM_POD}))"
+def _by_replicaset(spec: QuerySpec, *by: str) -> QuerySpec:
+    return replace(spec, regroup=Regroup(("namespace", "pod_prefix", *by), _PREFIX_FROM_POD))
+
+
+# The latency history is read in whole windows of this length, one point each: the histogram's rates over a
+# minute, a minute apart (60 points an hour, not 240 overlapping ones), for the headroom floor.
+LATENCY_WINDOW_S = 60.0
 
 
 def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
-    """Range queries for the demand history (queue, tokens) and the replica history of ``targets``."""
+    """Range queries for the history of ``targets``: demand (queue, tokens), Ready replicas, the engine's
+    own numbers (running, waiting, requests finished, the step histogram's sum and count), and the latency
+    histogram in whole windows (``LATENCY_WINDOW_S`` apart) for ScaledObjects with a latency SLO."""
     plan = QueryPlan()
     if not targets:
         return plan
-    ns = _namespace_matcher(targets)
-    plan.add(
-        "history:replicas", _by_replicaset(f"max by (namespace, pod) (up{{{ns}}})", "namespace, pod_prefix")
-    )
+    ns = (_namespaces(targets),)
+    up = QuerySpec(Op.MAX, ("up",), ns, by=("namespace", "pod"))
+    plan.add_spec("history:replicas", _by_replicaset(up))
     for backend in sorted({t.config.backend for t in targets}):
         prof = profile_for(backend)
-        by = f"namespace, pod_prefix, {prof.model_label}"
-        per_pod = f"namespace, pod, {prof.model_label}"
-        queue = f"{{{_names_matcher(prof.queue_metrics)}, {ns}}}"
-        plan.add(
-            f"history:{backend}:queue",
-            _by_replicaset(once_per_pod(queue, per_pod, prof.series_labels, name=True), by),
-        )
+        per_pod = ("namespace", "pod", prof.model_label)
+        once = once_per_pod(per_pod, prof.series_labels, True)
+        queue = QuerySpec(Op.SELECT, prof.queue_metrics, ns, metric_set=True, dedupe=once)
+        plan.add_spec(f"history:{backend}:queue", _by_replicaset(queue, prof.model_label))
         for i, counter in enumerate(prof.throughput_counters):
-            rate = f"rate({counter}{{{ns}}}[{rate_window}])"
-            plan.add(
-                f"history:{backend}:throughput:{i}",
-                _by_replicaset(once_per_pod(rate, per_pod, prof.series_labels), by),
+            once = once_per_pod(per_pod, prof.series_labels)
+            rate = QuerySpec(Op.RATE, (counter,), ns, window=rate_window, dedupe=once)
+            plan.add_spec(f"history:{backend}:throughput:{i}", _by_replicaset(rate, prof.model_label))
+        for kind, spec in _engine_specs(prof, ns, per_pod, rate_window):
+            plan.add_spec(f"history:{backend}:{kind}", _by_replicaset(spec, prof.model_label))
+        metrics = {
+            t.config.latency_metric for t in targets if t.config.backend == backend and t.config.latency_slo_s
+        }
+        for metric in sorted(metrics):
+            src = next((x for x in prof.latency[metric] if x.kind == LatencyKind.HISTOGRAM), None)
+            if src is None:
+                continue
+            window = f"{LATENCY_WINDOW_S:.0f}s"
+            once = once_per_pod(per_pod, (*prof.series_labels, "le"))
+            buckets = QuerySpec(Op.HISTOGRAM_RATE, (src.metric,), ns, per_pod, window=window, dedupe=once)
+            plan.add_spec(
+                f"history:{backend}:latency:{metric}",
+                _by_replicaset(buckets, prof.model_label, "le"),
+                step_s=LATENCY_WINDOW_S,
             )
     return plan
+
+
+def history_range(now_s: float, history_s: float, step_s: float) -> tuple[float, float]:
+    """(start, end) of the history range query at ``now_s``: the end aligned down to the step, so every
+    scaler replica (and the simulator) asks for the same points. Worked example: now 1,000,007 s, 1 h at
+    15 s: end 1,000,005 (1,000,007 - 1,000,007 mod 15), start 996,405."""
+    end_s = now_s - now_s % step_s
+    return end_s - history_s, end_s
 
 
 @dataclass(frozen=True)
@@ -409,10 +543,10 @@ def history_key(target: Target) -> tuple[str, str]:
 
 def reduce_history(
     target: Target, results: Mapping[str, Sequence[RangeSample]], prefixes: frozenset[str] | None = None
-) -> dict[Measure, Series]:
-    """The history of one ScaledObject by measure, from the history queries (all of them, or its
-    Deployment's entry of ``index_history``). ``prefixes``: its ReplicaSets' generated prefixes, by
-    ownership; None matches them by name."""
+) -> tuple[dict[Measure, Series], tuple[LatencyWindow, ...]]:
+    """The history of one ScaledObject, from the history queries (all of them, or its Deployment's entry of
+    ``index_history``): each measure's series, and its latency windows. ``prefixes``: its ReplicaSets'
+    generated prefixes, by ownership; None matches them by name."""
     cfg = target.config
     prof = profile_for(cfg.backend)
     pattern = prefix_pattern(cfg.deployment)
@@ -431,18 +565,85 @@ def reduce_history(
 
     backend = cfg.backend.value
     history: dict[Measure, Series] = {}
-    queue = _sum_series(mine(f"history:{backend}:queue"))
-    if queue is not None:
-        history[Measure.QUEUE] = queue
+    summed = {
+        Measure.QUEUE: f"history:{backend}:queue",
+        Measure.RUNNING: f"history:{backend}:running",
+        Measure.WAITING: f"history:{backend}:waiting",
+        Measure.REQUESTS: f"history:{backend}:requests",
+    }
+    for i, counter in enumerate(prof.throughput_counters):
+        if counter == prof.prompt_counter:
+            summed[Measure.PROMPT_TOKENS] = f"history:{backend}:throughput:{i}"
+        if counter == prof.generation_counter:
+            summed[Measure.GENERATION_TOKENS] = f"history:{backend}:throughput:{i}"
+    for measure, kind in summed.items():
+        series = _sum_series(mine(kind))
+        if series is not None:
+            history[measure] = series
     tokens = _sum_series(
         s for i in range(len(prof.throughput_counters)) for s in mine(f"history:{backend}:throughput:{i}")
     )
     if tokens is not None:
         history[Measure.TOKENS] = tokens
+    step = _ratio(
+        _sum_series(mine(f"history:{backend}:step:sum")), _sum_series(mine(f"history:{backend}:step:count"))
+    )
+    if step is not None:
+        history[Measure.STEP_S] = step
+    # Pods that answered their scrape: the Ready replicas (a loading pod's scrape fails, up == 0).
     replicas = _sum_series(mine("history:replicas", model_filter=False))
     if replicas is not None:
         history[Measure.REPLICAS] = replicas
-    return history
+        history[Measure.READY] = replicas
+    windows: tuple[LatencyWindow, ...] = ()
+    src = next((x for x in prof.latency[cfg.latency_metric] if x.kind == LatencyKind.HISTOGRAM), None)
+    if cfg.latency_slo_s is not None and src is not None:
+        windows = latency_windows(
+            mine(f"history:{backend}:latency:{cfg.latency_metric}"), replicas, src.to_seconds
+        )
+    return history, windows
+
+
+def _ratio(num: Series | None, den: Series | None) -> Series | None:
+    """``num / den`` at the steps where both have a value and ``den`` is positive."""
+    if num is None or den is None:
+        return None
+    d = dict(zip(den.times_s, den.values, strict=True))
+    pairs = [(t, v / d[t]) for t, v in zip(num.times_s, num.values, strict=True) if d.get(t, 0.0) > 0]
+    return Series(tuple(t for t, _ in pairs), tuple(v for _, v in pairs)) if pairs else None
+
+
+def latency_windows(
+    series: Sequence[RangeSample], ready: Series | None, to_seconds: float, window_s: float = LATENCY_WINDOW_S
+) -> tuple[LatencyWindow, ...]:
+    """One ``LatencyWindow`` per point of the latency history: the bucket rates (summed over the
+    Deployment's series, keyed by ``le``) times the window are the requests and their spread; the Ready
+    replicas are the mean of the replica history over the window. Windows with no request are left out."""
+    by_time: dict[float, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    for s in series:
+        try:
+            le = float(s.labels.get("le", "nan")) * to_seconds
+        except ValueError:
+            continue
+        if math.isnan(le):
+            continue
+        for t, v in zip(s.times_s, s.values, strict=True):
+            if math.isfinite(v):
+                by_time[t][le] += v * window_s
+    rt = list(ready.times_s) if ready is not None else []
+    rv = list(ready.values) if ready is not None else []
+    out = []
+    for t in sorted(by_time):
+        buckets = by_time[t]
+        bounds = tuple(sorted(buckets))
+        if not bounds or bounds[-1] != math.inf or buckets[math.inf] <= 0:
+            continue
+        inside = [v for x, v in zip(rt, rv, strict=True) if t - window_s < x <= t]
+        if not inside:
+            continue
+        cumulative = tuple(buckets[b] for b in bounds)
+        out.append(LatencyWindow(t, sum(inside) / len(inside), buckets[math.inf], bounds, cumulative))
+    return tuple(out)
 
 
 # -- kube-state-metrics (pods by ownership, replicas, warming pods, start-up times without the API) -------

@@ -37,16 +37,17 @@ def test_keda_tuned_scales_to_zero_and_wakes_on_the_gateway() -> None:
 
 
 def test_keda_tuned_asks_for_in_flight_over_threshold() -> None:
-    trace = Trace("t", np.zeros(1), np.array([100]), np.array([10]))
+    # 55 long requests at once on 2 replicas: all admitted (max_num_seqs 128), 28 + 27 running.
+    trace = Trace("t", np.zeros(55), np.full(55, 100), np.full(55, 1000))
     sim = SimSettings(profile=P70)
     pol = make_policy("keda-tuned", sim, trace, {"threshold": "10"})
     fleet = Fleet(trace, fleet_config(sim), initial_replicas=2)
     store = ScrapeStore()
     pol.attach(fleet, store)
-    scrape = fleet.scrape(0.0)
-    scrape.running[:] = [30, 25]  # 55 in flight over 2 pods at 10 each: ceil(5.5) = 6
-    store.add(scrape)
-    pol.tick(0, 0.0)
+    fleet.step(0.0, 0.25)
+    store.scrape_all(fleet, 0.25)  # 55 in flight over 2 pods at 10 each: ceil(5.5) = 6
+    assert store.last.running.sum() == 55
+    pol.tick(0, 0.25)
     # The HPA's default scale-up policy allows max(100 %, 4 pods) per 15 s: 2 -> 6.
     assert fleet.replicas == 6
 
@@ -58,7 +59,7 @@ def test_hpa_gpu_ignores_pods_being_deleted() -> None:
     fleet.status[2:4] = DRAINING  # two pods terminating, still busy draining
     fleet.busy[:4] = [0.4, 0.4, 1.0, 1.0]
     store = ScrapeStore()
-    store.add(fleet.scrape(0.0))
+    store.scrape_all(fleet, 0.0)
     pol = HpaGpuPolicy("hpa-gpu", merged_settings("hpa-gpu", {}), sim)
     pol.attach(fleet, store)
     pol.tick(0, 0.0)

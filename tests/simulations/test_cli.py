@@ -27,6 +27,11 @@ ROOT = Path(__file__).resolve().parents[2]
         ),
         (["compare", "--trace", "azure-conv", "--out", "x", "--ttft-slo-s", "nan"], "--ttft-slo-s must be"),
         (["compare", "--trace", "azure-conv", "--out", "x", "--seed", "x"], "--seed must be"),
+        (
+            ["compare", "--trace", "azure-conv", "--out", "x", "--ttft-slo-per-1k-prompt-s", "-1"],
+            "--ttft-slo-per-1k-prompt-s must be",
+        ),
+        (["compare", "--trace", "azure-conv", "--out", "x", "--warmup-s", "soon"], "--warmup-s must be"),
         (["compare", "--trace", "azure-conv", "--out", "x", "--policies", "magic"], "unknown policy"),
         (["compare", "--trace", "azure-conv", "--out", "x", "--set", "kpa.nope=1"], "unknown setting"),
         (["compare", "--trace", "azure-conv", "--out", "x", "--metadata", "backend=tpu"], "backend"),
@@ -77,6 +82,10 @@ def test_compare_end_to_end_on_a_short_slice(tmp_path: Path) -> None:
             "2",
             "--seed",
             "1",
+            "--warmup-s",
+            "120",
+            "--ttft-slo-per-1k-prompt-s",
+            "0.5",
             "--frontier",
         ],
         capture_output=True,
@@ -91,11 +100,14 @@ def test_compare_end_to_end_on_a_short_slice(tmp_path: Path) -> None:
     s = json.loads((out / "summary.json").read_text())
     assert s["requests"] > 100 and s["trace"].startswith("azure_llm_2023_code")
     assert s["oracle_gpu_hours"] > 0
+    assert (s["warmup_s"], s["ttft_slo_s"], s["ttft_slo_per_1k_prompt_s"]) == (120.0, 2.0, 0.5)
     assert set(s["policies"]) == set(POLICIES)
     for row in s["policies"].values():
         assert set(row) >= {
             "slo_attainment",
             "ttft_p99_s",
+            "e2e_p99_s",
+            "tpot_p99_s",
             "gpu_hours",
             "cold_starts",
             "max_replicas",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,7 @@ from scaler.sources.query import (
     RangeSample,
     Sample,
     histogram_quantile,
+    history_range,
     index_history,
     index_kube_state,
     plan_history,
@@ -23,6 +26,7 @@ from scaler.sources.query import (
     reduce_kube_state,
     reduce_signals,
 )
+from scaler.sources.spec import render
 
 INF = math.inf
 
@@ -72,6 +76,32 @@ def test_queries_are_confined_to_the_namespaces_served() -> None:
     assert plan.queries
     for q in plan.queries:
         assert 'namespace=~"team-a|team-b"' in q.promql, q.promql
+
+
+# The PromQL each plan sends (promql_golden.json), as main's plans wrote it as text (commit ae66b29) before
+# queries became QuerySpecs: rendering the specs must not change a character Prometheus receives
+# (tests/scaler/sources and tests/reliability run these against a real Prometheus).
+GOLDEN = json.loads((Path(__file__).parent / "promql_golden.json").read_text())
+
+
+def test_rendered_promql_is_unchanged() -> None:
+    targets = [
+        _target("team-a", "m1", latencySloSeconds="1", latencyMetric="ttft"),
+        _target("team-b", "m2", latencySloSeconds="1", targetGpuUtilization="70"),
+        _target("team-b", "tri", backend="triton", latencySloSeconds="2"),
+        _target("team-a", "tri2", backend="triton", latencySloSeconds="2", latencyMetric="ttft"),
+    ]
+    got = [(q.kind, q.promql) for plan in (plan_queries, plan_history) for q in plan(targets, "1m").queries]
+    assert [list(g) for g in got] == GOLDEN
+    for plan in (plan_queries, plan_history):
+        for q in plan(targets, "1m").queries:
+            assert q.spec is not None and render(q.spec) == q.promql, q.kind
+
+
+def test_history_range_is_aligned_to_the_step() -> None:
+    # The docstring's worked example, and a time already on the step.
+    assert history_range(1_000_007.0, 3600.0, 15.0) == (996_405.0, 1_000_005.0)
+    assert history_range(30.0, 3600.0, 15.0) == (-3570.0, 30.0)
 
 
 def test_no_metadata_value_other_than_namespace_enters_promql() -> None:
