@@ -23,15 +23,16 @@ an estimate out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
 
 from scaler.core.config import LatencyMetric
+from scaler.core.headroom import attainment_at
 from scaler.core.signals import Measure, Signals
-from scaler.core.state import Series
+from scaler.core.state import LatencyWindow, Series
 
 # The prior: a 70B-class model on one 4-GPU replica, on the slow side (an 8B model is about 2x faster), so
 # that a Deployment nobody has measured is over- rather than under-provisioned. The step base is the low
@@ -47,8 +48,13 @@ PRIOR_OUTPUT_TOKENS = 200.0
 # load the Deployment's own numbers dominate.
 PRIOR_WEIGHT_SAMPLES = 8.0
 RIDGE = 0.02
+# A minute with fewer requests than this demonstrates nothing about capacity.
+DEMONSTRATION_MIN_REQUESTS = 50.0
 # A step is steady when the running sequences are within this factor of what Little's law implies.
 LITTLE_BAND = 0.5
+# ...and settled when the Ready replicas were the same for this many steps before it (a 1 m rate window
+# at a 15 s step).
+SETTLED_STEPS = 4
 # A history step counts as a sample only if the replicas were busy: at least one sequence running each.
 MIN_RUNNING_PER_REPLICA = 1.0
 # The mix is averaged over this much recent history (a 1 min rate window is noisy for long requests).
@@ -101,12 +107,15 @@ class Capacity:
     mix_measured: bool  # False: the mix is the prior (no request seen recently)
     work_s_per_request: float  # w = c I + b O
     utilisation_target: float  # rho*
-    requests_per_s_per_replica: float  # rho* / w
+    requests_per_s_per_replica: float  # max(rho* / w, demonstrated)
     note: str = ""
+    # The most any Ready replica has served (per second, at this mix) in a minute that met the SLO's
+    # target: evidence that one replica can; None when no such minute is in the history.
+    demonstrated_per_s: float | None = None
 
     def replicas_for(self, requests_per_s: float) -> float:
-        """Replicas (fractional) that serve ``requests_per_s`` at the target utilisation."""
-        return requests_per_s * self.work_s_per_request / self.utilisation_target
+        """Replicas (fractional) that serve ``requests_per_s`` within the SLO."""
+        return requests_per_s / self.requests_per_s_per_replica
 
 
 def learn_costs(history: Mapping[Measure, Series]) -> CostModel:
@@ -183,10 +192,22 @@ def _busy_samples(
     # heavy iterations, and its step time says nothing of its load: its n at the scrape is far from G T.
     implied = generation * step
     busy &= (running >= LITTLE_BAND * implied) & (running <= implied / LITTLE_BAND)
+    # Settled: the same Ready replicas for the whole rate window before the step. Right after a replica
+    # joins, the load is uneven across replicas, and the token-weighted step time of the busy ones reads
+    # above what the fleet average predicts (a / (1 - rho) is convex): that inflates the costs.
+    times = np.array(common)
+    ready_at = dict(zip(common, ready, strict=True))
+    for lag in range(1, SETTLED_STEPS + 1):
+        prev = np.array([ready_at.get(t - lag * _step(times), np.nan) for t in common])
+        busy &= prev == ready
     if not busy.any():
         return None
     r = ready[busy]
     return np.array(common)[busy], prompt[busy] / r, generation[busy] / r, step[busy]
+
+
+def _step(times: np.ndarray) -> float:
+    return float(np.min(np.diff(times))) if len(times) > 1 else 0.0
 
 
 def request_mix(
@@ -237,16 +258,68 @@ def utilisation_target(
     return min(RHO_MAX, max(RHO_MIN, rho)), ""
 
 
+def demonstrated_per_s(
+    windows: Sequence[LatencyWindow],
+    history: Mapping[Measure, Series],
+    cost: CostModel,
+    work_now_s: float,
+    slo_s: float,
+    target: float,
+    window_s: float = 60.0,
+) -> float | None:
+    """Requests/s per replica, at today's mix, that a past minute showed one replica serves within the SLO.
+
+    The model extrapolates from the step time, which cannot place its base when a Deployment always runs
+    at one load; a minute in which ``k`` Ready replicas served ``n`` requests and the target fraction met
+    the SLO is direct evidence that one replica serves ``n / 60 / k`` per second of that minute's mix. The
+    largest such minute, converted to today's mix by the model's own costs (only their ratio matters), is a
+    floor on the capacity. Worked example: a minute of 330 requests on one replica, all within the SLO, at
+    the mix of today: at least 5.5 requests/s per replica.
+    """
+    best = 0.0
+    for w in windows:
+        if w.requests < DEMONSTRATION_MIN_REQUESTS or w.ready < 1:
+            continue
+        if attainment_at(w, w.ready, slo_s) < target:
+            continue
+        prompt, output = _mix_between(history, w.end_s - window_s, w.end_s)
+        if prompt is None or output is None:
+            continue
+        work_then = cost.prefill_s_per_token * prompt + cost.decode_s_per_token * output
+        best = max(best, w.requests / window_s / w.ready * work_then)
+    return best / work_now_s if best > 0 else None
+
+
+def _mix_between(
+    history: Mapping[Measure, Series], start_s: float, end_s: float
+) -> tuple[float | None, float | None]:
+    totals = []
+    for measure in (Measure.PROMPT_TOKENS, Measure.GENERATION_TOKENS, Measure.REQUESTS):
+        s = history.get(measure)
+        totals.append(
+            sum(v for t, v in zip(s.times_s, s.values, strict=True) if start_s < t <= end_s) if s else 0.0
+        )
+    prompt, output, requests = totals
+    if requests <= 0:
+        return None, None
+    return prompt / requests, max(1.0, output / requests)
+
+
 def estimate_capacity(
     signals: Signals,
     history: Mapping[Measure, Series],
     slo_s: float | None,
     metric: LatencyMetric,
     now_s: float,
+    windows: Sequence[LatencyWindow] = (),
+    target: float = 0.99,
 ) -> Capacity:
-    """The capacity of one Ready replica for the current mix, from the learned (or prior) costs."""
+    """The capacity of one Ready replica for the current mix: the learned (or prior) costs at the
+    utilisation the SLO allows, and no less than what a past minute demonstrated."""
     cost = learn_costs(history)
     prompt, output, measured = request_mix(signals, history, now_s)
     work = cost.prefill_s_per_token * prompt + cost.decode_s_per_token * output
     rho, note = utilisation_target(cost, prompt, output, slo_s, metric)
-    return Capacity(cost, prompt, output, measured, work, rho, rho / work, note)
+    shown = demonstrated_per_s(windows, history, cost, work, slo_s, target) if slo_s is not None else None
+    per_s = max(rho / work, shown or 0.0)
+    return Capacity(cost, prompt, output, measured, work, rho, per_s, note, shown)

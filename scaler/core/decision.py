@@ -51,6 +51,10 @@ LATENCY_MAX_STEP = 2.0
 MIN_ATTAINMENT_REQUESTS = 20.0
 # A window whose replicas ran above this utilisation was saturated: its latency is backlog.
 SATURATED_UTILISATION = 0.95
+# A projection at most this far above the Ready fleet is a rounding while latency has room: the tail
+# under ROOM_FRACTION of the SLO and the target met.
+MARGINAL_REPLICAS = 0.25
+ROOM_FRACTION = 0.5
 # Pods loading for longer than this many cold starts are stuck (unschedulable, crash-looping): they no
 # longer hold the fleet or count as capacity coming.
 STUCK_COLD_STARTS = 2.0
@@ -394,6 +398,22 @@ def _latency_waits(v: SignalVerdict, current: int) -> SignalVerdict:
     return replace(v, desired_replicas=current, note=note)
 
 
+def _latency_has_room(
+    signals: Signals, config: ScalerConfig, projection: Projection, ready: int | None
+) -> bool:
+    """A projection just over the Ready fleet while latency has plenty of room (see ``decide``)."""
+    slo_s = config.latency_slo_s
+    if slo_s is None or not ready or signals.latency_s is None or signals.latency_attainment is None:
+        return False
+    if (signals.latency_requests or 0.0) < MIN_ATTAINMENT_REQUESTS:
+        return False
+    return (
+        ready < projection.replicas <= ready + MARGINAL_REPLICAS
+        and signals.latency_attainment >= config.latency_quantile
+        and signals.latency_s <= ROOM_FRACTION * slo_s
+    )
+
+
 def _latency_persists(v: SignalVerdict, state: State, config: ScalerConfig) -> SignalVerdict:
     """Latency asks for more only when the misses persist: the last full window missed the target too.
 
@@ -519,7 +539,15 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
         if in_progress
         else Phase.SERVING
     )
-    capacity = estimate_capacity(signals, state.history, config.latency_slo_s, config.latency_metric, now_s)
+    capacity = estimate_capacity(
+        signals,
+        state.history,
+        config.latency_slo_s,
+        config.latency_metric,
+        now_s,
+        state.latency_windows,
+        config.latency_quantile,
+    )
     verdicts = _unconfigured(evaluate_signals(signals, config), signals)
     if current and in_progress:
         verdicts = tuple(_latency_waits(v, current) for v in verdicts)
@@ -620,7 +648,14 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
     # -- serving: the projection and the targets ask, then the floors ---------------------------------------
     projection = project(signals, state, capacity, horizon_s, now_s, predictive=config.predictive)
     if projection is not None:
-        asks.append((projection.ask, Reason.DEMAND))
+        demand_ask = projection.ask
+        if _latency_has_room(signals, config, projection, ready):
+            # The projection is within a quarter replica of the Ready fleet and latency has room (the last
+            # minute met the target with its tail under half the SLO): the capacity estimate, not the
+            # demand, is the uncertain part. 1.1 replicas' worth on one replica whose p99 is 0.3 s of a
+            # 1 s SLO holds at 1 rather than paying a cold start for a rounding.
+            demand_ask = ready or demand_ask
+        asks.append((demand_ask, Reason.DEMAND))
     guarded = any(v.status == Status.GUARD for v in verdicts)
     if not asks and not guarded:
         note = f"{', '.join(missing)} missing" if missing else "no engine metrics"

@@ -39,7 +39,7 @@ class Projection:
     forecast_per_s: float  # over the horizon (a damped, bounded trend; growth only)
     backlog_requests: float  # waiting to start (engine queue, or the gateway at zero)
     source: str  # where the arrivals were read: "engine" or "activationQuery"/"queue" at zero
-    replicas: float  # fractional: (forecast x w + backlog x w / horizon) / rho*
+    replicas: float  # fractional: (forecast + backlog / horizon) / requests per replica
     forecast_bounded: bool = False
 
     @property
@@ -118,9 +118,7 @@ def project(
             fc = forecast_demand(history, served, now_s, horizon_s)
             if fc is not None and fc.value > served:
                 forecast, bounded = arrivals + (fc.value - served), fc.bounded
-    work_per_s = forecast * capacity.work_s_per_request
-    drain_per_s = backlog * capacity.work_s_per_request / max(horizon_s, 1.0)
-    replicas = (work_per_s + drain_per_s) / capacity.utilisation_target
+    replicas = capacity.replicas_for(forecast + backlog / max(horizon_s, 1.0))
     return Projection(horizon_s, arrivals, forecast, backlog, source, replicas, bounded)
 
 
