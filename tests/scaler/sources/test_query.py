@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from scaler.core.config import parse_metadata
-from scaler.core.signals import SignalName
+from scaler.core.signals import Measure, SignalName
 from scaler.core.state import Series
 from scaler.core.target import Target
 from scaler.sources.query import (
     RangeSample,
     Sample,
+    attainment,
     histogram_quantile,
     history_range,
     index_history,
@@ -68,7 +69,9 @@ def test_query_count_does_not_grow_with_scaledobjects() -> None:
     many = [
         _target(f"ns{i % 7}", f"m{i}", latencySloSeconds="1", targetGpuUtilization="70") for i in range(500)
     ]
-    assert len(plan_queries(few, "1m").queries) == len(plan_queries(many, "1m").queries) == 7
+    # up, presence, queue, 2 throughput, latency, gpu; the engine's running, waiting, requests, step sum
+    # and count: 12 for 2 ScaledObjects or 500
+    assert len(plan_queries(few, "1m").queries) == len(plan_queries(many, "1m").queries) == 12
 
 
 def test_queries_are_confined_to_the_namespaces_served() -> None:
@@ -213,7 +216,8 @@ def test_reduce_signals_triton_summary_and_mean() -> None:
 def test_history_is_one_series_per_deployment_and_bounded() -> None:
     few = [_target("a", "m1")]
     many = [_target(f"ns{i % 7}", f"m{i}") for i in range(500)]
-    assert len(plan_history(few, "1m").queries) == len(plan_history(many, "1m").queries) == 4
+    # replicas, queue, 2 throughput, and the engine's running, waiting, requests, step sum and count
+    assert len(plan_history(few, "1m").queries) == len(plan_history(many, "1m").queries) == 9
     text = " ".join(q.promql for q in plan_history(few, "1m").queries)
     # grouped by the ReplicaSet's generated prefix: the pod name less its 5 random characters
     assert (
@@ -242,15 +246,18 @@ def test_reduce_history_sums_the_deployment_and_filters_namespace_and_model() ->
             RangeSample({**mine, "pod_prefix": "dep-2-5d4f8b7c9-"}, (15.0,), (900.0,)),
         ],
     }
-    demand, replicas = reduce_history(t, results)
-    assert demand[SignalName.QUEUE] == Series((0.0, 15.0), (1.0, 2.0))
-    assert demand[SignalName.TOKENS] == Series((0.0, 15.0), (10.0, 25.0))
-    assert replicas == Series((0.0, 15.0), (1.0, 2.0))
+    history, windows = reduce_history(t, results)
+    assert history[Measure.QUEUE] == Series((0.0, 15.0), (1.0, 2.0))
+    assert history[Measure.TOKENS] == Series((0.0, 15.0), (10.0, 25.0))
+    assert history[Measure.GENERATION_TOKENS] == Series((0.0, 15.0), (10.0, 20.0))  # throughput:0
+    assert history[Measure.PROMPT_TOKENS] == Series((15.0,), (5.0,))  # throughput:1
+    assert history[Measure.REPLICAS] == history[Measure.READY] == Series((0.0, 15.0), (1.0, 2.0))
+    assert windows == ()  # no latency SLO, no latency history
     # the Deployment's entry of the index gives the same answer as every series, and so do its
     # ReplicaSets' prefixes by ownership
     index = index_history(results)
-    assert reduce_history(t, index[("ns", "dep")]) == (demand, replicas)
-    assert reduce_history(t, index[("ns", "dep")], frozenset({"dep-5d4f8b7c9-"})) == (demand, replicas)
+    assert reduce_history(t, index[("ns", "dep")]) == (history, windows)
+    assert reduce_history(t, index[("ns", "dep")], frozenset({"dep-5d4f8b7c9-"})) == (history, windows)
     assert set(index) == {("ns", "dep"), ("x", "dep"), ("ns", "dep-2")}
     assert len(index[("ns", "dep")]["history:vllm:queue"]) == 2  # the model filter is reduce_history's
 
@@ -302,3 +309,71 @@ def test_reduce_kube_state() -> None:
         == "no Deployment ns/none (kube-state-metrics)"
     )
     assert "is a StatefulSet" in (reduce_kube_state(_target("ns", "sts"), ksm, now_s=1000.0).error or "")
+
+
+def test_reduce_signals_engine_numbers_and_attainment() -> None:
+    """The engine's own numbers for the capacity model: running and waiting apart, requests finished,
+    prompt and generated tokens apart, the mean step from the inter-token histogram, and the fraction of
+    the window's requests within the SLO from the latency histogram."""
+    pod = {"namespace": "ns", "pod": "llama-bc4d5-hhhhh", "model_name": "m"}
+    results = {
+        "up": [_s(1, namespace="ns", pod="llama-bc4d5-hhhhh")],
+        "vllm:presence": [_s(1, **pod)],
+        "vllm:running": [_s(20, **pod)],
+        "vllm:waiting": [_s(3, **pod)],
+        "vllm:requests": [_s(4.0, **pod)],
+        "vllm:throughput:0": [_s(800.0, **pod)],  # generation
+        "vllm:throughput:1": [_s(4600.0, **pod)],  # prompt
+        "vllm:step:sum": [_s(0.025 * 800.0, **pod)],  # 800 gaps/s of 25 ms each
+        "vllm:step:count": [_s(800.0, **pod)],
+        # 4 requests/s: 2 within 0.5 s, 3.6 within 1 s, all within 2.5 s
+        "vllm:latency:ttft:0": [
+            _s(v, **pod, le=le) for le, v in (("0.5", 2.0), ("1.0", 3.6), ("2.5", 4.0), ("+Inf", 4.0))
+        ],
+    }
+    t = _target("ns", "llama", latencySloSeconds="0.75", latencyMetric="ttft")
+    s = reduce_signals(t, results, window_s=60.0)
+    assert (s.running_requests, s.waiting_requests, s.requests_per_s) == (20, 3, 4.0)
+    assert (s.prompt_tokens_per_s, s.generation_tokens_per_s) == (4600.0, 800.0)
+    assert s.step_s == pytest.approx(0.025)
+    # at 0.75 s: halfway through (0.5, 1]: (2 + 1.6 / 2) / 4 = 70 % of 240 requests in the 1 m window
+    assert s.latency_attainment == pytest.approx(0.7) and s.latency_requests == pytest.approx(240.0)
+
+
+def test_attainment_worked_example() -> None:
+    assert attainment({0.5: 2.0, 1.0: 8.0, INF: 10.0}, 0.75, 60.0) == (pytest.approx(0.5), 600.0)
+    assert attainment({0.5: 2.0, 1.0: 8.0, INF: 10.0}, 5.0, 60.0) == (
+        pytest.approx(0.8),
+        600.0,
+    )  # +Inf misses
+    assert attainment({0.5: 0.0, INF: 0.0}, 1.0, 60.0) == (None, 0.0)
+
+
+def test_latency_history_in_whole_minutes() -> None:
+    """The latency histogram read a minute apart: each point is a window of requests and their spread, with
+    the mean Ready replicas over the minute."""
+    t = Target("ns", "so", parse_metadata({"backend": "vllm", "deployment": "dep", "latencySloSeconds": "1",
+                                             "latencyMetric": "ttft"}))  # fmt: skip
+    plan = plan_history([t], "1m")
+    latency = next(q for q in plan.queries if q.kind == "history:vllm:latency:ttft")
+    assert latency.step_s == 60.0 and "[60s]" in latency.promql and "le)" in latency.promql
+    mine = {"namespace": "ns", "pod_prefix": "dep-5d4f8b7c9-", "model_name": "m"}
+    results = {
+        "history:replicas": [RangeSample({"namespace": "ns", "pod_prefix": "dep-5d4f8b7c9-"},
+                                         (15.0, 30.0, 45.0, 60.0, 120.0), (2.0, 2.0, 4.0, 4.0, 4.0))],
+        # bucket rates per second: at 60 s, 1 request/s all within 0.5 s; at 120 s, none at all
+        "history:vllm:latency:ttft": [
+            RangeSample({**mine, "le": "0.5"}, (60.0, 120.0), (1.0, 0.0)),
+            RangeSample({**mine, "le": "+Inf"}, (60.0, 120.0), (1.0, 0.0)),
+        ],
+    }  # fmt: skip
+    _, windows = reduce_history(t, results)
+    assert len(windows) == 1  # the minute without a request says nothing
+    w = windows[0]
+    assert (w.end_s, w.ready, w.requests, w.bounds_s, w.cumulative) == (
+        60.0,
+        3.0,
+        60.0,
+        (0.5, INF),
+        (60.0, 60.0),
+    )
