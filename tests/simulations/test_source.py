@@ -10,6 +10,7 @@ import pytest
 
 import scaler.sources.query as query
 from scaler.core.config import LatencyMetric, parse_metadata
+from scaler.core.signals import Measure
 from scaler.core.target import Target
 from scaler.sources.profile import DCGM_GPU_UTIL_METRIC, PROFILES, LatencyKind
 from scaler.sources.query import history_range, plan_history, plan_queries
@@ -82,9 +83,9 @@ def test_history_is_the_production_hour_at_15s_aligned(conv_short: Trace) -> Non
     start, end = history_range(now, 3600.0, 15.0)
     assert (start, end) == (-3300.0, 300.0)
     obs = pol.source.observe(pol.target, now)
-    queue = obs.state.demand_history[next(iter(obs.state.demand_history))]
+    queue = obs.state.history[Measure.QUEUE]
     assert queue.times_s[-1] == 300.0 and all(t % 15.0 == 0.0 for t in queue.times_s)
-    assert obs.state.replica_history is not None and obs.state.replica_history.values[-1] >= 1
+    assert obs.state.history[Measure.REPLICAS].values[-1] >= 1
 
 
 def _targets() -> list[Target]:

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry
 
 from scaler.core.config import parse_metadata
 from scaler.core.decision import decide
-from scaler.core.signals import SignalName, Signals
+from scaler.core.signals import Measure, Signals
 from scaler.core.state import ReplicaSource, Series, State
 from scaler.serve.telemetry import Telemetry
 
@@ -26,7 +26,7 @@ def _decision(queue: float | None) -> tuple[Telemetry, CollectorRegistry]:
         warming_ages_s=(10.0,),
         replica_source=ReplicaSource.KUBERNETES,
         cold_start_samples_s=(40.0, 50.0, 60.0),
-        demand_history={SignalName.QUEUE: Series((0.0, 15.0, 30.0, 45.0), (20.0, 22.0, 24.0, 26.0))},
+        history={Measure.QUEUE: Series((0.0, 15.0, 30.0, 45.0), (20.0, 22.0, 24.0, 26.0))},
     )
     t.record(KEY, decide(signals, state, CONFIG, 45.0), 45.0)
     return t, registry
@@ -35,9 +35,8 @@ def _decision(queue: float | None) -> tuple[Telemetry, CollectorRegistry]:
 def test_record_publishes_the_decision() -> None:
     _, r = _decision(queue=26.0)
     get = r.get_sample_value
-    # queue 26 growing 2 per 15 s with one replica 10 s into a 58 s start: at Ready it is
-    # 26 + 0.133 x 48 = 32.4 -> ceil(32.4 / 8) = 5; gpu ceil(2 x 90 / 80) = 3
-    assert get("llm_scaler_desired_replicas", LABELS) == 5
+    # queue ceil(26 / 8) = 4; gpu ceil(2 x 90 / 80) = 3: the queue target asks 4
+    assert get("llm_scaler_desired_replicas", LABELS) == 4
     assert get("llm_scaler_signal_value", {**LABELS, "signal": "queue"}) == 26.0
     assert get("llm_scaler_signal_desired_replicas", {**LABELS, "signal": "gpu"}) == 3
     assert get("llm_scaler_signal_missing", {**LABELS, "signal": "queue"}) == 0
@@ -47,6 +46,9 @@ def test_record_publishes_the_decision() -> None:
     assert get("llm_scaler_cold_start_samples", LABELS) == 3
     assert get("llm_scaler_replica_source_info", {**LABELS, "source": "kubernetes"}) == 1
     assert get("llm_scaler_decisions_total", {**LABELS, "reason": "queue"}) == 1
+    # the capacity estimate (the prior here), and each floor under the answer
+    assert get("llm_scaler_capacity_requests_per_second", LABELS) is not None
+    assert get("llm_scaler_floor_replicas", {**LABELS, "floor": "loading"}) is None  # 4 > 3: nothing held
 
 
 def test_a_missing_signal_has_no_value_series_not_a_zero() -> None:
