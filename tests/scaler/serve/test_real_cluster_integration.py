@@ -314,10 +314,15 @@ def test_gpu_series_that_never_arrive_do_not_hold_the_fleet(
     world: World, with_kube: ScalerThread, keda_pb: tuple[ModuleType, ModuleType]
 ) -> None:
     ref = _ref(keda_pb, PROD, "nogpu", targetQueuePerReplica="4", targetGpuUtilization="50")
-    # 4 x 2 in flight at 4: 2. Missing GPU series held the fleet at 4 forever.
-    assert _value(with_kube, keda_pb, ref) == 2
+    # 4 x 2 in flight at 4: 2. Missing GPU series held the fleet at 4 forever (a missing-data floor). Now
+    # nothing holds it but the keep-warm rule: the two replicas it no longer needs have been idle for
+    # seconds of this test, less than their 100 s cold start, so they are released a cold start later.
+    assert _value(with_kube, keda_pb, ref) == 4
     out = _explain(world, PROD, "nogpu", "--kubernetes", str(world.kubeconfig),
                    targetQueuePerReplica="4", targetGpuUtilization="50")  # fmt: skip
+    assert out["signals"]["queue"]["desired_replicas"] == 2
+    assert out["reason"] == "keep-warm"
+    assert [f["kind"] for f in out["floors"]] == ["keep-warm"]
     assert out["signals"]["gpu"]["status"] == "unconfigured"
     assert "configuration" in out["signals"]["gpu"]["note"]
 

@@ -349,14 +349,15 @@ def test_attainment_worked_example() -> None:
     assert attainment({0.5: 0.0, INF: 0.0}, 1.0, 60.0) == (None, 0.0)
 
 
-def test_latency_history_in_whole_minutes() -> None:
-    """The latency histogram read a minute apart: each point is a window of requests and their spread, with
-    the mean Ready replicas over the minute."""
+def test_latency_history_in_minute_windows() -> None:
+    """The latency histogram's minute windows at every history step (overlapping, so each alignment of a
+    burst is seen): each point is a window of requests and their spread, with the mean Ready replicas over
+    the minute."""
     t = Target("ns", "so", parse_metadata({"backend": "vllm", "deployment": "dep", "latencySloSeconds": "1",
                                              "latencyMetric": "ttft"}))  # fmt: skip
     plan = plan_history([t], "1m")
     latency = next(q for q in plan.queries if q.kind == "history:vllm:latency:ttft")
-    assert latency.step_s == 60.0 and "[60s]" in latency.promql and "le)" in latency.promql
+    assert latency.step_s is None and "[60s]" in latency.promql and "le)" in latency.promql
     mine = {"namespace": "ns", "pod_prefix": "dep-5d4f8b7c9-", "model_name": "m"}
     results = {
         "history:replicas": [RangeSample({"namespace": "ns", "pod_prefix": "dep-5d4f8b7c9-"},
