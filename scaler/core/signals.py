@@ -60,6 +60,8 @@ class Signals:
     prompt_tokens_per_s: float | None = None  # rate(vllm:prompt_tokens_total)
     generation_tokens_per_s: float | None = None  # rate(vllm:generation_tokens_total)
     step_s: float | None = None  # mean vllm:inter_token_latency_seconds over the rate window
+    # Fraction (0-1) of the KV cache in use, mean over the pods (TensorRT-LLM on Triton): a saturation guard.
+    kv_cache_fraction: float | None = None
     # Fraction of the requests in the rate window whose latency (the configured metric) met the SLO, and
     # how many requests that fraction is over; from the latency histogram.
     latency_attainment: float | None = None

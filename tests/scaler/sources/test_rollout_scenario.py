@@ -17,7 +17,7 @@ import pytest
 
 from scaler.core.config import parse_metadata
 from scaler.core.decision import decide
-from scaler.core.signals import Signals
+from scaler.core.signals import Measure, Signals
 from scaler.core.state import ReplicaSource, Series, State
 from scaler.sources.membership import PodFacts, count_pods
 from simulations.controlplane import Hpa, HpaBehavior, HpaPolicy
@@ -83,8 +83,7 @@ def run(respect_spec: bool, until_s: float = 600.0) -> tuple[list[int], Deployme
             warming_replicas=len(states.warming_ages_s),
             warming_ages_s=states.warming_ages_s,
             replica_source=ReplicaSource.KUBERNETES,
-            demand_history={},
-            replica_history=Series(tuple(t for t, _ in replicas), tuple(v for _, v in replicas)),
+            history={Measure.REPLICAS: Series(tuple(t for t, _ in replicas), tuple(v for _, v in replicas))},
         )
         signals = Signals(
             current_replicas=states.total, ready_replicas=states.ready, queue_requests=IN_FLIGHT
