@@ -68,6 +68,9 @@ class Signals:
     latency_requests: float | None = None
     # Human-readable qualifiers per signal, e.g. {"latency": "mean, no summary"}; shown in explain.
     notes: dict[str, str] = field(default_factory=dict)
+    # How the numbers were read (the backend shape and why, each signal's source metric), shown in explain
+    # as they are: {"shape": "Triton TensorRT-LLM ...", "source:queue": "nv_trt_llm_request_metrics ..."}.
+    source_notes: dict[str, str] = field(default_factory=dict)
     # Pods that exist but whose metrics could not be read (scrape failing): totals are lower bounds.
     unreadable_pods: int = 0
     # Signals whose series exist but saw no events in the window (latency with no requests): these have

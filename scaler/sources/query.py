@@ -317,21 +317,22 @@ def reduce_signals(
     rates = [total(f"{backend}:throughput:{i}") for i in range(len(prof.throughput_counters))]
     known = [r for r in rates if r is not None]
     tokens = sum(known) if known else None
+    sources: dict[str, str] = {}
     if prof.backend == Backend.TRITON:
-        notes["shape"] = shape.why
-        notes.update({f"source:{name}": text for name, text in prof.sources})
+        sources["shape"] = shape.why
+        sources.update({f"source:{name}": text for name, text in prof.sources})
     if prof is TRITON:
         notes["tokens"] = "inferences/s (nv_inference_count)"
     running, waiting = total(f"{backend}:running"), total(f"{backend}:waiting")
     if prof.request_types is not None:
         running, waiting, note = _request_types(mine(f"{backend}:request_types"), prof.request_types.label)
         if note:
-            notes["waiting"] = note
+            sources["source:waiting"] += f" ({note})"
     kv: float | None = None
     if prof.kv_blocks is not None:
         kv, note = _kv_fraction(mine(f"{backend}:kv_blocks"), prof.kv_blocks.label)
         if note:
-            notes["kv_cache"] = note
+            sources["source:kv_cache"] += f" ({note})"
 
     def counter_rate(name: str | None) -> float | None:
         return next((r for c, r in zip(prof.throughput_counters, rates, strict=True) if c == name), None)
@@ -391,6 +392,7 @@ def reduce_signals(
         running_requests=running,
         waiting_requests=waiting,
         kv_cache_fraction=kv,
+        source_notes=sources,
         requests_per_s=total(f"{backend}:requests"),
         prompt_tokens_per_s=counter_rate(prof.prompt_counter),
         generation_tokens_per_s=counter_rate(prof.generation_counter),

@@ -84,7 +84,8 @@ def test_queries_are_confined_to_the_namespaces_served() -> None:
 # The PromQL each plan sends (promql_golden.json), as main's plans wrote it as text (commit ae66b29) before
 # queries became QuerySpecs: rendering the specs must not change a character Prometheus receives
 # (tests/scaler/sources and tests/reliability run these against a real Prometheus). Issue 13 added the
-# Triton TensorRT-LLM and vLLM-backend shapes' queries (triton-trtllm:*, triton-vllm:*); every older line is as it was.
+# Triton TensorRT-LLM and vLLM-backend shapes' queries (triton-trtllm:*, triton-vllm:*); every older line
+# is as it was.
 GOLDEN = json.loads((Path(__file__).parent / "promql_golden.json").read_text())
 
 
