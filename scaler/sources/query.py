@@ -460,7 +460,7 @@ def choose_profile(
     if len(candidates) == 1:
         key = "tritonBackend" if config.backend == Backend.TRITON else "backend"
         why = f"{chosen.shape}: set by {key}"
-    elif found:
+    elif found and chosen is not candidates[-1]:
         why = f"{chosen.shape}: tritonBackend auto, {pods} pod(s) export {chosen.presence_metric}"
     else:
         tried = ", ".join(p.presence_metric for p in candidates[:-1])
