@@ -1,7 +1,10 @@
 """PromQL for a batch of ScaledObjects, and the pure reduction of its results into ``Signals``.
 
-One refresh asks one Prometheus a bounded set of queries (at most ``1 + 7 per backend + 1``), grouped
-``by (namespace, pod, <model label>)`` and confined to the namespaces of the ScaledObjects it serves.
+One refresh asks one Prometheus a bounded set of queries (a fixed number per backend profile, whatever the
+number of ScaledObjects), grouped ``by (namespace, pod, <model label>)`` and confined to the namespaces of
+the ScaledObjects it serves. A Triton ScaledObject with ``tritonBackend: auto`` plans the three Triton
+shapes' queries (TensorRT-LLM, vLLM backend, generic); which one a Deployment is read with is decided in
+``choose_profile`` from the presence queries' results, so telling them apart costs no query.
 The per-ScaledObject work (which pods belong to which Deployment, which model) is done here, in
 Python, so no metadata value other than a validated namespace ever enters PromQL. Which pods are a
 Deployment's is ``membership``'s: by ownership (``PodStates`` from the Kubernetes API or the
