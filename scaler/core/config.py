@@ -46,6 +46,16 @@ class Backend(StrEnum):
     TRITON = "triton"
 
 
+class TritonBackend(StrEnum):
+    """Which Triton backend serves the model (metadata ``tritonBackend``): the metrics it exports differ.
+    ``auto`` tells them apart per Deployment from the families its pods export."""
+
+    AUTO = "auto"
+    TENSORRTLLM = "tensorrtllm"  # TensorRT-LLM backend, in-flight batching (nv_trt_llm_* families)
+    VLLM = "vllm"  # Triton's vLLM backend (vllm:* families with Triton's model/version labels)
+    GENERIC = "generic"  # any other backend (nv_inference_* only)
+
+
 class LatencyMetric(StrEnum):
     E2E = "e2e"
     TTFT = "ttft"
@@ -68,6 +78,7 @@ class ScalerConfig(BaseModel):
     deployment: str
     server_address: str | None = Field(default=None, alias="serverAddress")
     model: str | None = None
+    triton_backend: TritonBackend = Field(default=TritonBackend.AUTO, alias="tritonBackend")
     target_queue_per_replica: float | None = Field(default=None, alias="targetQueuePerReplica")
     target_tokens_per_s_per_replica: float | None = Field(
         default=None, alias="targetTokensPerSecondPerReplica"
@@ -218,6 +229,8 @@ _REQUIRES = {
     "latencyMetric": "latencySloSeconds",
     "activationThreshold": "activationQuery",
 }
+# Keys that only make sense with one backend.
+_BACKEND_ONLY = {"tritonBackend": "triton"}
 
 
 def parse_metadata(metadata: Mapping[str, str]) -> ScalerConfig:
@@ -243,6 +256,9 @@ def parse_metadata(metadata: Mapping[str, str]) -> ScalerConfig:
     for required in ("backend", "deployment"):
         if not data.get(required):
             raise ConfigError(required, "is required")
+    for key, backend in _BACKEND_ONLY.items():
+        if key in data and data.get("backend") != backend:
+            raise ConfigError(key, f"is only allowed with backend: {backend}")
     if not any(data.get(k) for k in TARGET_KEYS):
         raise ConfigError("/".join(TARGET_KEYS), "at least one of these targets is required")
     try:

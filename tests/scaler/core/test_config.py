@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.core.config import Backend, ConfigError, LatencyMetric, parse_metadata, validate_namespace
+from scaler.core.config import (
+    Backend,
+    ConfigError,
+    LatencyMetric,
+    TritonBackend,
+    parse_metadata,
+    validate_namespace,
+)
 
 BASE = {"backend": "vllm", "deployment": "llama-8b", "targetQueuePerReplica": "8"}
 
@@ -13,7 +20,16 @@ BASE = {"backend": "vllm", "deployment": "llama-8b", "targetQueuePerReplica": "8
     ("extra", "check"),
     [
         ({}, lambda c: c.backend == Backend.VLLM and c.target_queue_per_replica == 8.0),
-        ({"backend": "triton"}, lambda c: c.backend == Backend.TRITON),
+        ({"backend": "triton"}, lambda c: c.triton_backend == TritonBackend.AUTO),
+        (
+            {"backend": "triton", "tritonBackend": "tensorrtllm"},
+            lambda c: c.triton_backend == TritonBackend.TENSORRTLLM,
+        ),
+        ({"backend": "triton", "tritonBackend": "vllm"}, lambda c: c.triton_backend == TritonBackend.VLLM),
+        (
+            {"backend": "triton", "tritonBackend": "generic"},
+            lambda c: c.triton_backend == TritonBackend.GENERIC,
+        ),
         (
             {"model": "meta-llama/Llama-3.1-8B-Instruct"},
             lambda c: c.model == "meta-llama/Llama-3.1-8B-Instruct",
@@ -55,6 +71,12 @@ def test_good_metadata(extra: dict[str, str], check: object) -> None:
     [
         ({"deployment": "x", "targetQueuePerReplica": "1"}, "backend", "required"),
         ({**BASE, "backend": "tgi"}, "backend", "'vllm' or 'triton'"),
+        (
+            {**BASE, "backend": "triton", "tritonBackend": "trtllm"},
+            "tritonBackend",
+            "'auto', 'tensorrtllm', 'vllm' or 'generic'",
+        ),
+        ({**BASE, "tritonBackend": "tensorrtllm"}, "tritonBackend", "only allowed with backend: triton"),
         ({"backend": "vllm", "targetQueuePerReplica": "1"}, "deployment", "required"),
         ({**BASE, "deployment": "Llama_8B"}, "deployment", "RFC 1123"),
         ({**BASE, "deployment": 'x"}) or vector(1'}, "deployment", "RFC 1123"),
