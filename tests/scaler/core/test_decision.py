@@ -339,3 +339,36 @@ def test_source_notes_are_in_the_decisions_notes() -> None:
     )
     d = decide(signals, QUIET, parse_metadata(ALL), NOW_S)
     assert ("shape", "Triton TensorRT-LLM (in-flight batching): set by tritonBackend") in d.notes
+
+
+# One Ready replica and a projection of 1.1 (just over it); the SLO is 1 s, the attainment target 0.99.
+_ROOM_SLO = {"backend": "vllm", "deployment": "llama", "latencySloSeconds": "1"}
+
+
+@pytest.mark.parametrize(
+    ("p99_s", "attainment", "requests", "projected", "holds"),
+    [
+        (0.64, 1.0, 500.0, 1.1, True),  # p99 0.64 s of 1 s, all in time: a rounding, hold at 1
+        (0.79, 0.995, 500.0, 1.2, True),  # under 0.8 of the SLO and the target met
+        (0.85, 0.995, 500.0, 1.1, False),  # the tail is near the SLO: scale up
+        (0.64, 0.97, 500.0, 1.1, False),  # the target was missed
+        (0.64, 1.0, 500.0, 1.3, False),  # more than a quarter replica over: demand, not rounding
+        (0.64, 1.0, 19.0, 1.1, False),  # too few requests (under 20) to say latency has room
+        (0.64, 1.0, 500.0, 0.9, False),  # not over the fleet at all: nothing to hold
+    ],
+)
+def test_latency_has_room_holds_a_rounding_over_the_ready_fleet(
+    p99_s: float, attainment: float, requests: float, projected: float, holds: bool
+) -> None:
+    from scaler.core.decision import _latency_has_room
+    from scaler.core.projection import Projection
+
+    signals = Signals(
+        current_replicas=1,
+        ready_replicas=1,
+        latency_s=p99_s,
+        latency_attainment=attainment,
+        latency_requests=requests,
+    )
+    projection = Projection(90.0, 8.0, 8.0, 0.0, "engine", projected)
+    assert _latency_has_room(signals, parse_metadata(_ROOM_SLO), projection, 1) is holds
