@@ -57,13 +57,17 @@ CONCURRENCY = 16
 GOAL_PAIRS_RATIO = 0.8
 GOAL_P99_RATIO = 1.5
 SERVERS = ("empty", "scaler-memory", "scaler-prometheus")
+# --servers may add these, to show what the Python gRPC server itself costs: the same constants from
+# grpcio's thread-pool server, and the asyncio one with the health and reflection services beside it.
+EXTRA_SERVERS = ("empty-sync", "empty-health-reflection")
 PARTS = ("rpc", "queries", "history", "soak", "simulator")
 
 
 # -- servers (each runs in its own process: ``--serve KIND``) -------------------------------------------
 
 
-async def _serve_empty(port_file: Path) -> None:
+def _empty_servicer() -> Any:
+    """KEDA's service answering constants: the baseline every ratio is taken against."""
     from scaler._generated import externalscaler_pb2 as pb
     from scaler._generated import externalscaler_pb2_grpc as pb_grpc
 
@@ -85,13 +89,68 @@ async def _serve_empty(port_file: Path) -> None:
                 metricValues=[pb.MetricValue(metricName="llm-x", metricValue=2, metricValueFloat=2.0)]
             )
 
+    return Empty()
+
+
+async def _serve_empty(port_file: Path, with_health_and_reflection: bool = False) -> None:
+    from scaler._generated import externalscaler_pb2_grpc as pb_grpc
+
     server = grpc.aio.server()
-    pb_grpc.add_ExternalScalerServicer_to_server(Empty(), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_ExternalScalerServicer_to_server(_empty_servicer(), server)  # type: ignore[no-untyped-call]
+    if with_health_and_reflection:  # what ScalerServer adds beside KEDA's service
+        from grpc_health.v1 import health, health_pb2_grpc
+        from grpc_reflection.v1alpha import reflection
+
+        health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)  # type: ignore[attr-defined]
+        names = ("externalscaler.ExternalScaler", health.SERVICE_NAME, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     port_file.write_text(json.dumps({"grpc": port, "metrics": 0}))
     await _until_terminated()
     await server.stop(1)
+
+
+def _serve_empty_sync(port_file: Path) -> None:
+    """The same constants from grpcio's thread-pool server. Every open stream holds a worker thread
+    there, so the pool is sized for the 200 streams plus the callers in flight."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scaler._generated import externalscaler_pb2 as pb
+    from scaler._generated import externalscaler_pb2_grpc as pb_grpc
+
+    stop = threading.Event()
+
+    class EmptySync(pb_grpc.ExternalScalerServicer):
+        def IsActive(self, request: Any, context: Any) -> Any:
+            return pb.IsActiveResponse(result=True)
+
+        def StreamIsActive(self, request: Any, context: Any) -> Any:
+            yield pb.IsActiveResponse(result=True)
+            while context.is_active() and not stop.wait(1.0):
+                pass
+
+        def GetMetricSpec(self, request: Any, context: Any) -> Any:
+            return pb.GetMetricSpecResponse(
+                metricSpecs=[pb.MetricSpec(metricName="llm-x", targetSize=1, targetSizeFloat=1.0)]
+            )
+
+        def GetMetrics(self, request: Any, context: Any) -> Any:
+            return pb.GetMetricsResponse(
+                metricValues=[pb.MetricValue(metricName="llm-x", metricValue=2, metricValueFloat=2.0)]
+            )
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=N_STREAMS + 4 * CONCURRENCY))
+    pb_grpc.add_ExternalScalerServicer_to_server(EmptySync(), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    port_file.write_text(json.dumps({"grpc": port, "metrics": 0}))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+    server.stop(1)
 
 
 async def _serve_scaler(port_file: Path, prometheus_url: str | None) -> None:
@@ -320,15 +379,20 @@ async def _rpc_round(
 
 
 def bench_rpc(
-    workdir: Path, keda: tuple[ModuleType, ModuleType], rounds: int, duration_s: float, prometheus_url: str
+    workdir: Path,
+    keda: tuple[ModuleType, ModuleType],
+    rounds: int,
+    duration_s: float,
+    prometheus_url: str,
+    servers: Sequence[str] = SERVERS,
 ) -> dict[str, Any]:
-    urls = {"empty": None, "scaler-memory": None, "scaler-prometheus": prometheus_url}
-    per: dict[str, list[dict[str, Any]]] = {k: [] for k in SERVERS}
+    servers = ("empty", *(k for k in servers if k != "empty"))  # every ratio needs the baseline
+    per: dict[str, list[dict[str, Any]]] = {k: [] for k in servers}
     for i in range(rounds):
         # Rotate the order so no server always runs first (or right after Prometheus' compaction, or...).
-        order = SERVERS[i % len(SERVERS) :] + SERVERS[: i % len(SERVERS)]
+        order = servers[i % len(servers) :] + servers[: i % len(servers)]
         for kind in order:
-            server = ServerProcess(kind, workdir, urls[kind])
+            server = ServerProcess(kind, workdir, prometheus_url if kind == "scaler-prometheus" else None)
             try:
                 result = asyncio.run(_rpc_round(server, keda, duration_s))
             finally:
@@ -356,13 +420,15 @@ def bench_rpc(
             "server_cpu_us_per_pair_median": statistics.median(r["server_cpu_us_per_pair"] for r in results),
             "rounds": results,
         }
-    for kind in ("scaler-memory", "scaler-prometheus"):
+    for kind in servers[1:]:
         pairs = [s["polls_per_s"] / e["polls_per_s"] for s, e in zip(per[kind], per["empty"], strict=True)]
         p99 = [s["p99_ms"] / e["p99_ms"] for s, e in zip(per[kind], per["empty"], strict=True)]
         o = out["servers"][kind]
         o["pairs_ratio_rounds"], o["pairs_ratio_median"], o["pairs_ratio_lowest"] = pairs, *_mid_min(pairs)
         o["p99_ratio_rounds"], o["p99_ratio_median"] = p99, statistics.median(p99)
         o["p99_ratio_highest"] = max(p99)
+    if "scaler-prometheus" not in out["servers"]:
+        return out
     goal = out["servers"]["scaler-prometheus"]
     out["goal"] = (
         f"scaler on a real Prometheus: pairs/s >= {GOAL_PAIRS_RATIO} x empty and p99 <= {GOAL_P99_RATIO} x "
@@ -604,12 +670,10 @@ def _markdown(results: dict[str, Any]) -> str:
                 f"{s['register_s_median']:.1f} |"
             )
         loads = [r["loadavg_1m"] for s in rpc["servers"].values() for r in s["rounds"]]
-        lines += [
-            "",
-            f"Goal ({rpc['goal']}): {'met' if rpc['goal_met'] else 'NOT met'}. "
-            f"1-minute load average during the rounds: {min(loads):.2f}-{max(loads):.2f}.",
-            "",
-        ]
+        lines += [""]
+        if "goal" in rpc:
+            lines += [f"Goal ({rpc['goal']}): {'met' if rpc['goal_met'] else 'NOT met'}."]
+        lines += [f"1-minute load average during the rounds: {min(loads):.2f}-{max(loads):.2f}.", ""]
     q = results.get("queries")
     if q:
         lines += [
@@ -671,13 +735,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=",".join(PARTS),
         help=f"comma-separated subset of {','.join(PARTS)} (default: all)",
     )
-    p.add_argument("--serve", choices=["empty", "scaler-memory", "scaler-prometheus"], help=argparse.SUPPRESS)
+    p.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help=f"servers in the RPC rounds (default {','.join(SERVERS)}; may add {','.join(EXTRA_SERVERS)})",
+    )
+    p.add_argument("--serve", choices=[*SERVERS, *EXTRA_SERVERS], help=argparse.SUPPRESS)
     p.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--prometheus-url", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
-        if args.serve == "empty":
-            asyncio.run(_serve_empty(args.port_file))
+        if args.serve in ("empty", "empty-health-reflection"):
+            asyncio.run(_serve_empty(args.port_file, args.serve == "empty-health-reflection"))
+        elif args.serve == "empty-sync":
+            _serve_empty_sync(args.port_file)
         else:
             asyncio.run(
                 _serve_scaler(
@@ -701,13 +772,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parts = set(args.parts.split(","))
     if parts - set(PARTS):
         p.error(f"--parts: unknown {', '.join(sorted(parts - set(PARTS)))}; known: {', '.join(PARTS)}")
+    servers = tuple(args.servers.split(","))
+    if set(servers) - {*SERVERS, *EXTRA_SERVERS}:
+        p.error(f"--servers: known are {', '.join((*SERVERS, *EXTRA_SERVERS))}")
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         keda = generate_client(workdir / "kedaclient")
         with _world(workdir) as prom:
             if "rpc" in parts:
                 print(f"rpc: {rounds} round(s) x {round_s:g} s per server", flush=True)
-                results["rpc"] = bench_rpc(workdir, keda, rounds, round_s, prom.url)
+                results["rpc"] = bench_rpc(workdir, keda, rounds, round_s, prom.url, servers)
             if "queries" in parts:
                 print("queries per refresh", flush=True)
                 results["queries"] = bench_queries(prom)
