@@ -28,6 +28,7 @@ from scaler.sources.query import (
     RangeSample,
     Sample,
     index_history,
+    index_instant,
     plan_history,
     plan_kube_state,
     plan_queries,
@@ -204,10 +205,11 @@ class PrometheusSource:
         activation = self._activation(targets, now_s)
         self.queries_last_collect = self._queries_in_collect
         self._queries_in_collect = 0
+        instant = index_instant(results)
         out: dict[tuple[str, str, str], Observation] = {}
         for t in targets:
             key = target_key(t)
-            signals = reduce_signals(t, results)
+            signals = reduce_signals(t, instant.get((t.namespace, t.config.deployment), {}))
             # History changes once per step (15 s), refreshes come every 2 s: reduce once per step and
             # hand every refresh the same Series objects.
             hkey = (t.namespace, t.config.deployment, t.config.backend, t.config.model)

@@ -136,8 +136,28 @@ def _finite(samples: Iterable[Sample]) -> list[Sample]:
     return [s for s in samples if math.isfinite(s.value)]
 
 
+InstantIndex = dict[tuple[str, str], dict[str, list[Sample]]]
+
+
+def index_instant(results: Mapping[str, Sequence[Sample]]) -> InstantIndex:
+    """One refresh's results grouped by (namespace, Deployment of the pod), so each ScaledObject reads
+    its own few samples: scanning every sample for each of 2,000 ScaledObjects was most of a refresh's
+    CPU in `make bench` (54,000 scans of 50 pods' samples per three collects). A pod named
+    ``<deployment>-<hash>-<suffix>`` (``pod_pattern``) belongs to ``pod.rsplit("-", 2)[0]`` and to no
+    other Deployment, as neither segment after it holds a '-'; samples without a namespace or pod
+    label are dropped, as ``reduce_signals`` would drop them."""
+    index: InstantIndex = defaultdict(lambda: defaultdict(list))
+    for kind, samples in results.items():
+        for s in samples:
+            ns, pod = s.labels.get("namespace"), s.labels.get("pod")
+            if ns and pod and pod.count("-") >= 2:
+                index[(ns, pod.rsplit("-", 2)[0])][kind].append(s)
+    return {k: dict(v) for k, v in index.items()}
+
+
 def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> Signals:
-    """Turn one refresh's query results into the ``Signals`` of one ScaledObject."""
+    """Turn one refresh's query results (all of them, or the Deployment's entry of ``index_instant``)
+    into the ``Signals`` of one ScaledObject."""
     cfg = target.config
     prof = profile_for(cfg.backend)
     pods = pod_pattern(cfg.deployment)

@@ -15,6 +15,7 @@ from scaler.sources.query import (
     Sample,
     histogram_quantile,
     index_history,
+    index_instant,
     plan_history,
     plan_queries,
     pod_pattern,
@@ -160,6 +161,22 @@ def test_reduce_signals_sums_only_this_deployments_pods() -> None:
     # buckets summed over pods: {1: 0, 2: 10, +Inf: 10}: p99 = 1 + 1 x 9.9/10
     assert s.latency_s == pytest.approx(1.99)
     assert "not scraped" in s.notes["pods"]
+
+
+def test_the_deployments_entry_of_the_instant_index_gives_the_same_signals() -> None:
+    index = index_instant(RESULTS)
+    for deployment in ("llama", "llama-8b"):
+        for extra in ({}, {"latencySloSeconds": "5", "targetGpuUtilization": "80"}, {"model": "other-model"}):
+            t = _target("ns", deployment, **extra)
+            assert reduce_signals(t, index.get(("ns", deployment), {})) == reduce_signals(t, RESULTS), t
+    # llama's pods and llama-8b's are told apart by the two segments after the name; no pod, no entry
+    pods = {k: {x.labels["pod"] for x in v["vllm:queue"]} for k, v in index.items() if "vllm:queue" in v}
+    assert pods == {
+        ("ns", "llama"): {"llama-abc12-aaaaa", "llama-abc12-bbbbb"},
+        ("ns", "llama-8b"): {"llama-8b-abc12-aaaaa"},
+        ("other", "llama"): {"llama-abc12-zzzzz"},
+    }
+    assert all(ns and dep for ns, dep in index)
 
 
 def test_reduce_signals_model_filter() -> None:
