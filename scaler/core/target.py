@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from scaler.core.config import ConfigError, ScalerConfig, parse_metadata, validate_namespace
+from scaler.core.config import (
+    MAX_VALUE_CHARS,
+    ConfigError,
+    Problem,
+    ScalerConfig,
+    parse_metadata,
+    validate_namespace,
+)
 from scaler.core.promql import QueryError, confine_query
 
 
@@ -23,14 +30,40 @@ class Target:
 
 
 def target_from_ref(namespace: str, name: str, metadata: Mapping[str, str]) -> Target:
-    """Validate a ScaledObjectRef; raises ConfigError naming the key."""
-    validate_namespace(namespace)
+    """Validate a ScaledObjectRef; raises ConfigError listing every problem: the namespace, the name, the
+    metadata's, and the activationQuery's confinement to the namespace (checked even when other keys are
+    bad, so fixing those does not reveal it one apply later)."""
+    problems: list[Problem] = []
+    try:
+        validate_namespace(namespace)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if not name or len(name) > 253:
-        raise ConfigError("name", "the ScaledObject name must be 1-253 characters")
-    config = parse_metadata(metadata)
-    if config.activation_query is not None:
+        problems.append(Problem("name", "the ScaledObject name must be 1-253 characters"))
+    config: ScalerConfig | None = None
+    try:
+        config = parse_metadata(metadata)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    query = config.activation_query if config is not None else _unjudged_query(metadata, problems)
+    # Confinement needs a valid namespace to confine to; a bad one is already a problem.
+    if query is not None and not any(p.key == "namespace" for p in problems):
         try:
-            confine_query(config.activation_query, namespace)
+            confine_query(query, namespace)
         except QueryError as exc:
-            raise ConfigError("activationQuery", str(exc)) from None
+            problems.append(Problem("activationQuery", str(exc)))
+    if problems:
+        raise ConfigError.of(problems)
+    assert config is not None  # no problems: parse_metadata returned
     return Target(namespace=namespace, name=name, config=config)
+
+
+def _unjudged_query(metadata: Mapping[str, str], problems: Sequence[Problem]) -> str | None:
+    """The activationQuery of a map parse_metadata refused for other reasons, if the parser found nothing
+    wrong with the query itself (and did not refuse the whole map)."""
+    query = metadata.get("activationQuery")
+    if not isinstance(query, str) or len(query) > MAX_VALUE_CHARS or not query.strip():
+        return None
+    if any(p.key in ("activationQuery", "scalerMetadata") for p in problems):
+        return None
+    return query.strip()
