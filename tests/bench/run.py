@@ -61,6 +61,7 @@ SERVERS = ("empty", "scaler-memory", "scaler-prometheus")
 # grpcio's thread-pool server, and the asyncio one with the health and reflection services beside it.
 EXTRA_SERVERS = ("empty-sync", "empty-health-reflection")
 PARTS = ("rpc", "queries", "history", "soak", "simulator")
+SCALER_SD_FILE = "scaler-sd.json"  # in the work directory: the scaler the world's Prometheus scrapes
 
 
 # -- servers (each runs in its own process: ``--serve KIND``) -------------------------------------------
@@ -206,6 +207,8 @@ class ServerProcess:
         ports = json.loads(port_file.read_text())
         self.address = f"127.0.0.1:{ports['grpc']}"
         self.metrics_port = int(ports["metrics"])
+        self._scrape_file = workdir / SCALER_SD_FILE
+        self._scrape([f"127.0.0.1:{self.metrics_port}"] if self.metrics_port else [])
 
     def cpu_s(self) -> float:
         """User + system CPU seconds the server process has used (``/proc/<pid>/stat``)."""
@@ -232,7 +235,14 @@ class ServerProcess:
                     return float(line.rsplit(" ", 1)[1])
         return None
 
+    def _scrape(self, targets: list[str]) -> None:
+        """What the world's Prometheus scrapes of this server's own metrics (file SD, re-read each second)."""
+        tmp = self._scrape_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([{"targets": targets, "labels": {"namespace": "llm-keda-scaler"}}]))
+        tmp.replace(self._scrape_file)
+
     def stop(self) -> None:
+        self._scrape([])
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=20)
@@ -609,7 +619,19 @@ def _world(workdir: Path) -> Any:
     from tests.reliability.support import private_prometheus
 
     started_s = time.time()
-    with private_prometheus(workdir / "world") as (fleet, prom):
+    # The scaler under test is scraped as deploy/scaler/servicemonitor.yaml has it (every 15 s, the
+    # ScaledObjects' labels kept), so the cost of serving its own metrics is part of what is measured.
+    (workdir / SCALER_SD_FILE).write_text("[]")
+    scrape_scaler = f"""
+  - job_name: llm-keda-scaler
+    honor_labels: true
+    scrape_interval: 15s
+    scrape_timeout: 10s
+    file_sd_configs:
+      - files: ["{workdir / SCALER_SD_FILE}"]
+        refresh_interval: 1s
+"""
+    with private_prometheus(workdir / "world", extra_scrape=scrape_scaler) as (fleet, prom):
         # 5 Deployments with 1 pod in each of the 10 namespaces: 50 scrape targets at 1 s
         for ns in range(NAMESPACES):
             for d in range(5):
