@@ -45,6 +45,9 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
         self.refresher = refresher
         self.telemetry = refresher.telemetry
         self.targets = TargetCache()
+        # Bound once: labels() checks and locks on every call, two of them per KEDA poll.
+        methods = pb.DESCRIPTOR.services_by_name["ExternalScaler"].methods
+        self._rpc_duration = {m.name: self.telemetry.rpc_duration.labels(m.name) for m in methods}
 
     async def _call(self, method: str, context: Ctx, body: Callable[[], Awaitable[T]]) -> T:
         started = time.perf_counter()
@@ -57,7 +60,7 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
             self.telemetry.rpc_errors.labels(method, "UNAVAILABLE").inc()
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         finally:
-            self.telemetry.rpc_duration.labels(method).observe(time.perf_counter() - started)
+            self._rpc_duration[method].observe(time.perf_counter() - started)
         raise AssertionError("unreachable: context.abort raises")
 
     def _target(self, ref: pb.ScaledObjectRef) -> Target:

@@ -105,8 +105,9 @@ class Keda:
         self.channel.close()
 
 
-def _gauge(scaler: ScalerThread, name: str, so: str, deployment: str = "llama") -> float:
-    return float(getattr(scaler.server.telemetry, name).labels(NS, so, deployment)._value.get())
+def _gauge(scaler: ScalerThread, name: str, so: str, deployment: str = "llama", **extra: str) -> float | None:
+    labels = {"namespace": NS, "scaledobject": so, "deployment": deployment, **extra}
+    return scaler.registry.get_sample_value(f"llm_scaler_{name}", labels)
 
 
 def test_prometheus_killed_holds_then_unavailable_then_recovers(
@@ -285,7 +286,9 @@ def test_counter_reset_is_a_restart_not_a_spike(
 
 
 def _signal(scaler: ScalerThread, so: str, deployment: str, signal: str) -> float:
-    return float(scaler.server.telemetry.signal_value.labels(NS, so, deployment, signal)._value.get())
+    value = _gauge(scaler, "signal_value", so, deployment, signal=signal)
+    assert value is not None, f"no {signal} value for {so}"
+    return value
 
 
 def test_series_that_stop_drop_the_pod_and_keep_answering(
@@ -356,10 +359,7 @@ def test_kubernetes_api_unreachable_decisions_continue(
                 doc = decision.to_dict()
                 text = json.dumps(doc)
                 assert "Kubernetes API unreadable" in text, doc
-                source = scaler.server.telemetry.replica_source.labels(
-                    NS, f"kube-{label}", "llama", "metrics"
-                )
-                assert source._value.get() == 1.0
+                assert _gauge(scaler, "replica_source_info", f"kube-{label}", source="metrics") == 1.0
             finally:
                 keda.close()
                 scaler.stop()
