@@ -18,7 +18,9 @@ from typing import NoReturn
 
 from scaler.core.config import ConfigError, validate_prometheus_url
 from scaler.core.decision import decide
+from scaler.core.promql import NAMESPACE_LABELS, validate_namespace_labels
 from scaler.core.target import target_from_ref
+from scaler.describe import describe
 from scaler.serve.server import ServeOptions, serve_forever
 from scaler.sources.kube import KubeError, open_kubernetes
 from scaler.sources.prometheus import PrometheusAuth, PrometheusSource, SourceError, target_key
@@ -78,6 +80,14 @@ def _window(text: str) -> str:
     return text
 
 
+def _labels(text: str) -> tuple[str, ...]:
+    labels = tuple(x.strip() for x in text.split(",") if x.strip())
+    try:
+        return validate_namespace_labels(labels)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_prometheus_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--prometheus-url",
@@ -103,6 +113,14 @@ def _add_prometheus_flags(p: argparse.ArgumentParser) -> None:
         help="where warming pods and start-up times come from: auto (in-cluster or default kubeconfig, "
         "else kube-state-metrics), off (kube-state-metrics only), or a kubeconfig path "
         "[SCALER_KUBERNETES, auto]",
+    )
+    p.add_argument(
+        "--activation-namespace-labels",
+        type=_labels,
+        default=_env("SCALER_ACTIVATION_NAMESPACE_LABELS", ""),
+        help="comma-separated labels that may pin an activationQuery's selectors to the ScaledObject's "
+        "namespace, besides namespace, route_namespace (KEDA HTTP add-on) and exported_namespace "
+        "[SCALER_ACTIVATION_NAMESPACE_LABELS]",
     )
     p.add_argument(
         "--history-step-seconds",
@@ -200,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     explain = sub.add_parser(
-        "explain", help="print, as JSON, the decision the service would give a ScaledObject"
+        "explain", help="print the decision the service would give a ScaledObject, and why"
     )
     _add_prometheus_flags(explain)
     explain.add_argument("--namespace", required=True, help="the ScaledObject's namespace")
@@ -211,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="the trigger's metadata, as in the ScaledObject",
+    )
+    explain.add_argument(
+        "-o",
+        "--output",
+        choices=["text", "json"],
+        default="text",
+        help="text: a short readable answer (default); json: every field of the decision",
     )
     return parser
 
@@ -229,7 +254,8 @@ def _parse_metadata_pairs(pairs: Sequence[str]) -> dict[str, str]:
 
 def explain(args: argparse.Namespace) -> int:
     metadata = _parse_metadata_pairs(args.metadata)
-    target = target_from_ref(args.namespace, args.name, metadata)
+    labels = (*NAMESPACE_LABELS, *(x for x in args.activation_namespace_labels if x not in NAMESPACE_LABELS))
+    target = target_from_ref(args.namespace, args.name, metadata, labels)
     url = target.config.server_address or args.prometheus_url
     if url is None:
         raise CliError("no Prometheus: pass --prometheus-url or the serverAddress metadata key")
@@ -240,15 +266,27 @@ def explain(args: argparse.Namespace) -> int:
         auth=_auth(args),
         history_step_s=args.history_step_seconds,
         kube=open_kubernetes(args.kubernetes, timeout_s=args.query_timeout),
+        namespace_labels=labels,
     )
     obs = source.collect([target])[target_key(target)]
+    if obs.error is not None:
+        raise CliError(obs.error)
     decision = decide(obs.signals, obs.state, target.config, time.time())
+    if args.output == "text":
+        header = (
+            f"ScaledObject: {target.namespace}/{target.name} (Deployment {target.config.deployment}, "
+            f"{target.config.backend.value}; Prometheus {url})",
+        )
+        print(describe(decision, header), end="")
+        return 0 if decision.valid else EXIT_NO_DECISION
     out = {
         "namespace": target.namespace,
         "scaledobject": target.name,
         "deployment": target.config.deployment,
         "prometheus": url,
         **decision.to_dict(),
+        # The clean start-ups the learned cold start is the p90 of (details.notes.cold_start: left out).
+        "cold_start_samples_s": list(obs.state.cold_start_samples_s),
     }
     print(json.dumps(out, indent=2, sort_keys=False))
     return 0 if decision.valid else EXIT_NO_DECISION
@@ -287,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tls_client_ca=args.tls_client_ca,
                 kubernetes=args.kubernetes,
                 history_step_s=args.history_step_seconds,
+                activation_namespace_labels=args.activation_namespace_labels,
             )
             asyncio.run(serve_forever(options))
             return 0

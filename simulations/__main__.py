@@ -1,4 +1,5 @@
-"""Command line: ``python -m simulations {compare,run,demo,trace}``; bad input is one line and exit code 2."""
+"""Command line: ``python -m simulations {compare,run,scorecard,demo,trace}``; bad input is one line and exit
+code 2."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from typing import NoReturn
 from scaler.core.config import ConfigError
 from scaler.core.target import target_from_ref
 from simulations.engine import compare, simulate
-from simulations.oracle import oracle_bound
+from simulations.oracle import OracleBound, SolverMissing, oracle_bound
 from simulations.policies import make_policy
 from simulations.policy import NAMESPACE, POLICIES, SCALEDOBJECT, PolicyError, SimSettings, scaler_metadata
 from simulations.profile import DEFAULT_PROFILE, PROFILES, profile_named
 from simulations.report import ProgressBar, summary_table, write_comparison, write_run
+from simulations.scorecard import SETS
 from simulations.trace import GENERATORS, Trace, TraceError, load_trace, write_trace
 
 
@@ -31,13 +33,23 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _positive(name: str) -> Callable[[str], float]:
+    return _number(name, allow_zero=False)
+
+
+def _non_negative(name: str) -> Callable[[str], float]:
+    return _number(name, allow_zero=True)
+
+
+def _number(name: str, allow_zero: bool) -> Callable[[str], float]:
+    bound = ">= 0" if allow_zero else "> 0"
+
     def parse(text: str) -> float:
         try:
             v = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number > 0, got {text!r}") from None
-        if not math.isfinite(v) or v <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{name} must be a number {bound}, got {text!r}") from None
+        if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number {bound}, got {text!r}")
         return v
 
     return parse
@@ -73,6 +85,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)}")
     p.add_argument("--cold-start-s", type=_positive("--cold-start-s"), default=60.0)
     p.add_argument("--ttft-slo-s", type=_positive("--ttft-slo-s"), default=1.0)
+    p.add_argument(
+        "--ttft-slo-per-1k-prompt-s",
+        type=_non_negative("--ttft-slo-per-1k-prompt-s"),
+        default=0.0,
+        help="length-aware SLO: each request's TTFT deadline adds this per 1,000 prompt tokens",
+    )
+    p.add_argument(
+        "--warmup-s",
+        type=_non_negative("--warmup-s"),
+        default=600.0,
+        help="replay this much of the trace's opening, unscored, first (0: start cold)",
+    )
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--max-replicas", type=int, default=32)
     p.add_argument("--slice", help="START:END seconds of the trace to replay, e.g. 0:1200")
@@ -89,11 +113,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--policies", default=",".join(POLICIES), help="comma-separated subset")
     c.add_argument("--set", action="append", metavar="POLICY.KEY=VALUE", help="a policy setting")
     c.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="scaler trigger metadata")
+    c.add_argument(
+        "--frontier",
+        action="store_true",
+        help="also sweep each baseline's main knob: GPU-hours it needs to match the scaler's attainment",
+    )
+    c.add_argument("--workers", type=int, default=2, help="processes for the frontier sweeps (1-8)")
     r = sub.add_parser("run", help="one policy with its settings, for tuning")
     _common(r)
     r.add_argument("--policy", required=True, help=f"one of {', '.join(POLICIES)}")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="a policy setting")
     r.add_argument("--metadata", action="append", metavar="KEY=VALUE", help="scaler trigger metadata")
+    sc = sub.add_parser("scorecard", help="compare --frontier over the scorecard's traces, and one table")
+    sc.add_argument("--out", required=True, type=Path)
+    sc.add_argument("--set", default="tuning", choices=SETS, help="which traces (default tuning)")
+    sc.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)}")
+    sc.add_argument("--cold-start-s", type=_positive("--cold-start-s"), default=60.0)
+    sc.add_argument("--ttft-slo-s", type=_positive("--ttft-slo-s"), default=1.0)
+    sc.add_argument("--seed", type=_seed, default=0)
+    sc.add_argument("--workers", type=int, default=2, help="processes for the frontier sweeps (1-8)")
     d = sub.add_parser("demo", help="the closed loop through the real gRPC server, and the scorecard")
     d.add_argument("--out", type=Path, default=Path("out/demo"))
     d.add_argument("--trace", default="azure-conv")
@@ -124,6 +162,8 @@ def _load(args: argparse.Namespace) -> tuple[Trace, SimSettings]:
         profile=profile_named(args.profile),
         cold_start_s=args.cold_start_s,
         ttft_slo_s=args.ttft_slo_s,
+        ttft_slo_per_1k_prompt_s=args.ttft_slo_per_1k_prompt_s,
+        warmup_s=args.warmup_s,
         seed=args.seed,
         max_replicas=args.max_replicas,
     )
@@ -146,6 +186,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         settings.setdefault(pol, {})[k] = value
     metadata = _pairs(args.metadata, "--metadata")
     target_from_ref(NAMESPACE, SCALEDOBJECT, scaler_metadata(sim, metadata))  # fail before simulating
+    if args.frontier and "scaler" not in policies:
+        raise UsageError("--frontier compares against the scaler: keep scaler in --policies")
+    if not 1 <= args.workers <= 8:
+        raise UsageError(f"--workers must be in [1, 8], got {args.workers}")
     bar = ProgressBar("compare")
     try:
         c = compare(
@@ -156,6 +200,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             metadata,
             progress=bar,
             keep_scrapes=args.openmetrics is not None,
+            frontier=args.frontier,
+            workers=args.workers,
         )
     finally:
         bar.close()
@@ -177,7 +223,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         r = simulate(trace, policy, sim, bar, keep_scrapes=args.openmetrics is not None)
     finally:
         bar.close()
-    summary = write_run(r, args.out, oracle_bound(trace, sim.profile, sim.ttft_slo_s).gpu_hours)
+    bound: OracleBound | None = None
+    try:
+        bound = oracle_bound(trace, sim)
+    except SolverMissing:
+        print(
+            "oracle bound skipped: scipy is not installed; pip install 'llm-keda-scaler[sim]' for it",
+            file=sys.stderr,
+        )
+    summary = write_run(r, args.out, bound)
     if args.openmetrics:
         from simulations.openmetrics import write_openmetrics
 
@@ -198,6 +252,25 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scorecard(args: argparse.Namespace) -> int:
+    from simulations.scorecard import run_scorecard
+
+    if not 1 <= args.workers <= 8:
+        raise UsageError(f"--workers must be in [1, 8], got {args.workers}")
+    sim = SimSettings(
+        profile=profile_named(args.profile),
+        cold_start_s=args.cold_start_s,
+        ttft_slo_s=args.ttft_slo_s,
+        seed=args.seed,
+    )
+    result = run_scorecard(
+        args.out, sim, args.set, args.workers, log=lambda m: print(m, file=sys.stderr, flush=True)
+    )
+    sys.stdout.write((args.out / "scorecard.md").read_text())
+    print(f"scorecard ({result['set']}): {result['wall_s']:.0f} s", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from simulations.demo import run_demo
 
@@ -209,13 +282,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         started = time.perf_counter()
-        rc = {"compare": cmd_compare, "run": cmd_run, "demo": cmd_demo, "trace": cmd_trace}[args.command](
-            args
-        )
+        commands = {
+            "compare": cmd_compare,
+            "run": cmd_run,
+            "scorecard": cmd_scorecard,
+            "demo": cmd_demo,
+            "trace": cmd_trace,
+        }
+        rc = commands[args.command](args)
         if args.command in ("compare", "run"):
             print(f"wrote {args.out} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         return rc
-    except (UsageError, TraceError, PolicyError, ConfigError, ValueError) as exc:
+    except (UsageError, TraceError, PolicyError, ConfigError, ValueError, SolverMissing) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"python -m simulations: error: {message}", file=sys.stderr)
         return 2

@@ -4,12 +4,14 @@ Sources (read from upstream code, see ../shared/KEDA.md):
 - HPA: kubernetes ``pkg/controller/podautoscaler/horizontal.go`` (``stabilizeRecommendationWithBehaviors``,
   ``convertDesiredReplicasWithBehaviorRate``, ``calculateScalingUpLimitWithScalingPolicies``) and
   ``replica_calculator.go`` (``GetExternalPerPodMetricReplicas``, ``calcPlainMetricReplicas``): sync every
-  15 s, tolerance 0.1, default behaviour scale-up window 0 s with policies max(100 %, 4 pods) per 15 s,
-  scale-down window 300 s with 100 % per 15 s.
+  15 s, tolerance 0.1 (per direction when ``behavior`` sets it), default behaviour scale-up window 0 s with
+  policies max(100 %, 4 pods) per 15 s, scale-down window 300 s with 100 % per 15 s; ``selectPolicy`` Max,
+  Min or Disabled; a policy's period counts the replicas added and removed within it.
 - KEDA: ``pkg/scaling/executor/scale_scaledobjects.go``: 0 -> max(minReplicaCount, 1) when a trigger is
   active, -> 0 once ``lastActiveTime + cooldownPeriod`` passed with all triggers inactive (only when
   ``minReplicaCount`` is 0); ``pollingInterval`` 30 s and ``cooldownPeriod`` 300 s by default;
-  ``external-push``: each ``true`` pushed triggers an immediate scale check. A scaler error never scales.
+  ``external-push``: each ``true`` pushed triggers an immediate scale check. A scaler error never scales
+  to zero; ``pkg/fallback``: past ``failureThreshold`` consecutive metric errors the HPA gets the fallback.
 - Knative KPA: ``pkg/autoscaler/scaling/autoscaler.go`` ``Scale``: every 2 s, stable window 60 s, panic
   window 10 % of it (6 s), panic threshold 200 %, target utilisation 70 %, max scale-up rate 1000, max
   scale-down rate 2, scale-to-zero grace period 30 s.
@@ -20,41 +22,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from simulations.fleet import Fleet, Scrape
+from simulations.fleet import Fleet
+from simulations.tsdb import ScrapeStore as ScrapeStore  # re-exported: policies import it from here
 
 PERIOD_S = 15.0  # HPA scaling-policy period used by the defaults
-
-
-@dataclass
-class ScrapeStore:
-    """Prometheus as the policies see it: samples only at scrape times, kept for ``retention_s``."""
-
-    interval_s: float = 15.0
-    retention_s: float = 900.0
-    scrapes: deque[Scrape] = field(default_factory=deque)
-    keep_all: bool = False
-    history: list[Scrape] = field(default_factory=list)
-
-    def add(self, s: Scrape) -> None:
-        self.scrapes.append(s)
-        if self.keep_all:
-            self.history.append(s)
-        while self.scrapes and self.scrapes[0].t_s < s.t_s - self.retention_s:
-            self.scrapes.popleft()
-
-    @property
-    def last(self) -> Scrape | None:
-        return self.scrapes[-1] if self.scrapes else None
-
-    def at_or_before(self, t_s: float) -> Scrape | None:
-        for s in reversed(self.scrapes):
-            if s.t_s <= t_s:
-                return s
-        return None
 
 
 # -- the HPA ---------------------------------------------------------------------------------------------
@@ -65,15 +40,27 @@ class HpaPolicy:
     period_s: float = PERIOD_S
 
 
+SELECT_POLICIES = ("Max", "Min", "Disabled")
+
+
 @dataclass(frozen=True)
 class HpaBehavior:
-    """``spec.behavior``; defaults are Kubernetes' (autoscaling/v2 defaulting)."""
+    """``spec.behavior``; defaults are Kubernetes' (autoscaling/v2 defaulting). ``*_tolerance``: the
+    per-direction tolerance (Kubernetes 1.33+, HPAConfigurableTolerance); 0.1 is the controller's default
+    (``--horizontal-pod-autoscaler-tolerance``) when the field is not set."""
 
     up_window_s: float = 0.0
     up_policies: tuple[HpaPolicy, ...] = (HpaPolicy("Percent", 100), HpaPolicy("Pods", 4))
     down_window_s: float = 300.0
     down_policies: tuple[HpaPolicy, ...] = (HpaPolicy("Percent", 100),)
-    # selectPolicy Max for both (the default)
+    up_select: str = "Max"
+    down_select: str = "Max"
+    up_tolerance: float = 0.1
+    down_tolerance: float = 0.1
+
+    def within_tolerance(self, ratio: float) -> bool:
+        """``Tolerances.isWithin``: no change while 1 - down <= ratio <= 1 + up."""
+        return 1.0 - self.down_tolerance <= ratio <= 1.0 + self.up_tolerance
 
 
 @dataclass
@@ -81,10 +68,16 @@ class Hpa:
     min_replicas: int
     max_replicas: int
     behavior: HpaBehavior = field(default_factory=HpaBehavior)
-    tolerance: float = 0.1
+    # One tolerance both ways (the controller's --horizontal-pod-autoscaler-tolerance) in place of the
+    # behavior's per-direction ones; None keeps those.
+    tolerance: float | None = None
     sync_s: float = 15.0
     recommendations: list[tuple[float, int]] = field(default_factory=list)
     events: list[tuple[float, int]] = field(default_factory=list)  # (time, replica change)
+
+    def __post_init__(self) -> None:
+        if self.tolerance is not None:
+            self.behavior = replace(self.behavior, up_tolerance=self.tolerance, down_tolerance=self.tolerance)
 
     @staticmethod
     def external_average_value(value: float, target: float, current: int, tolerance: float = 0.1) -> int:
@@ -94,6 +87,14 @@ class Hpa:
         ratio 1.15 and ceil(11.5) = 12.
         """
         if current > 0 and abs(value / (target * current) - 1.0) <= tolerance:
+            return current
+        return math.ceil(value / target)
+
+    def external_desired(self, value: float, target: float, current: int) -> int:
+        """``GetExternalPerPodMetricReplicas`` with this HPA's per-direction tolerances. Worked example,
+        tolerance 0 both ways: value 11, target 1, current 10: ratio 1.1, outside [1, 1], so 11 (the default
+        0.1 would hold 10)."""
+        if current > 0 and self.behavior.within_tolerance(value / (target * current)):
             return current
         return math.ceil(value / target)
 
@@ -148,25 +149,38 @@ class Hpa:
     def _changed(self, now_s: float, period_s: float, sign: int) -> int:
         return sum(abs(c) for t, c in self.events if t > now_s - period_s and c * sign > 0)
 
+    def _period_start(self, current: int, now_s: float, period_s: float) -> int:
+        """Replicas at the start of a policy's period: current - added + deleted within it."""
+        return current - self._changed(now_s, period_s, +1) + self._changed(now_s, period_s, -1)
+
     def _up_limit(self, current: int, now_s: float) -> int:
+        """``calculateScalingUpLimitWithScalingPolicies``: Max takes the largest proposal, Min the smallest,
+        Disabled none. Worked example: from 2, Percent 100 and Pods 4 per 15 s: proposals 4 and 6, Max 6."""
+        b = self.behavior
+        if b.up_select == "Disabled" or not b.up_policies:
+            return current
         proposals = []
-        for p in self.behavior.up_policies:
-            start = current - self._changed(now_s, p.period_s, +1)
+        for p in b.up_policies:
+            start = self._period_start(current, now_s, p.period_s)
             if p.kind == "Pods":
                 proposals.append(start + p.value)
             else:
                 proposals.append(math.ceil(start * (1 + p.value / 100)))
-        return max(proposals)
+        return min(proposals) if b.up_select == "Min" else max(proposals)
 
     def _down_limit(self, current: int, now_s: float) -> int:
+        """``calculateScalingDownLimitWithBehaviors``: Max allows the largest change (the smallest count)."""
+        b = self.behavior
+        if b.down_select == "Disabled" or not b.down_policies:
+            return current
         proposals = []
-        for p in self.behavior.down_policies:
-            start = current + self._changed(now_s, p.period_s, -1)
+        for p in b.down_policies:
+            start = self._period_start(current, now_s, p.period_s)
             if p.kind == "Pods":
                 proposals.append(start - p.value)
             else:
                 proposals.append(int(start * (1 - p.value / 100)))
-        return min(proposals)
+        return max(proposals) if b.down_select == "Min" else min(proposals)
 
     def record(self, now_s: float, change: int) -> None:
         if change:
@@ -175,6 +189,28 @@ class Hpa:
 
 
 # -- KEDA ------------------------------------------------------------------------------------------------
+FALLBACK_BEHAVIORS = ("static", "currentReplicas", "currentReplicasIfHigher", "currentReplicasIfLower")
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """``spec.fallback``: past ``failure_threshold`` consecutive metric errors KEDA feeds the HPA
+    ``replicas`` (as the metric value x target), shaped by ``behavior``."""
+
+    failure_threshold: int
+    replicas: int
+    behavior: str = "static"
+
+    def replicas_for(self, current: int) -> int:
+        if self.behavior == "currentReplicas":
+            return current
+        if self.behavior == "currentReplicasIfHigher":
+            return max(current, self.replicas)
+        if self.behavior == "currentReplicasIfLower":
+            return min(current, self.replicas)
+        return self.replicas
+
+
 @dataclass
 class Keda:
     """A ScaledObject: KEDA's activation/deactivation around an HPA whose metric comes from ``metric``."""
@@ -183,8 +219,24 @@ class Keda:
     min_replica_count: int = 0
     polling_s: float = 30.0
     cooldown_s: float = 300.0
+    fallback: Fallback | None = None
     last_active_s: float | None = None
     activations: int = 0
+    failures: int = 0  # consecutive GetMetrics errors (the ScaledObject's health status)
+    fallbacks: int = 0  # HPA syncs fed by the fallback
+
+    def metric(self, value: float | None, current: int) -> float | None:
+        """One GetMetrics answer as KEDA passes it on (``fallback.GetMetricsWithFallback``): an error counts
+        towards ``failureThreshold`` and, once past it (the 4th error at 3), becomes the fallback's replicas;
+        a success resets the count. None: the error reaches the HPA, which keeps the current count."""
+        if value is not None:
+            self.failures = 0
+            return value
+        self.failures += 1
+        if self.fallback is not None and self.failures > self.fallback.failure_threshold:
+            self.fallbacks += 1
+            return float(self.fallback.replicas_for(current))
+        return None
 
     def check(self, fleet: Fleet, now_s: float, active: bool | None) -> None:
         """One scale check (a poll, or a pushed ``true``). ``active`` None: the scaler errored."""

@@ -1,7 +1,13 @@
 """The time loop: one trace, one policy, fixed steps of ``dt_s``; and the comparison of all policies.
 
-Per step, in order: Prometheus scrapes (every ``scrape_s``), the policy's control loops act on what they can
-see, then the fleet serves the step. Deterministic for a seed (cold-start jitter is the only randomness).
+Per step, in order: Prometheus scrapes the targets due (each every ``scrape_s`` at its own offset), the
+policy's control loops act on what they can see, then the fleet serves the step. Deterministic for a seed
+(cold-start jitter is the only randomness).
+
+Warm start: a trace that opens under load is preceded by its own first ``warmup_s`` replayed once, at
+negative times, unscored, so every autoscaler meets the scored run in the state that load put it in (its
+replicas, their Prometheus history, the requests still in flight), as ``static-peak`` meets it at its
+size. A trace that opens idle (``opens_idle``) starts cold, as before.
 """
 
 from __future__ import annotations
@@ -14,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from simulations.baselines import StaticPolicy, static_peak_replicas
+from simulations.baselines import HindsightPolicy, StaticPolicy, static_peak_replicas
 from simulations.controlplane import ScrapeStore
 from simulations.fleet import Fleet, FleetConfig
 from simulations.oracle import OracleBound, oracle_bound
-from simulations.policies import make_policy
+from simulations.policies import checked_settings, make_policy
 from simulations.policy import POLICIES, Policy, ScalerPolicy, SimSettings
 from simulations.trace import Trace
 
@@ -34,6 +40,8 @@ class RunResult:
     ttft_s: np.ndarray
     e2e_s: np.ndarray
     dropped: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
     gpu_seconds: float
     cold_starts: int
     times_s: np.ndarray  # one sample per second
@@ -48,13 +56,32 @@ class RunResult:
     wall_s: float = 0.0
     metadata: dict[str, str] = field(default_factory=dict)
     stopped_early: bool = False
+    warmup_arrivals_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # replayed before t = 0
+    opening_replicas: int = 0  # Deployment replicas when the scored run began
+
+    @property
+    def tpot_s(self) -> np.ndarray:
+        """Per served request of more than one output token: (e2e - TTFT) / (output tokens - 1)."""
+        served = (self.output_tokens > 1) & ~self.dropped
+        out: np.ndarray = (self.e2e_s - self.ttft_s)[served] / (self.output_tokens[served] - 1)
+        return out
+
+    def met_slo(self) -> np.ndarray:
+        """Which requests met their TTFT deadline (``SimSettings.ttft_deadline_s``); dropped ones did not."""
+        deadline = self.sim.ttft_deadline_s(self.input_tokens)
+        met: np.ndarray = ~self.dropped & (np.nan_to_num(self.ttft_s, nan=math.inf) <= deadline)
+        return met
+
+    def met(self) -> int:
+        """Requests served whose TTFT met their deadline (``met_slo``)."""
+        return int(np.count_nonzero(self.met_slo()))
 
     def summary(self) -> dict[str, Any]:
         ok = ~self.dropped
         ttft = self.ttft_s[ok]
         e2e = self.e2e_s[ok]
         n = len(self.ttft_s)
-        met = int(np.count_nonzero(ok & (np.nan_to_num(self.ttft_s, nan=math.inf) <= self.sim.ttft_slo_s)))
+        met = self.met()
 
         def q(x: np.ndarray, p: float) -> float | None:
             return round(float(np.quantile(x, p)), 4) if len(x) else None
@@ -64,6 +91,7 @@ class RunResult:
             "ttft_p50_s": q(ttft, 0.5),
             "ttft_p99_s": q(ttft, 0.99),
             "e2e_p99_s": q(e2e, 0.99),
+            "tpot_p99_s": q(self.tpot_s, 0.99),
             "gpu_hours": round(self.gpu_seconds / 3600.0, 4),
             "cold_starts": self.cold_starts,
             "max_replicas": int(self.replicas.max()) if len(self.replicas) else 0,
@@ -82,6 +110,31 @@ def fleet_config(sim: SimSettings) -> FleetConfig:
     )
 
 
+OPEN_IDLE_WINDOW_S = 60.0
+
+
+def opens_idle(trace: Trace, window_s: float = OPEN_IDLE_WINDOW_S) -> bool:
+    """A trace opens idle when its first minute holds at most one request (the one at t = 0 every trace
+    starts with): then an autoscaler that had been running would be where a fresh one is, and there is no
+    load to warm up on. A minute is the rate window: every rate signal would read (almost) nothing."""
+    return int(np.searchsorted(trace.arrival_s, window_s, side="left")) <= 1
+
+
+def warmup_trace(trace: Trace, sim: SimSettings) -> Trace | None:
+    """The trace's first ``sim.warmup_s`` moved to before t = 0 (what ran just before the scored run), or
+    None when warm start is off or the trace opens idle."""
+    if sim.warmup_s <= 0 or opens_idle(trace):
+        return None
+    keep = trace.arrival_s < sim.warmup_s
+    span = min(sim.warmup_s, math.ceil(trace.span_s) + 1.0)
+    return Trace(
+        f"{trace.name}[warm-up]",
+        trace.arrival_s[keep] - span,
+        trace.input_tokens[keep],
+        trace.output_tokens[keep],
+    )
+
+
 def simulate(
     trace: Trace,
     policy: Policy,
@@ -90,33 +143,42 @@ def simulate(
     keep_scrapes: bool = False,
     stop_after_misses: int | None = None,
 ) -> RunResult:
-    """Run ``policy`` over ``trace`` until the last arrival plus ``tail_s``.
+    """Run ``policy`` over ``trace`` until the last arrival plus ``tail_s``, after the warm-up (see the module
+    docstring). Only the trace's own requests are scored, and GPU time and cold starts count from t = 0.
 
     ``stop_after_misses``: end early (``RunResult.stopped_early``) once more requests than this have
-    certainly missed the SLO (no first token within it); used to reject sizes while searching.
+    certainly missed the SLO (no first token by their deadline); used to reject sizes while searching.
     """
     started = time.perf_counter()
-    fleet = Fleet(trace, fleet_config(sim), initial_replicas=policy.initial_replicas)
-    store = ScrapeStore(interval_s=sim.scrape_s, keep_all=keep_scrapes)
+    warm = warmup_trace(trace, sim)
+    n_warm = len(warm) if warm is not None else 0
+    start_s = -min(sim.warmup_s, math.ceil(trace.span_s) + 1.0) if warm is not None else 0.0
+    played = trace if warm is None else _concat(warm, trace)
+    fleet = Fleet(played, fleet_config(sim), initial_replicas=policy.initial_replicas, start_s=start_s)
+    store = ScrapeStore(interval_s=sim.scrape_s, keep_all=keep_scrapes, dt_s=sim.dt_s, seed=sim.seed)
     policy.attach(fleet, store)
     dt = sim.dt_s
     horizon_s = math.ceil(trace.span_s) + sim.tail_s
+    first = round(start_s / dt)
     steps = round(horizon_s / dt)
-    scrape_every = max(1, round(sim.scrape_s / dt))
     per_s = max(1, round(1.0 / dt))
     n_rec = (steps - 1) // per_s + 1
     rec = np.zeros((5, n_rec))
-    report_every = max(1, steps // 200)
+    report_every = max(1, (steps - first) // 200)
     check_every = max(1, round(30.0 / dt))
+    deadline_s = sim.ttft_deadline_s(trace.input_tokens)
+    deadline_at = trace.arrival_s + deadline_s
+    gpu_at_0, cold_at_0, opening = fleet.gpu_seconds, fleet.cold_starts, fleet.replicas
     stopped = False
     try:
-        for k in range(steps):
+        for k in range(first, steps):
             t = k * dt
-            if k % scrape_every == 0:
-                store.add(fleet.scrape(t))
+            if k == 0:
+                gpu_at_0, cold_at_0, opening = fleet.gpu_seconds, fleet.cold_starts, fleet.replicas
+            store.collect(fleet, t)
             policy.tick(k, t)
             fleet.step(t, dt)
-            if k % per_s == 0:
+            if k >= 0 and k % per_s == 0:
                 i = k // per_s
                 rec[:, i] = (
                     fleet.replicas,
@@ -125,11 +187,14 @@ def simulate(
                     fleet.in_flight(),
                     len(fleet.gateway),
                 )
-            if progress is not None and k % report_every == 0:
-                progress(k / steps, f"{policy.name} t={t:5.0f}s replicas={fleet.replicas}")
-            if stop_after_misses is not None and k % check_every == 0:
-                due = int(np.searchsorted(trace.arrival_s, t - sim.ttft_slo_s, side="left"))
-                missed = due - int(np.count_nonzero(fleet.ttft[:due] <= sim.ttft_slo_s))
+            if progress is not None and (k - first) % report_every == 0:
+                progress(
+                    (k - first) / (steps - first), f"{policy.name} t={t:5.0f}s replicas={fleet.replicas}"
+                )
+            if stop_after_misses is not None and k > 0 and k % check_every == 0:
+                due = deadline_at <= t
+                met = fleet.ttft[n_warm:][due] <= deadline_s[due]
+                missed = int(np.count_nonzero(due)) - int(np.count_nonzero(met))
                 if missed > stop_after_misses:
                     stopped = True
                     break
@@ -140,16 +205,19 @@ def simulate(
         progress(1.0, f"{policy.name} done")
     times = np.arange(n_rec, dtype=np.float64)
     arrivals = np.bincount(trace.arrival_s.astype(np.int64), minlength=n_rec)[:n_rec].astype(np.float64)
+    scored = slice(n_warm, None)
     return RunResult(
         policy=policy.name,
         trace=trace.name,
         settings=dict(policy.settings),
         sim=sim,
-        ttft_s=fleet.ttft,
-        e2e_s=fleet.e2e,
-        dropped=fleet.dropped,
-        gpu_seconds=fleet.gpu_seconds,
-        cold_starts=fleet.cold_starts,
+        ttft_s=fleet.ttft[scored],
+        e2e_s=fleet.e2e[scored],
+        dropped=fleet.dropped[scored],
+        input_tokens=trace.input_tokens,
+        output_tokens=trace.output_tokens,
+        gpu_seconds=fleet.gpu_seconds - gpu_at_0,
+        cold_starts=fleet.cold_starts - cold_at_0,
         times_s=times,
         replicas=rec[0],
         ready=rec[1],
@@ -162,6 +230,17 @@ def simulate(
         wall_s=time.perf_counter() - started,
         metadata=policy.metadata if isinstance(policy, ScalerPolicy) else {},
         stopped_early=stopped,
+        warmup_arrivals_s=warm.arrival_s if warm is not None else np.zeros(0),
+        opening_replicas=opening,
+    )
+
+
+def _concat(a: Trace, b: Trace) -> Trace:
+    return Trace(
+        b.name,
+        np.concatenate([a.arrival_s, b.arrival_s]),
+        np.concatenate([a.input_tokens, b.input_tokens]),
+        np.concatenate([a.output_tokens, b.output_tokens]),
     )
 
 
@@ -171,18 +250,29 @@ class Comparison:
     sim: SimSettings
     oracle: OracleBound
     runs: dict[str, RunResult]
+    frontier: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {
+        policies = {}
+        for name, r in self.runs.items():
+            # The bound at this policy's own attainment (``OracleBound.at_met``): its GPU-hours are above it.
+            policies[name] = {**r.summary(), "bound_gpu_hours": round(self.oracle.at_met(r.met()), 4)}
+        out = {
             "trace": self.trace.name,
             "requests": len(self.trace),
             "oracle_gpu_hours": round(self.oracle.gpu_hours, 4),
+            "oracle_feasible_requests": self.oracle.feasible_requests,
             "profile": self.sim.profile.name,
             "cold_start_s": self.sim.cold_start_s,
             "ttft_slo_s": self.sim.ttft_slo_s,
+            "ttft_slo_per_1k_prompt_s": self.sim.ttft_slo_per_1k_prompt_s,
+            "warmup_s": self.sim.warmup_s if warmup_trace(self.trace, self.sim) is not None else 0.0,
             "seed": self.sim.seed,
-            "policies": {name: r.summary() for name, r in self.runs.items()},
+            "policies": policies,
         }
+        if self.frontier is not None:
+            out["frontier"] = self.frontier
+        return out
 
 
 def compare(
@@ -193,16 +283,29 @@ def compare(
     metadata: Mapping[str, str] | None = None,
     progress: Progress | None = None,
     keep_scrapes: bool = False,
+    frontier: bool = False,
+    workers: int = 2,
 ) -> Comparison:
-    """Every policy over the same trace and settings, plus the oracle bound."""
+    """Every policy over the same trace and settings, plus the oracle bound; with ``frontier``, each
+    baseline's sweep (``simulations.frontier``) against the scaler's attainment."""
+    if frontier and "scaler" not in policies:
+        raise ValueError("--frontier compares against the scaler: keep scaler in --policies")
+    for name in policies:  # a bad setting fails at once, not after the LP solve
+        checked_settings(name, (settings or {}).get(name))
+    bound = oracle_bound(trace, sim)
     runs: dict[str, RunResult] = {}
     n = len(policies)
     # Build every policy first, so a bad setting fails before minutes of simulation.
     built = [
-        make_policy(name, sim, trace, (settings or {}).get(name), metadata if name == "scaler" else None)
+        make_policy(
+            name, sim, trace, (settings or {}).get(name), metadata if name == "scaler" else None, bound=bound
+        )
         for name in policies
     ]
-    for i, (name, pol) in enumerate(zip(policies, built, strict=True)):
+    # hindsight last: it uses the static fleet's run when that is cheaper.
+    order = sorted(range(n), key=lambda i: policies[i] == "hindsight")
+    for i in order:
+        name, pol = policies[i], built[i]
 
         def sub(frac: float, msg: str, i: int = i) -> None:
             if progress is not None:
@@ -210,9 +313,19 @@ def compare(
 
         if isinstance(pol, StaticPolicy) and not pol.settings["replicas"]:
             runs[name] = size_static_peak(trace, sim, pol.settings, sub, keep_scrapes)
+        elif isinstance(pol, HindsightPolicy) and not pol.settings["scale"]:
+            from simulations.frontier import size_hindsight
+
+            runs[name] = size_hindsight(trace, sim, bound, pol.settings, runs.get("static-peak"), sub)
         else:
             runs[name] = simulate(trace, pol, sim, sub, keep_scrapes=keep_scrapes)
-    return Comparison(trace, sim, oracle_bound(trace, sim.profile, sim.ttft_slo_s), runs)
+    runs = {name: runs[name] for name in policies}
+    fronts = None
+    if frontier:
+        from simulations.frontier import frontiers
+
+        fronts = frontiers(trace, sim, bound, runs, settings or {}, workers=workers, progress=progress)
+    return Comparison(trace, sim, bound, runs, fronts)
 
 
 def size_static_peak(

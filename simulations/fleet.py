@@ -5,50 +5,85 @@ Routing: a request goes to the Ready replica with the fewest requests outstandin
 or a least-request load balancer does; a Kubernetes Service only ever routes to Ready endpoints). With no
 Ready replica it waits at the gateway (Knative's activator, KEDA's HTTP add-on interceptor, an inference
 gateway) and is dropped after ``gateway_timeout_s``. Requests still unfinished at the horizon count as
-dropped too.
+dropped too. Arrivals are routed in the step they arrive in and reach the engine at their own time (the
+replica model does not work on a prompt before it arrives), so a 0.25 s step adds no wait of its own.
 
 Replicas: a new one loads for its cold start (counted in GPU time) before it is Ready. Scale-down follows the
 ReplicaSet controller's ranking (not-Ready pods first, then the most recently Ready): a removed Ready pod
 stops receiving requests and drains what it holds (graceful termination), using its GPU until it is empty.
+
+Metrics (``exposition``): per pod, what vLLM exports (running/waiting, KV-cache usage, token and request
+counters, TTFT, e2e, prefill-time, inter-token, per-request TPOT and token-count histograms with vLLM's
+buckets), as seen by the engine: time a request spent at the gateway while no replica was Ready is in the
+user's TTFT (scored) but not in the pod's histograms. Histogram counts of inter-token latency are fluid
+(fractions of a token per step), an artefact of integrating decode over a step.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from scaler.sources.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
+from simulations.exposition import (
+    TRITON_FIRST_RESPONSE_MS,
+    HistogramFamily,
+    triton_rows,
+    vllm_histograms,
+    vllm_rows,
+)
 from simulations.profile import HardwareProfile
 from simulations.replica import admit, serve
 from simulations.trace import Trace
 
 FREE, LOADING, READY, DRAINING = 0, 1, 2, 3
+TTFT, E2E, PREFILL, ITL, TPOT, PROMPT_TOKENS, GENERATION_TOKENS = range(7)  # order of vllm_histograms
 
 
-@dataclass
-class Scrape:
-    """What one Prometheus scrape saw: per-pod series of the pods that expose metrics, and fleet totals."""
+class HistogramBank:
+    """One histogram family for every replica slot: per-bucket counts (not cumulative) and sums.
 
-    t_s: float
-    pods: np.ndarray  # pod ids of Ready/draining replicas (they serve /metrics)
-    waiting: np.ndarray
-    running: np.ndarray
-    gen_total: np.ndarray  # per pod, counters
-    prompt_total: np.ndarray
-    ttft_hist: np.ndarray  # per pod x (buckets + 1), cumulative counts (last = +Inf)
-    ttft_sum: np.ndarray
-    e2e_hist: np.ndarray
-    e2e_sum: np.ndarray
-    gpu_pods: np.ndarray  # pod ids with a GPU (loading ones too: dcgm-exporter reports them, near 0 %)
-    gpu_util_percent: np.ndarray
-    fleet_gen_total: float
-    fleet_prompt_total: float
-    fleet_ttft_hist: np.ndarray
-    gateway_queue: int
-    replicas: int  # Deployment replicas (loading + Ready), from the Kubernetes API
-    ready: int
-    loading_ages_s: tuple[float, ...]
+    Observations are queued and added in one go when the counts are read (a scrape every 15 s per pod),
+    not on every 0.25 s step: the same sums, a tenth of the numpy calls."""
+
+    def __init__(self, family: HistogramFamily, cap: int) -> None:
+        self.bounds = np.asarray(family.bounds)
+        self.width = len(family.bounds) + 1
+        self._counts = np.zeros((cap, self.width))
+        self._sums = np.zeros(cap)
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+
+    def observe(self, slots: np.ndarray, values: np.ndarray, weights: np.ndarray | None = None) -> None:
+        if len(slots):
+            self._pending.append((slots, values, weights))
+
+    def _flush(self) -> None:
+        """Prometheus buckets are inclusive (``le``): 0.25 lands in le="0.25"."""
+        if not self._pending:
+            return
+        slots = np.concatenate([p[0] for p in self._pending])
+        values = np.concatenate([p[1] for p in self._pending])
+        weights = np.concatenate([np.ones(len(p[0])) if p[2] is None else p[2] for p in self._pending])
+        self._pending.clear()
+        b = self.bounds.searchsorted(values, side="left")
+        np.add.at(self._counts.reshape(-1), slots * self.width + b, weights)  # a view: counts is contiguous
+        np.add.at(self._sums, slots, values * weights)
+
+    @property
+    def counts(self) -> np.ndarray:
+        self._flush()
+        return self._counts
+
+    @property
+    def sums(self) -> np.ndarray:
+        self._flush()
+        return self._sums
+
+    def reset(self, slot: int) -> None:
+        self._flush()
+        self._counts[slot] = 0.0
+        self._sums[slot] = 0.0
 
 
 @dataclass
@@ -66,9 +101,11 @@ class Fleet:
     trace: Trace
     config: FleetConfig
     initial_replicas: int = 1
+    start_s: float = 0.0  # when the initial replicas were Ready (before the first step)
     cold_starts: int = 0
     gpu_seconds: float = 0.0
     cold_start_samples_s: list[float] = field(default_factory=list)
+    status_version: int = 0  # bumped whenever a pod starts, becomes Ready, drains or leaves
 
     def __post_init__(self) -> None:
         p = self.config.profile
@@ -87,9 +124,11 @@ class Fleet:
         self.decode_left = self.output - 1
         self.admitted = np.zeros(n, dtype=bool)
         self.ttft = np.full(n, np.nan)
-        # When the engine first saw each request. vLLM's own histograms start there, so time spent in the
-        # gateway while no replica was Ready is in the user's TTFT (scored) but not in the exported metric.
+        # When the engine first saw each request (arrival, or when the gateway could route it), when it was
+        # first scheduled (admitted to the running batch) and when its first token came, in engine time.
         self.engine_arrival = self.arrival.copy()
+        self.scheduled_at = np.full(n, np.nan)
+        self.first_token_at = np.full(n, np.nan)
         self.e2e = np.full(n, np.nan)
         self.dropped = np.zeros(n, dtype=bool)
         self.next_arrival = 0
@@ -103,22 +142,25 @@ class Fleet:
         self.pod_id = np.full(cap, -1, dtype=np.int64)
         self.gen_total = np.zeros(cap)
         self.prompt_total = np.zeros(cap)
+        self.success_total = np.zeros(cap)
         self.busy = np.zeros(cap)
-        self.ttft_hist = np.zeros((cap, len(VLLM_TTFT_BUCKETS_S) + 1))
-        self.ttft_sum = np.zeros(cap)
-        self.e2e_hist = np.zeros((cap, len(VLLM_E2E_BUCKETS_S) + 1))
-        self.e2e_sum = np.zeros(cap)
-        self.fleet_ttft_hist = np.zeros(len(VLLM_TTFT_BUCKETS_S) + 1)
-        self.fleet_gen_total = 0.0
-        self.fleet_prompt_total = 0.0
+        self.histograms = [HistogramBank(f, cap) for f in vllm_histograms(p.max_model_len)]
+        first_response = HistogramFamily(
+            "nv_inference_first_response_histogram_ms", TRITON_FIRST_RESPONSE_MS, ""
+        )
+        self.first_response_ms = HistogramBank(first_response, cap)  # Triton's, in ms
         self._next_pod = 0
+        self._used, self._used_version = 1, -1
+        self._holding, self._holding_version = 0, -1
+        self._replicas, self._replicas_version = 0, -1
+        self._slots: dict[int, int] = {}
+        self._slots_version = -1
+        self._pending_version, self._next_ready_s, self._draining = -1, math.inf, False
         self._rng = np.random.default_rng(self.config.seed)
-        self._ttft_b = np.asarray(VLLM_TTFT_BUCKETS_S)
-        self._e2e_b = np.asarray(VLLM_E2E_BUCKETS_S)
         for _ in range(self.initial_replicas):
-            slot = self._new_slot(0.0)
+            slot = self._new_slot(self.start_s)
             self.status[slot] = READY  # the initial replicas are up before the trace starts
-            self.ready_at[slot] = 0.0
+            self.ready_at[slot] = self.start_s
 
     # -- replicas ------------------------------------------------------------------------------------
     def _new_slot(self, t_s: float) -> int:
@@ -129,17 +171,19 @@ class Fleet:
         self.pod_id[slot] = self._next_pod
         self._next_pod += 1
         self.created_at[slot] = t_s
-        self.gen_total[slot] = self.prompt_total[slot] = 0.0
-        self.ttft_hist[slot] = 0.0
-        self.e2e_hist[slot] = 0.0
-        self.ttft_sum[slot] = self.e2e_sum[slot] = 0.0
+        self.gen_total[slot] = self.prompt_total[slot] = self.success_total[slot] = 0.0
+        for h in (*self.histograms, self.first_response_ms):
+            h.reset(slot)
         self.busy[slot] = 0.0
         return slot
 
     @property
     def replicas(self) -> int:
         """Deployment replicas as the Kubernetes API counts them: loading + Ready (terminating excluded)."""
-        return int(np.count_nonzero((self.status == LOADING) | (self.status == READY)))
+        if self._replicas_version != self.status_version:
+            self._replicas_version = self.status_version
+            self._replicas = int(np.count_nonzero((self.status == LOADING) | (self.status == READY)))
+        return self._replicas
 
     @property
     def ready(self) -> int:
@@ -152,12 +196,25 @@ class Fleet:
     @property
     def holding(self) -> int:
         """Replicas holding GPUs: loading, Ready and draining."""
-        return int(np.count_nonzero(self.status != FREE))
+        if self._holding_version != self.status_version:
+            self._holding_version = self.status_version
+            self._holding = int(np.count_nonzero(self.status != FREE))
+        return self._holding
+
+    def slot_of(self, pod_id: int) -> int:
+        """The slot of a pod that holds one (a scrape target's pod)."""
+        if self._slots_version != self.status_version:
+            self._slots_version = self.status_version
+            used = np.flatnonzero(self.status != FREE)
+            self._slots = dict(zip(self.pod_id[used].tolist(), used.tolist(), strict=True))
+        return self._slots[pod_id]
 
     def scale_to(self, replicas: int, t_s: float) -> None:
         """Set the Deployment's replicas; new pods start loading, removed ones drain."""
         replicas = max(0, min(replicas, self.config.max_replicas))
         current = self.replicas
+        if replicas != current:
+            self.status_version += 1
         if replicas > current:
             j = self.config.cold_start_jitter
             for _ in range(replicas - current):
@@ -180,8 +237,16 @@ class Fleet:
                     self.status[slot] = DRAINING
 
     def _advance_replicas(self, t_s: float) -> None:
+        if self._pending_version != self.status_version:  # what may change: cached until a pod changes
+            self._pending_version = self.status_version
+            loading = self.status == LOADING
+            self._next_ready_s = float(self.ready_at[loading].min()) if loading.any() else math.inf
+            self._draining = bool((self.status == DRAINING).any())
+        if t_s < self._next_ready_s and not self._draining:
+            return
         up = (self.status == LOADING) & (self.ready_at <= t_s)
         for slot in np.flatnonzero(up):
+            self.status_version += 1
             self.status[slot] = READY
             self.cold_start_samples_s.append(float(self.ready_at[slot] - self.created_at[slot]))
         draining = np.flatnonzero(self.status == DRAINING)
@@ -189,11 +254,14 @@ class Fleet:
             held = np.bincount(self.rep[self.active], minlength=self.cap) if len(self.active) else None
             for slot in draining:
                 if held is None or held[slot] == 0:
+                    self.status_version += 1
                     self.status[slot] = FREE
 
     # -- requests ------------------------------------------------------------------------------------
     def _route(self, t_s: float, dt_s: float) -> None:
-        j = int(np.searchsorted(self.arrival, t_s, side="right"))
+        """Route what arrives in [t_s, t_s + dt_s) now (each reaches its engine at its own arrival time) and
+        what waited at the gateway (it reaches the engine now)."""
+        j = int(np.searchsorted(self.arrival, t_s + dt_s, side="left"))
         if j > self.next_arrival:
             self.gateway = np.concatenate([self.gateway, np.arange(self.next_arrival, j)])
             self.next_arrival = j
@@ -206,9 +274,8 @@ class Fleet:
                 self.dropped[self.gateway[late]] = True
                 self.gateway = self.gateway[~late]
             return
-        # Routed now; anything that arrived within the last step would have reached the engine on arrival.
         waited = self.gateway
-        self.engine_arrival[waited] = np.maximum(self.arrival[waited], t_s - dt_s)
+        self.engine_arrival[waited] = np.maximum(self.arrival[waited], t_s)
         outstanding = np.bincount(self.rep[self.active], minlength=self.cap)[ready].tolist()
         ready_l = ready.tolist()
         for i in self.gateway.tolist():
@@ -235,7 +302,9 @@ class Fleet:
             kv = np.bincount(self.rep[run], weights=self.kv_need[run], minlength=self.cap)
             w = a[~adm]
             ok = admit(self.rep[w], self.kv_need[w], p.max_num_seqs - held, p.kv_cache_tokens - kv)
-            self.admitted[w[ok]] = True
+            newly = w[ok]
+            self.admitted[newly] = True
+            self.scheduled_at[newly] = np.maximum(self.engine_arrival[newly], t_s)
             adm = self.admitted[a]
         run = a[adm]
         if not len(run):
@@ -243,35 +312,52 @@ class Fleet:
         pl = self.prefill_left[run]
         dl = self.decode_left[run]
         # Only slots up to the highest one in use: bincounts over 20 slots, not the whole table.
-        used = int(np.flatnonzero(self.status)[-1]) + 1 if self.status.any() else 1
-        out = serve(p, t_s, dt_s, used, self.rep[run], pl, dl, self.prompt[run])
+        if self._used_version != self.status_version:
+            self._used_version = self.status_version
+            self._used = int(np.flatnonzero(self.status)[-1]) + 1 if self.status.any() else 1
+        used = self._used
+        out = serve(p, t_s, dt_s, used, self.rep[run], pl, dl, self.prompt[run], self.scheduled_at[run])
         self.prefill_left[run] = pl
         self.decode_left[run] = dl
         self.busy[:used] = out.busy_fraction
         self.gen_total[:used] += out.generated_tokens
         self.prompt_total[:used] += out.prompt_tokens
-        self.fleet_gen_total += float(out.generated_tokens.sum())
-        self.fleet_prompt_total += float(out.prompt_tokens.sum())
+        h = self.histograms
+        tokens = np.concatenate([out.tokens_mixed, out.tokens_decode])
+        has = np.flatnonzero(tokens > 0)
+        if len(has):
+            gaps = np.concatenate([out.itl_mixed_s, out.itl_decode_s])
+            h[ITL].observe(has % used, gaps[has], tokens[has])
         first = ~np.isnan(out.prefill_done_at_s)
         if first.any():
             ids = run[first]
-            self.ttft[ids] = out.prefill_done_at_s[first] - self.arrival[ids]
-            ttft = out.prefill_done_at_s[first] - self.engine_arrival[ids]
-            b = np.searchsorted(self._ttft_b, ttft, side="left")
-            np.add.at(self.ttft_hist, (self.rep[ids], b), 1.0)
-            np.add.at(self.ttft_sum, self.rep[ids], ttft)
-            np.add.at(self.fleet_ttft_hist, b, 1.0)
+            at = out.prefill_done_at_s[first]
+            self.first_token_at[ids] = at
+            self.ttft[ids] = at - self.arrival[ids]
+            h[TTFT].observe(self.rep[ids], at - self.engine_arrival[ids])
+            self.first_response_ms.observe(self.rep[ids], 1000.0 * (at - self.engine_arrival[ids]))
         fin = ~np.isnan(out.finished_at_s)
         if fin.any():
             ids = run[fin]
-            self.e2e[ids] = out.finished_at_s[fin] - self.arrival[ids]
-            e2e = out.finished_at_s[fin] - self.engine_arrival[ids]
-            b = np.searchsorted(self._e2e_b, e2e, side="left")
-            np.add.at(self.e2e_hist, (self.rep[ids], b), 1.0)
-            np.add.at(self.e2e_sum, self.rep[ids], e2e)
+            self._finish(ids, out.finished_at_s[fin])
             keep = np.ones(len(a), dtype=bool)
             keep[np.flatnonzero(adm)[fin]] = False
             self.active = a[keep]
+
+    def _finish(self, ids: np.ndarray, at: np.ndarray) -> None:
+        """Requests completing at ``at``: vLLM records its per-request histograms when a request finishes."""
+        r = self.rep[ids]
+        h = self.histograms
+        self.e2e[ids] = at - self.arrival[ids]
+        self.success_total += np.bincount(r, minlength=self.cap)
+        h[E2E].observe(r, at - self.engine_arrival[ids])
+        h[PREFILL].observe(r, self.first_token_at[ids] - self.scheduled_at[ids])
+        out = self.output[ids]
+        # vLLM: (e2e - TTFT) / (output tokens - 1), and 0 for a one-token answer.
+        tpot = np.where(out > 1, (at - self.first_token_at[ids]) / np.maximum(out - 1, 1), 0.0)
+        h[TPOT].observe(r, tpot)
+        h[PROMPT_TOKENS].observe(r, self.prompt[ids])
+        h[GENERATION_TOKENS].observe(r, out)
 
     def finish(self) -> None:
         """At the horizon: whatever has not completed is dropped (it was not served in time)."""
@@ -300,35 +386,62 @@ class Fleet:
         overlap = np.minimum(end, t_s) - np.maximum(start, t_s - window_s)
         return float(np.clip(overlap, 0.0, None).sum() / window_s)
 
-    def scrape(self, t_s: float) -> Scrape:
-        serving = np.flatnonzero((self.status == READY) | (self.status == DRAINING))
-        gpus = np.flatnonzero(self.status != FREE)
+    def serving_slots(self) -> np.ndarray:
+        """Slots whose pod serves ``/metrics`` (Ready or draining); a loading pod has no HTTP server yet."""
+        return np.flatnonzero((self.status == READY) | (self.status == DRAINING))
+
+    def gpu_slots(self) -> np.ndarray:
+        """Slots holding GPUs (loading ones too: dcgm-exporter reports them, near 0 %)."""
+        return np.flatnonzero(self.status != FREE)
+
+    def pod_rows(self, slots: np.ndarray) -> np.ndarray:
+        """What each pod in ``slots`` exposes on /metrics now, in its backend's schema order."""
+        if self.config.profile.backend == "triton":
+            waiting = self._waiting_running(slots)[0]
+            e2e = self.histograms[E2E]
+            return triton_rows(
+                waiting,
+                self.prompt_total[slots],  # one item per request
+                self.success_total[slots],
+                1e6 * e2e.sums[slots],
+                (self.first_response_ms.counts[slots], self.first_response_ms.sums[slots]),
+            )
+        return self.vllm_rows(slots)
+
+    def _waiting_running(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(self.active):
+            return np.zeros(len(slots)), np.zeros(len(slots))
+        r = self.rep[self.active]
+        adm = self.admitted[self.active]
+        waiting = np.bincount(r[~adm], minlength=self.cap)[slots].astype(np.float64)
+        running = np.bincount(r[adm], minlength=self.cap)[slots].astype(np.float64)
+        return waiting, running
+
+    def vllm_rows(self, slots: np.ndarray) -> np.ndarray:
+        """What each vLLM pod in ``slots`` exposes now, in ``exposition.vllm_schema`` order."""
+        p = self.config.profile
+        waiting, running = self._waiting_running(slots)
+        kv = np.zeros(len(slots))
         if len(self.active):
-            r = self.rep[self.active]
-            adm = self.admitted[self.active]
-            waiting = np.bincount(r[~adm], minlength=self.cap)[serving]
-            running = np.bincount(r[adm], minlength=self.cap)[serving]
-        else:
-            waiting = running = np.zeros(len(serving), dtype=np.int64)
-        loading = np.flatnonzero(self.status == LOADING)
-        return Scrape(
-            t_s=t_s,
-            pods=self.pod_id[serving].copy(),
-            waiting=waiting,
-            running=running,
-            gen_total=self.gen_total[serving].copy(),
-            prompt_total=self.prompt_total[serving].copy(),
-            ttft_hist=np.cumsum(self.ttft_hist[serving], axis=1),
-            ttft_sum=self.ttft_sum[serving].copy(),
-            e2e_hist=np.cumsum(self.e2e_hist[serving], axis=1),
-            e2e_sum=self.e2e_sum[serving].copy(),
-            gpu_pods=self.pod_id[gpus].copy(),
-            gpu_util_percent=100.0 * np.where(self.status[gpus] == LOADING, 0.0, self.busy[gpus]),
-            fleet_gen_total=self.fleet_gen_total,
-            fleet_prompt_total=self.fleet_prompt_total,
-            fleet_ttft_hist=np.cumsum(self.fleet_ttft_hist),
-            gateway_queue=len(self.gateway),
-            replicas=self.replicas,
-            ready=self.ready,
-            loading_ages_s=tuple(float(t_s - self.created_at[s]) for s in loading),
+            a = self.active
+            adm = self.admitted[a]
+            # KV blocks hold the tokens computed so far: the prompt done, and the output generated.
+            done = a[adm]
+            computed = self.prompt[done] - self.prefill_left[done]
+            computed += np.where(self.prefill_left[done] > 0, 0.0, self.output[done] - self.decode_left[done])
+            held = np.bincount(self.rep[done], weights=computed, minlength=self.cap)[slots]
+            kv = np.minimum(held / p.kv_cache_tokens, 1.0)
+        gauges = np.column_stack([running, waiting, kv])
+        counters = np.column_stack([self.prompt_total[slots], self.gen_total[slots]])
+        success = np.zeros((len(slots), 5))
+        success[:, 0] = self.success_total[
+            slots
+        ]  # finished_reason="stop": the trace's answers ran to the end
+        return vllm_rows(
+            gauges, counters, success, [(h.counts[slots], h.sums[slots]) for h in self.histograms]
         )
+
+    def gpu_rows(self, slots: np.ndarray) -> np.ndarray:
+        """DCGM_FI_DEV_GPU_UTIL of each GPU of each pod in ``slots``: the busy fraction of the last step."""
+        util = 100.0 * np.where(self.status[slots] == LOADING, 0.0, self.busy[slots])
+        return np.repeat(util[:, None], self.config.profile.gpus_per_replica, axis=1)

@@ -1,8 +1,8 @@
 """Export a run's time series as an OpenMetrics text file that ``promtool tsdb create-blocks-from
 openmetrics`` accepts, under the names the real systems use: the scaler's own ``llm_scaler_*`` gauges
-(scaler/telemetry.py) and the fleet's ``vllm:*`` and ``DCGM_FI_DEV_GPU_UTIL`` series, so the project's
-dashboards and queries work on simulated data too. One sample per scrape; timestamps are seconds since
-``base_epoch_s``.
+(scaler/telemetry.py) and every series the simulated Prometheus scraped (``vllm:*`` as vLLM exports them,
+``DCGM_FI_DEV_GPU_UTIL``, ``up``, the gateway's queue), so the project's dashboards and queries work on
+simulated data too. One sample per scrape; timestamps are seconds since ``base_epoch_s``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
-from scaler.sources.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
+import numpy as np
+
 from simulations.engine import RunResult
 from simulations.policy import DEPLOYMENT, SCALEDOBJECT
 
@@ -48,6 +49,10 @@ class Families:
         line = f"{sample_name}{labels} {number_text(value)} {ts:.3f}"
         self.samples[family][sample_name + labels].append(line)
 
+    def series(self, family: str, key: str) -> list[str]:
+        """The lines of one series, to extend in time order."""
+        return self.samples[family][key]
+
     def write(self, out: TextIO) -> None:
         """Every declared family with samples, then ``# EOF``."""
         for family, (kind, help_text) in self.types.items():
@@ -60,36 +65,27 @@ class Families:
 
 
 def _fleet(f: Families, r: RunResult, namespace: str, base: float) -> None:
-    gpus = r.sim.profile.gpus_per_replica
-    f.declare("vllm:num_requests_waiting", "gauge", "Requests waiting to be scheduled.")
-    f.declare("vllm:num_requests_running", "gauge", "Requests in the running batch.")
-    f.declare("vllm:generation_tokens", "counter", "Generated tokens.")
-    f.declare("vllm:prompt_tokens", "counter", "Prefilled prompt tokens.")
-    f.declare("vllm:time_to_first_token_seconds", "histogram", "Time to first token.")
-    f.declare("vllm:e2e_request_latency_seconds", "histogram", "End-to-end request latency.")
-    f.declare("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).")
-    model = r.sim.profile.name
-    for s in r.store.history:
-        ts = base + s.t_s
-        for j, pod in enumerate(s.pods.tolist()):
-            lab = [("namespace", namespace), ("pod", f"{DEPLOYMENT}-{pod}"), ("model_name", model)]
-            ls = labels_text(lab)
-            f.add("vllm:num_requests_waiting", "vllm:num_requests_waiting", ls, float(s.waiting[j]), ts)
-            f.add("vllm:num_requests_running", "vllm:num_requests_running", ls, float(s.running[j]), ts)
-            f.add("vllm:generation_tokens", "vllm:generation_tokens_total", ls, float(s.gen_total[j]), ts)
-            f.add("vllm:prompt_tokens", "vllm:prompt_tokens_total", ls, float(s.prompt_total[j]), ts)
-            for fam, bounds, hist, total in (
-                ("vllm:time_to_first_token_seconds", VLLM_TTFT_BUCKETS_S, s.ttft_hist[j], s.ttft_sum[j]),
-                ("vllm:e2e_request_latency_seconds", VLLM_E2E_BUCKETS_S, s.e2e_hist[j], s.e2e_sum[j]),
-            ):
-                for le, c in zip((*[number_text(b) for b in bounds], "+Inf"), hist.tolist(), strict=True):
-                    f.add(fam, f"{fam}_bucket", labels_text([*lab, ("le", le)]), c, ts)
-                f.add(fam, f"{fam}_sum", ls, float(total), ts)
-                f.add(fam, f"{fam}_count", ls, float(hist[-1]), ts)
-        for j, pod in enumerate(s.gpu_pods.tolist()):
-            for g in range(gpus):
-                ls = labels_text([("namespace", namespace), ("pod", f"{DEPLOYMENT}-{pod}"), ("gpu", str(g))])
-                f.add("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_GPU_UTIL", ls, float(s.gpu_util_percent[j]), ts)
+    """Every sample every target gave the simulated Prometheus (``tsdb``), under its exposed name and
+    labels, with the namespace of this run."""
+    for tg in r.store.targets:
+        if not tg.times:
+            continue
+        target = [(k, namespace if k == "namespace" else v) for k, v in tg.labels.items()]
+        ts = [f"{base + t:.3f}" for t in tg.times]
+        values = np.asarray(tg.rows)
+        for fam in tg.schema.families:
+            f.declare(fam.name, fam.kind, fam.help)
+            for c in range(fam.start, fam.stop):
+                col = tg.schema.columns[c]
+                labels = labels_text([*target, *col.labels])
+                # NaN: the series was absent from that scrape (a loading pod's failed scrape has only up).
+                lines = [
+                    f"{col.name}{labels} {number_text(v)} {t}"
+                    for v, t in zip(values[:, c].tolist(), ts, strict=True)
+                    if v == v
+                ]
+                if lines:
+                    f.series(fam.name, col.name + labels).extend(lines)
 
 
 def _scaler(f: Families, r: RunResult, namespace: str, base: float) -> None:
@@ -110,25 +106,30 @@ def _scaler(f: Families, r: RunResult, namespace: str, base: float) -> None:
         f.declare(name, "gauge", help_text)
     i = 0
     decisions = r.decisions
-    for s in r.store.history:
-        while i + 1 < len(decisions) and decisions[i + 1][0] <= s.t_s:
+    # The scaler's own /metrics is scraped like the gateway: every interval over the whole run.
+    scraped = next(tg.times for tg in r.store.targets if tg.job == "gateway")
+    for at in scraped:
+        while i + 1 < len(decisions) and decisions[i + 1][0] <= at:
             i += 1
         t, d = decisions[i]
-        if t > s.t_s:
+        if t > at:
             continue
-        ts = base + s.t_s
+        ts = base + at
         f.add("llm_scaler_desired_replicas", "llm_scaler_desired_replicas", ls, d.desired_replicas, ts)
         if d.current_replicas is not None:
             f.add("llm_scaler_current_replicas", "llm_scaler_current_replicas", ls, d.current_replicas, ts)
         if d.ready_replicas is not None:
             f.add("llm_scaler_ready_replicas", "llm_scaler_ready_replicas", ls, d.ready_replicas, ts)
         f.add("llm_scaler_active", "llm_scaler_active", ls, 1.0 if d.active else 0.0, ts)
-        warming = d.details.get("warming_replicas")
-        if warming is not None:
-            f.add("llm_scaler_warming_replicas", "llm_scaler_warming_replicas", ls, float(warming), ts)
-        cold = d.details.get("cold_start_s")
-        if cold is not None:
-            f.add("llm_scaler_cold_start_seconds", "llm_scaler_cold_start_seconds", ls, float(cold), ts)
+        if d.warming_replicas is not None:
+            f.add(
+                "llm_scaler_warming_replicas",
+                "llm_scaler_warming_replicas",
+                ls,
+                float(d.warming_replicas),
+                ts,
+            )
+        f.add("llm_scaler_cold_start_seconds", "llm_scaler_cold_start_seconds", ls, d.cold_start.seconds, ts)
         for v in d.signals:
             sl = labels_text([*so, ("signal", v.signal.value)])
             if v.value is not None:
@@ -147,7 +148,7 @@ def write_openmetrics(runs: dict[str, RunResult], path: Path, base_epoch_s: floa
     """Write every run (namespace ``sim-<policy>``) to ``path``; returns the number of samples."""
     f = Families()
     for name, r in runs.items():
-        if not r.store.history:
+        if not any(tg.times for tg in r.store.targets) or not r.store.keep_all:
             raise ValueError(f"run {name!r} kept no scrapes; simulate with keep_scrapes=True")
         namespace = f"sim-{name}"
         _scaler(f, r, namespace, base_epoch_s)

@@ -66,6 +66,18 @@ def admit(
     return ok
 
 
+def cummax_in_group(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Running maximum restarting at each group: [2, 1 | 0, 3] -> [2, 2 | 0, 3]. Each group is lifted above
+    every earlier one (by its rank times the whole range), so one accumulate never carries across groups."""
+    if not len(values):
+        return values.copy()
+    rank = np.cumsum(offsets == np.arange(len(values))) - 1
+    span = float(values.max() - values.min()) + 1.0
+    lifted: np.ndarray = np.maximum.accumulate(values + rank * span)
+    out: np.ndarray = lifted - rank * span
+    return out
+
+
 @dataclass
 class StepOutcome:
     prefill_done_at_s: np.ndarray  # per running request: time its prompt finished this step, NaN if not
@@ -73,6 +85,12 @@ class StepOutcome:
     prompt_tokens: np.ndarray  # per replica: prompt tokens processed
     generated_tokens: np.ndarray  # per replica: output tokens emitted (incl. first tokens)
     busy_fraction: np.ndarray  # per replica: fraction of the step the GPU ran kernels
+    # Per replica, the gaps between successive output tokens of the sequences decoding: mixed iterations (a
+    # prompt chunk in the batch) and pure decode ones, each with the tokens emitted at that gap.
+    itl_mixed_s: np.ndarray
+    itl_decode_s: np.ndarray
+    tokens_mixed: np.ndarray
+    tokens_decode: np.ndarray
 
 
 def serve(
@@ -84,8 +102,12 @@ def serve(
     prefill_left: np.ndarray,
     decode_left: np.ndarray,
     prompt_tokens: np.ndarray,
+    release_s: np.ndarray | None = None,
 ) -> StepOutcome:
     """Advance every running request (in arrival order) by one step; updates the two *_left arrays in place.
+
+    ``release_s``: when each request reached the engine; a prompt arriving inside the step is not worked on
+    before it arrives (arrivals are admitted at their own time, not at the next step boundary).
 
     Worked example (70B profile, one replica): 20 sequences decoding and a 4,000-token prompt pending. The
     mixed iteration takes 14 + 0.28 x 20 + 0.070 x 4,000 = 299.6 ms and finishes the prompt in one go, so in a
@@ -93,47 +115,66 @@ def serve(
     """
     n = len(rep)
     in_prefill = prefill_left > 0
-    pre_w = np.bincount(rep[in_prefill], weights=prefill_left[in_prefill], minlength=n_replicas)
     batch = np.bincount(rep[~in_prefill], minlength=n_replicas).astype(np.float64)
-    # The chunk size is set by the whole prompts pending, not what is left of them: a 200-token prompt
-    # started in one iteration costs one base_s, however many steps of dt that iteration spans.
-    pre_full = np.bincount(rep[in_prefill], weights=prompt_tokens[in_prefill], minlength=n_replicas)
-    budget = float(p.max_num_batched_tokens)
-    chunk = np.minimum(np.maximum(budget - batch, 1.0), pre_full)
-    iter_mixed = p.base_s + p.per_seq_s * batch + p.prefill_token_s * chunk
+    room = np.maximum(float(p.max_num_batched_tokens) - batch, 1.0)  # prompt tokens an iteration can take
     iter_decode = p.base_s + p.per_seq_s * batch
-    has_pre = pre_w > 0
-    needed_s = np.where(has_pre, pre_w / np.maximum(chunk, 1e-12) * iter_mixed, 0.0)
-    t_pre = np.minimum(dt_s, needed_s)
-    prompt_done = np.where(has_pre, t_pre / iter_mixed * chunk, 0.0)
-    decode_iters = np.where(has_pre, t_pre / iter_mixed, 0.0) + (dt_s - t_pre) / iter_decode
-    busy = np.where(batch > 0, 1.0, t_pre / dt_s)
 
     prefill_done_at = np.full(n, np.nan)
     finished_at = np.full(n, np.nan)
     gen = np.zeros(n_replicas)
+    t_pre: np.ndarray = np.zeros(n_replicas)
+    mixed_iters: np.ndarray = np.zeros(n_replicas)
+    prompt_done: np.ndarray = np.zeros(n_replicas)
 
-    # Prompts, FCFS within each replica.
+    # Prompts, FCFS within each replica, as one server that idles until a prompt arrives: completion
+    # C_i = max(C_(i-1), release_i) + work_i, i.e. S_i + max over j <= i of (release_j - S_(j-1)) with S
+    # the running sum of work (Lindley's recursion, vectorised). Worked example, in seconds from the step
+    # start: prompts of 0.05 and 0.02 s of work released at 0 and 0.1: the first completes at 0.05, the
+    # server idles, the second completes at 0.12 (not 0.07).
     idx = np.flatnonzero(in_prefill)
     if len(idx):
         r = rep[idx]
         order = np.argsort(r, kind="stable")
         idx, r = idx[order], r[order]
         left = prefill_left[idx]
-        cum = cumsum_in_group(left, group_offsets(r))
-        cap = prompt_done[r]
-        done = cum <= cap * (1 + 1e-9) + 1e-9
-        processed = np.clip(cap - (cum - left), 0.0, left)
-        prefill_left[idx] = np.where(done, 0.0, left - processed)
-        frac = np.where(cap > 0, np.minimum(cum / np.maximum(cap, 1e-12), 1.0), 1.0)
-        when = t_s + frac * t_pre[r]
+        full = prompt_tokens[idx]
+        rel = np.zeros(len(idx)) if release_s is None else np.clip(release_s[idx] - t_s, 0.0, None)
+        waiting = rel <= 0
+        # Prompts waiting at the step start share iterations: the chunk is set by the whole prompts pending,
+        # not what is left of them (a 200-token prompt started in one iteration costs one base_s, however
+        # many steps of dt that iteration spans). A prompt arriving inside the step runs in iterations of
+        # its own (not batched with ones already pending: a slight overestimate when they overlap).
+        pending = np.bincount(r[waiting], weights=full[waiting], minlength=n_replicas)
+        chunk = np.minimum(room[r], np.where(waiting, pending[r], full))
+        iteration = p.base_s + p.per_seq_s * batch[r] + p.prefill_token_s * chunk
+        rate = chunk / iteration  # prompt tokens per second while this prompt is prefilled
+        work = left / rate
+        off = group_offsets(r)
+        cum = cumsum_in_group(work, off)
+        # Without a prompt arriving inside the step the server never idles: C_i = S_i.
+        done_at = cum + cummax_in_group(rel - (cum - work), off) if rel.any() else cum
+        started = done_at - work
+        done = done_at <= dt_s * (1 + 1e-9) + 1e-12
+        busy_s = np.where(done, work, np.clip(dt_s - started, 0.0, work))
+        processed = np.where(done, left, busy_s * rate)
+        prefill_left[idx] = np.where(done, 0.0, np.maximum(left - processed, 0.0))
+        t_pre = np.minimum(np.bincount(r, weights=busy_s, minlength=n_replicas), dt_s)
+        mixed_iters = np.bincount(r, weights=busy_s / iteration, minlength=n_replicas)
+        prompt_done = np.bincount(r, weights=processed, minlength=n_replicas)
+        when = t_s + done_at
         prefill_done_at[idx[done]] = when[done]
         gen += np.bincount(r[done], minlength=n_replicas)  # the first token comes with the prompt
         # A one-token answer (and every Triton request) is complete when its prompt is.
         single = done & (decode_left[idx] <= 0)
         finished_at[idx[single]] = when[single]
+    decode_iters = mixed_iters + (dt_s - t_pre) / iter_decode
+    # The mean duration of the mixed iterations (the gap decoding sequences see while a prompt is prefilled).
+    iter_mixed = np.divide(t_pre, mixed_iters, out=iter_decode.copy(), where=mixed_iters > 0)
+    busy = np.where(batch > 0, 1.0, t_pre / dt_s)
 
     # Decode: sequences that were decoding at the start of the step.
+    tokens_mixed: np.ndarray = np.zeros(n_replicas)
+    tokens_decode: np.ndarray = np.zeros(n_replicas)
     d = np.flatnonzero(~in_prefill)
     if len(d):
         r = rep[d]
@@ -141,53 +182,21 @@ def serve(
         left = decode_left[d]
         fin = left <= k
         emitted = np.minimum(left, k)
-        gen += np.bincount(r, weights=emitted, minlength=n_replicas)
+        per_replica = np.bincount(r, weights=emitted, minlength=n_replicas)
+        gen += per_replica
+        share_mixed = np.divide(mixed_iters, decode_iters, out=np.zeros(n_replicas), where=decode_iters > 0)
+        tokens_mixed = per_replica * share_mixed
+        tokens_decode = per_replica - tokens_mixed
         decode_left[d] = left - emitted
         finished_at[d[fin]] = t_s + dt_s * (left[fin] / np.maximum(k[fin], 1e-12))
-    return StepOutcome(prefill_done_at, finished_at, prompt_done, gen, busy)
-
-
-def closed_loop(
-    p: HardwareProfile,
-    concurrency: int,
-    input_tokens: int,
-    output_tokens: int,
-    duration_s: float = 20.0,
-    dt_s: float = 0.002,
-) -> dict[str, float]:
-    """Keep ``concurrency`` identical requests in flight on one replica (a benchmark client) and measure
-    TTFT p50, TPOT p50 and output tokens/s over the second half of the run."""
-    rep = np.zeros(concurrency, dtype=np.int64)
-    prefill = np.full(concurrency, float(input_tokens))
-    decode = np.full(concurrency, float(output_tokens - 1))
-    full = np.full(concurrency, float(input_tokens))
-    started = np.zeros(concurrency)
-    first = np.full(concurrency, np.nan)
-    ttfts: list[float] = []
-    tpots: list[float] = []
-    tokens = 0.0
-    t = 0.0
-    half = duration_s / 2
-    while t < duration_s:
-        out = serve(p, t, dt_s, 1, rep, prefill, decode, full)
-        got = ~np.isnan(out.prefill_done_at_s)
-        first[got] = out.prefill_done_at_s[got]
-        if t >= half:
-            tokens += float(out.generated_tokens.sum())
-        done = np.flatnonzero(~np.isnan(out.finished_at_s))
-        for i in done:
-            fin = out.finished_at_s[i]
-            if t >= half:
-                ttfts.append(first[i] - started[i])
-                if output_tokens > 1:
-                    tpots.append((fin - first[i]) / (output_tokens - 1))
-            started[i] = fin  # the client sends the next request at once
-            prefill[i] = float(input_tokens)
-            decode[i] = float(output_tokens - 1)
-            first[i] = np.nan
-        t += dt_s
-    return {
-        "ttft_p50_s": float(np.median(ttfts)) if ttfts else float("nan"),
-        "tpot_p50_s": float(np.median(tpots)) if tpots else float("nan"),
-        "output_tokens_per_s": tokens / (duration_s - half),
-    }
+    return StepOutcome(
+        prefill_done_at,
+        finished_at,
+        prompt_done,
+        gen,
+        busy,
+        itl_mixed_s=iter_mixed,
+        itl_decode_s=iter_decode,
+        tokens_mixed=tokens_mixed,
+        tokens_decode=tokens_decode,
+    )

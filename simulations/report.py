@@ -11,12 +11,14 @@ from typing import Any, TextIO
 import numpy as np
 
 from simulations.engine import Comparison, RunResult
+from simulations.oracle import OracleBound
 
 COLUMNS = (
     "slo_attainment",
     "ttft_p50_s",
     "ttft_p99_s",
     "e2e_p99_s",
+    "tpot_p99_s",
     "gpu_hours",
     "cold_starts",
     "max_replicas",
@@ -55,10 +57,21 @@ class ProgressBar:
         self.stream.flush()
 
 
+PLOTS_HINT = "plots skipped: matplotlib is not installed; pip install 'llm-keda-scaler[sim]' for them"
+WATCHES = {
+    "keda-queue": "KEDA on vllm:num_requests_waiting",
+    "keda-tuned": "KEDA on running + waiting, gateway activation",
+    "hpa-gpu": "HPA on DCGM GPU utilisation",
+    "kpa": "Knative KPA on concurrency",
+    "static-peak": "always on, sized with hindsight",
+    "hindsight": "the oracle LP's schedule replayed",
+}
+
+
 def summary_table(summary: dict[str, Any]) -> str:
-    """The markdown table of summary.json (plus GPU-hours relative to the oracle)."""
+    """The markdown table of summary.json (plus GPU-hours relative to the oracle), and the frontier."""
     oracle = summary.get("oracle_gpu_hours")
-    head = ["policy", *COLUMNS, "x oracle"]
+    head = ["policy", *COLUMNS, "bound_gpu_hours", "x oracle"]
     lines = [
         f"Trace `{summary['trace']}`: {summary['requests']} requests; profile {summary.get('profile')}, "
         f"cold start {summary.get('cold_start_s')} s, TTFT SLO {summary.get('ttft_slo_s')} s, "
@@ -69,13 +82,42 @@ def summary_table(summary: dict[str, Any]) -> str:
     ]
     for name, row in summary["policies"].items():
         ratio = f"{row['gpu_hours'] / oracle:.2f}" if oracle else "-"
-        cells = [name, *("-" if row[c] is None else f"{row[c]:g}" for c in COLUMNS), ratio]
+        label = f"{name} ({WATCHES[name]})" if name in WATCHES else name
+        cells = [
+            label,
+            *("-" if row.get(c) is None else f"{row[c]:g}" for c in (*COLUMNS, "bound_gpu_hours")),
+            ratio,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
         "slo_attainment: fraction of all requests whose TTFT met the SLO (dropped ones count as misses); "
-        "latency percentiles are over the requests served; gpu_hours include loading and draining replicas.",
+        "latency percentiles are over the requests served; gpu_hours include loading and draining replicas. "
+        "Oracle: the LP bound no policy serving every request in time beats (cold starts paid); "
+        "bound_gpu_hours: the bound at that policy's own attainment (simulations/oracle.py).",
     ]
+    fr = summary.get("frontier")
+    if fr:
+        lines += [
+            "",
+            "Frontier: GPU-hours each baseline needs to reach the scaler's attainment "
+            f"({summary['policies']['scaler']['slo_attainment']}), the fewest among its swept settings "
+            "(unreachable: none reached it).",
+            "",
+            "| baseline | GPU-hours at the scaler's attainment | setting | points swept |",
+            "|---|---|---|---|",
+        ]
+        for name, f in fr.items():
+            if not isinstance(f, dict):
+                continue
+            at = f["gpu_hours_at_scaler_attainment"]
+            cells = [
+                name,
+                "unreachable" if at is None else f"{at:g}",
+                f["setting_at_scaler_attainment"] or "-",
+                str(len(f["points"])),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -167,23 +209,32 @@ def write_comparison(c: Comparison, out_dir: Path) -> dict[str, Any]:
     summary = c.summary()
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out_dir / "summary.md").write_text(summary_table(summary))
-    plot(c.runs, out_dir, (c.oracle.bin_s, c.oracle.replicas_per_bin), c.sim.ttft_slo_s)
+    try:
+        plot(c.runs, out_dir, (c.oracle.bin_s, c.oracle.replicas_per_bin), c.sim.ttft_slo_s)
+        if c.frontier:
+            plot_frontier(summary, out_dir)
+    except ImportError:
+        print(PLOTS_HINT, file=sys.stderr)
     return summary
 
 
-def write_run(r: RunResult, out_dir: Path, oracle_gpu_hours: float) -> dict[str, Any]:
+def write_run(r: RunResult, out_dir: Path, oracle: OracleBound | None) -> dict[str, Any]:
+    """summary.json, summary.md, decisions.jsonl (scaler) and the plots of one run. ``oracle`` None: the
+    bound was not computed (no scipy); its keys are null."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    row = r.summary()
+    row["bound_gpu_hours"] = round(oracle.at_met(r.met()), 4) if oracle is not None else None
     summary = {
         "trace": r.trace,
         "requests": len(r.ttft_s),
-        "oracle_gpu_hours": round(oracle_gpu_hours, 4),
+        "oracle_gpu_hours": round(oracle.gpu_hours, 4) if oracle is not None else None,
         "profile": r.sim.profile.name,
         "cold_start_s": r.sim.cold_start_s,
         "ttft_slo_s": r.sim.ttft_slo_s,
         "seed": r.sim.seed,
         "settings": r.settings,
         **({"metadata": r.metadata} if r.metadata else {}),
-        "policies": {r.policy: r.summary()},
+        "policies": {r.policy: row},
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out_dir / "summary.md").write_text(summary_table(summary))
@@ -197,12 +248,49 @@ def write_run(r: RunResult, out_dir: Path, oracle_gpu_hours: float) -> dict[str,
                             "desired": d.desired_replicas,
                             "active": d.active,
                             "valid": d.valid,
-                            "reason": str(d.reason),
+                            "reason": d.reason.value,
                             "current": d.current_replicas,
                             "ready": d.ready_replicas,
                         }
                     )
                     + "\n"
                 )
-    plot({r.policy: r}, out_dir, None, r.sim.ttft_slo_s)
+    try:
+        plot({r.policy: r}, out_dir, None, r.sim.ttft_slo_s)
+    except ImportError:
+        print(PLOTS_HINT, file=sys.stderr)
     return summary
+
+
+def plot_frontier(summary: dict[str, Any], out_dir: Path) -> Path:
+    """frontier.png: each baseline's swept points (GPU-hours against attainment) joined in order of cost,
+    the scaler's point, and the scaler's attainment as a vertical line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fr = summary["frontier"]
+    scaler = summary["policies"]["scaler"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, f in fr.items():
+        if not isinstance(f, dict) or not f["points"]:
+            continue
+        pts = sorted(f["points"], key=lambda p: p[1])
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3.5, lw=1.0, label=name)
+    ax.plot(
+        [scaler["slo_attainment"]], [scaler["gpu_hours"]], marker="*", ms=14, color="k", ls="", label="scaler"
+    )
+    ax.axvline(scaler["slo_attainment"], color="k", lw=0.6, ls=":")
+    ax.axhline(summary["oracle_gpu_hours"], color="tab:gray", lw=0.8, ls="--", label="oracle bound")
+    ax.set_xlabel("SLO attainment")
+    ax.set_ylabel("GPU-hours")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{summary['trace']}: each baseline's knob swept; the scaler's point", fontsize=10)
+    fig.tight_layout()
+    p = out_dir / "frontier.png"
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return p

@@ -1,140 +1,170 @@
-"""MemorySource: the simulator's stand-in for Prometheus and the Kubernetes API, feeding the real core."""
+"""MemorySource: the simulator's Prometheus and Kubernetes API, feeding the real core.
+
+It runs the production query plans (``plan_queries``, ``plan_history``) against the simulated Prometheus
+(``tsdb``: the pods' raw samples, each as old as its scrape), and hands the results to the production
+reductions (``reduce_signals``, ``reduce_history``, and through them the one ``histogram_quantile``), with
+the production windows and steps: the 1m rate window, 1 h of history at 15 s aligned to the step
+(``history_range``), the activation query's last minute at 5 s. Nothing here computes a signal.
+
+What it does differently from ``PrometheusSource``: the Deployment's pods come from the fleet the way the
+Kubernetes reader sees them (the live pods its ReplicaSet owns, counted by the production ``count_pods``),
+and the activation query can only be the gateway's (it evaluates specs, not text). kube-state-metrics is
+not simulated: the simulator plays the Kubernetes API, which production prefers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from scaler.core.signals import SignalName, Signals
-from scaler.core.state import Observation, ReplicaSource, Series, State
+from scaler.core.signals import Measure
+from scaler.core.state import LatencyWindow, Observation, ReplicaSource, Series, State
 from scaler.core.target import Target
-from scaler.sources.profile import VLLM_TTFT_BUCKETS_S
-from simulations.controlplane import ScrapeStore
-from simulations.fleet import Fleet, Scrape
+from scaler.sources.membership import PodFacts, PodStates, count_pods, generated_prefix
+from scaler.sources.prometheus import ACTIVATION_WINDOW_S, HISTORY_S, HISTORY_STEP_S
+from scaler.sources.query import (
+    QueryPlan,
+    RangeSample,
+    Sample,
+    history_key,
+    history_range,
+    index_history,
+    plan_history,
+    plan_queries,
+    reduce_history,
+    reduce_signals,
+)
+from scaler.sources.spec import Matcher, Op, QuerySpec, duration_s, render
+from simulations.exposition import GATEWAY_METRIC, NAMESPACE, REPLICASET, pod_name
+from simulations.fleet import LOADING, READY, Fleet
+from simulations.tsdb import ScrapeStore
 
-HISTORY_S = 600.0  # demand history handed to decide(): the last 10 min at the scrape step
-RATE_WINDOW_S = 60.0  # the scaler's rate window ("1m")
+RATE_WINDOW = "1m"  # PrometheusSource's default rate window (--rate-window)
+# What activationQuery would be in a cluster: the gateway's pending requests in the ScaledObject's namespace.
+GATEWAY_SPEC = QuerySpec(Op.SUM, (GATEWAY_METRIC,), (Matcher("namespace", "=", NAMESPACE),))
+GATEWAY_QUERY = render(GATEWAY_SPEC)  # sum(gateway_pending_requests{namespace="sim"})
+# The production reductions, called as they are (tests/simulations/test_source.py checks these are them).
+REDUCE_SIGNALS = reduce_signals
+REDUCE_HISTORY = reduce_history
 
 
-def histogram_quantile(q: float, bounds: Sequence[float], cumulative: np.ndarray) -> float | None:
-    """Prometheus' ``histogram_quantile`` on cumulative bucket counts (last = +Inf); None when empty.
-
-    Worked example: buckets le=0.1: 90, le=0.25: 99, +Inf: 100 and q=0.95: rank 95 falls in (0.1, 0.25]
-    five of nine counts in, so 0.1 + 0.15 x 5 / 9 = 0.183.
-    """
-    total = float(cumulative[-1])
-    if total <= 0:
-        return None
-    rank = q * total
-    i = int(np.searchsorted(cumulative, rank, side="left"))
-    if i >= len(bounds):
-        return float(bounds[-1])
-    upper = bounds[i]
-    lower = bounds[i - 1] if i > 0 else 0.0
-    below = float(cumulative[i - 1]) if i > 0 else 0.0
-    in_bucket = float(cumulative[i]) - below
-    if in_bucket <= 0:
-        return float(upper)
-    return float(lower + (upper - lower) * (rank - below) / in_bucket)
+class SimulationError(ValueError):
+    """Something the simulated Prometheus cannot answer; the message says what it can."""
 
 
 @dataclass
 class MemorySource:
-    """The ``scaler.sources.source.Source`` the simulator gives the real scaler: it reads the scrape store
-    (what Prometheus holds) and the fleet (what the Kubernetes API says), as the production sources do.
-
-    Signals come from the last scrape only, so the scaler sees what Prometheus would, one scrape late.
-    """
+    """The ``scaler.sources.source.Source`` the simulator gives the real scaler."""
 
     fleet: Fleet
     store: ScrapeStore
-    clock: Any  # Callable[[], float]: simulated time
-    latency_quantile: float = 0.99
-    _cache_t: float | None = None
-    _cache: tuple[Signals, dict[SignalName, Series], Series, Series] | None = None
+    clock: Callable[[], float]  # simulated time
+    rate_window: str = RATE_WINDOW
+    history_s: float = HISTORY_S
+    history_step_s: float = HISTORY_STEP_S
+    reductions: int = 0  # calls of the production reductions (reduce_signals + reduce_history)
+    _plans: dict[tuple[str, str], tuple[QueryPlan, QueryPlan]] = field(default_factory=dict)
+    _history: dict[
+        tuple[str, str, float, frozenset[str]], tuple[dict[Measure, Series], tuple[LatencyWindow, ...]]
+    ] = field(default_factory=dict)
 
     def collect(self, targets: Sequence[Target]) -> Mapping[tuple[str, str, str], Observation]:
         now = float(self.clock())
-        obs = self.observe(now)
-        return {(t.namespace, t.name, t.config.deployment): obs for t in targets}
+        return {(t.namespace, t.name, t.config.deployment): self.observe(t, now) for t in targets}
 
-    def _scrape_signals(self, s: Scrape, now: float) -> Signals:
-        reporting = len(s.pods)
-        queue = float(s.waiting.sum() + s.running.sum()) if reporting else None
-        old = _window_start(self.store, s.t_s - RATE_WINDOW_S)
-        tokens = None
-        latency = None
-        no_traffic: frozenset[SignalName] = frozenset()
-        if reporting and old is not None and old.t_s < s.t_s:
-            span = s.t_s - old.t_s
-            tokens = (
-                s.fleet_gen_total + s.fleet_prompt_total - old.fleet_gen_total - old.fleet_prompt_total
-            ) / span
-            inc = s.fleet_ttft_hist - old.fleet_ttft_hist
-            latency = histogram_quantile(self.latency_quantile, VLLM_TTFT_BUCKETS_S, inc)
-            if latency is None:
-                no_traffic = frozenset({SignalName.LATENCY})
-        gpu = float(s.gpu_util_percent.mean()) if len(s.gpu_pods) else None
-        return Signals(
-            current_replicas=None,
-            ready_replicas=reporting,
-            queue_requests=queue,
-            tokens_per_s=tokens,
-            gpu_util_percent=gpu,
-            latency_s=latency,
-            no_traffic=no_traffic,
-        )
+    def plans(self, target: Target) -> tuple[QueryPlan, QueryPlan]:
+        """The production plans for one target: the refresh's instant queries and the history's range ones."""
+        key = (target.namespace, target.name)
+        if key not in self._plans:
+            self._plans[key] = (
+                plan_queries([target], self.rate_window),
+                plan_history([target], self.rate_window),
+            )
+        return self._plans[key]
 
-    def observe(self, now: float) -> Observation:
-        last = self.store.at_or_before(now)
-        if last is None:
-            signals = Signals(current_replicas=None, ready_replicas=None)
-            history: dict[SignalName, Series] = {}
-            gateway = Series()
-            replicas = Series()
-        elif self._cache_t == last.t_s and self._cache is not None:
-            signals, history, gateway, replicas = self._cache
-        else:
-            signals = self._scrape_signals(last, now)
-            recent = [s for s in self.store.scrapes if last.t_s - HISTORY_S < s.t_s <= last.t_s]
-            per = [(s.t_s, self._scrape_signals(s, now)) for s in recent]
-            history = {}
-            for name in (SignalName.QUEUE, SignalName.TOKENS, SignalName.GPU):
-                pts = [(t, sig.value_of(name)) for t, sig in per]
-                kept = [(t, v) for t, v in pts if v is not None]
-                history[name] = Series(tuple(t for t, _ in kept), tuple(float(v) for _, v in kept))
-            gateway = Series(tuple(s.t_s for s in recent), tuple(float(s.gateway_queue) for s in recent))
-            replicas = Series(tuple(s.t_s for s in recent), tuple(float(s.replicas) for s in recent))
-            self._cache_t, self._cache = last.t_s, (signals, history, gateway, replicas)
-        f = self.fleet
-        ages = tuple(float(now - f.created_at[i]) for i in np.flatnonzero(f.status == 1))
-        signals = Signals(
-            current_replicas=f.replicas,
-            ready_replicas=signals.ready_replicas,
-            queue_requests=signals.queue_requests,
-            tokens_per_s=signals.tokens_per_s,
-            gpu_util_percent=signals.gpu_util_percent,
-            latency_s=signals.latency_s,
-            no_traffic=signals.no_traffic,
+    def instant_results(self, target: Target, now: float) -> dict[str, list[Sample]]:
+        plan, _ = self.plans(target)
+        return {q.kind: self.store.query(_spec(q.kind, q.spec), now) for q in plan.queries}
+
+    def history_results(
+        self, target: Target, start_s: float, end_s: float
+    ) -> Mapping[str, Sequence[RangeSample]]:
+        """The history queries over [start_s, end_s], indexed as ``PrometheusSource`` does: this target's
+        Deployment's entry of ``index_history``."""
+        _, plan = self.plans(target)
+        step = self.history_step_s
+        results = {
+            q.kind: self.store.query_range(_spec(q.kind, q.spec), start_s, end_s, q.step_s or step)
+            for q in plan.queries
+        }
+        return index_history(results).get(history_key(target), {})
+
+    def observe(self, target: Target, now: float) -> Observation:
+        states = self.pod_states(target, now)
+        self.reductions += 1
+        signals = REDUCE_SIGNALS(
+            target, self.instant_results(target, now), states, window_s=duration_s(self.rate_window)
         )
+        start_s, end_s = history_range(now, self.history_s, self.history_step_s)
+        hkey = (target.namespace, target.config.deployment, end_s, states.prefixes)
+        if hkey not in self._history:
+            # Like PrometheusSource: history is read and reduced once per history step.
+            self.reductions += 1
+            mine = self.history_results(target, start_s, end_s)
+            self._history = {hkey: REDUCE_HISTORY(target, mine, states.prefixes)}
+        measured, windows = self._history[hkey]
+        # As PrometheusSource's _with_pod_counts: replica counts from the pods, not from their metrics.
+        signals = replace(signals, current_replicas=states.total, ready_replicas=states.ready)
         state = State(
-            warming_replicas=f.loading,
-            warming_ages_s=ages,
+            history=measured,
+            latency_windows=windows,
+            warming_replicas=len(states.warming_ages_s),
+            warming_ages_s=states.warming_ages_s,
+            cold_start_samples_s=states.cold_starts_s,
             replica_source=ReplicaSource.SIMULATION,
-            cold_start_samples_s=tuple(f.cold_start_samples_s[-20:]),
-            demand_history=history,
-            activation_value=float(last.gateway_queue) if last is not None else None,
-            activation_history=gateway,
-            replica_history=replicas,
+            notes=dict(states.notes),
         )
+        if target.config.activation_query is not None:
+            value, series = self.activation(target.config.activation_query, now)
+            state = replace(state, activation_value=value, activation_history=series)
         return Observation(signals, state)
 
+    def activation(self, query: str, now: float) -> tuple[float | None, Series | None]:
+        """The activation query now and over its last minute at 5 s, as ``PrometheusSource`` reads it."""
+        if query != GATEWAY_QUERY:
+            raise SimulationError(
+                f"the simulator answers activationQuery only with its gateway's queue ({GATEWAY_QUERY}), "
+                f"not {query[:80]!r}"
+            )
+        now_samples = self.store.query(GATEWAY_SPEC, now)
+        value = now_samples[0].value if now_samples else None
+        step_s = min(self.history_step_s, 5.0)
+        ranged = self.store.query_range(GATEWAY_SPEC, now - ACTIVATION_WINDOW_S, now, step_s)
+        series = Series(ranged[0].times_s, ranged[0].values) if ranged and ranged[0].times_s else None
+        return value, series
 
-def _window_start(store: ScrapeStore, t_s: float) -> Scrape | None:
-    for s in store.scrapes:
-        if s.t_s >= t_s - 1e-9:
-            return s
-    return None
+    def pod_states(self, target: Target, now: float) -> PodStates:
+        """The Deployment's pods as the Kubernetes reader sees them (``kube._Namespace.summarise``): the live
+        pods of its one ReplicaSet (draining ones are terminating, so left out), spec.replicas as KEDA and
+        the HPA set it, counted by the production ``count_pods``."""
+        f = self.fleet
+        live = np.flatnonzero((f.status == LOADING) | (f.status == READY))
+        facts = [
+            PodFacts(
+                name=pod_name(int(f.pod_id[i])),
+                created_s=float(f.created_at[i]),
+                ready=bool(f.status[i] == READY),
+                ready_at_s=float(f.ready_at[i]) if f.status[i] == READY else None,
+            )
+            for i in live
+        ]
+        prefixes = frozenset({generated_prefix(REPLICASET)})
+        return count_pods(facts, f.replicas, prefixes, now, target.config.cold_start_s)
+
+
+def _spec(kind: str, spec: QuerySpec | None) -> QuerySpec:
+    if spec is None:
+        raise SimulationError(f"query {kind} has no QuerySpec: the simulated Prometheus evaluates specs only")
+    return spec

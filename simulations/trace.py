@@ -1,8 +1,8 @@
 """Request traces: arrival times and token counts, loaded from CSV or generated.
 
 Formats: the Azure LLM inference CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``) and a plain CSV
-(``arrival_s,input_tokens,output_tokens``). Generators: Poisson, diurnal, bursts and idle gaps, all
-deterministic for a seed. Arrivals are seconds from the first request, sorted.
+(``arrival_s,input_tokens,output_tokens``). Generators: Poisson, diurnal, bursts, idle gaps and flash
+crowds, all deterministic for a seed. Arrivals are seconds from the first request, sorted.
 """
 
 from __future__ import annotations
@@ -198,4 +198,33 @@ def idle_gaps(
     return _from_rate("idle-gaps", rate, 1.0, seed, 1000, 200)
 
 
-GENERATORS = {"poisson": poisson, "diurnal": diurnal, "bursts": bursts, "idle-gaps": idle_gaps}
+def flash_crowd(
+    base_rate_per_s: float,
+    duration_s: float,
+    factor: float = 8.0,
+    every_s: float = 3600,
+    first_s: float = 900,
+    crowd_len_s: float = 300,
+    ramp_s: float = 30,
+    seed: int = 0,
+) -> Trace:
+    """Unannounced surges far apart: the rate jumps to ``factor`` x the base within ``ramp_s``, holds for
+    ``crowd_len_s`` and falls back as fast, every ``every_s`` from ``first_s`` on. Worked example (the
+    scorecard's): base 1/s over 9,000 s gives three crowds of 8/s at 15, 75 and 135 minutes."""
+    t = np.arange(int(duration_s), dtype=np.float64)
+    since = (t - first_s) % every_s
+    started = t >= first_s
+    up = np.clip(since / ramp_s, 0.0, 1.0)
+    down = np.clip((crowd_len_s + ramp_s - since) / ramp_s, 0.0, 1.0)
+    shape = np.where(started, np.minimum(up, down), 0.0)
+    rate = base_rate_per_s * (1.0 + (factor - 1.0) * shape)
+    return _from_rate("flash-crowd", rate, 1.0, seed, 1000, 200)
+
+
+GENERATORS = {
+    "poisson": poisson,
+    "diurnal": diurnal,
+    "bursts": bursts,
+    "idle-gaps": idle_gaps,
+    "flash-crowd": flash_crowd,
+}

@@ -23,6 +23,7 @@ class ColdStart:
     seconds: float
     samples: int
     source: str  # "learned" or "prior"
+    samples_s: tuple[float, ...] = ()  # the start-ups it was learned from (explain shows them)
 
 
 def estimate_cold_start(samples_s: Sequence[float], prior_s: float) -> ColdStart:
@@ -37,6 +38,6 @@ def estimate_cold_start(samples_s: Sequence[float], prior_s: float) -> ColdStart
     if len(usable) < MIN_SAMPLES:
         if usable:
             # One or two observations: trust neither them nor the prior alone; take the larger.
-            return ColdStart(max(prior_s, *usable), len(usable), "prior")
+            return ColdStart(max(prior_s, *usable), len(usable), "prior", tuple(usable))
         return ColdStart(prior_s, 0, "prior")
-    return ColdStart(float(np.quantile(np.asarray(usable), QUANTILE)), len(usable), "learned")
+    return ColdStart(float(np.quantile(np.asarray(usable), QUANTILE)), len(usable), "learned", tuple(usable))

@@ -258,6 +258,7 @@ _REQUIRES = {
 
 _FIELD_TO_KEY = {name: (field.alias or name) for name, field in ScalerConfig.model_fields.items()}
 ALLOWED_KEYS = tuple(sorted(_FIELD_TO_KEY.values()))
+_KNOWN_KEYS = frozenset(ALLOWED_KEYS)
 REQUIRED_KEYS = tuple(_FIELD_TO_KEY[n] for n, f in ScalerConfig.model_fields.items() if f.is_required())
 
 # A rule over the map as KEDA sent it (values stripped, KEDA's own keys left out): the problems it finds.
@@ -309,6 +310,11 @@ def parse_metadata(metadata: Mapping[str, str]) -> ScalerConfig:
                 )
             )
             refused.add(key)
+        if key not in _KNOWN_KEYS:
+            # Also a field's Python name ("latency_quantile"): the model would take it (populate_by_name,
+            # for ScalerConfig built in code), but metadata keys are the camelCase ones KEDA users write.
+            problems.append(Problem(key[:_KEY_CHARS], UNKNOWN_KEY))
+            continue
         data[key] = value.strip()
     for rule in MAP_RULES:
         problems.extend(rule(data))
@@ -411,7 +417,8 @@ def _render(problems: Sequence[Problem]) -> str:
 
 # One key's problems: keys from the map are cut to 64 characters (_KEY_CHARS) and messages echo at most
 # 64 characters of a value; this bounds a part when escaping or a long PromQL complaint makes it longer.
-_PART_CHARS = 300
+# The longest message written here, target.WAKE_FROM_ZERO, is 285 characters and fits whole.
+_PART_CHARS = 330
 
 
 def _cut(text: str, limit: int) -> str:

@@ -1,44 +1,70 @@
 """The decision core: ``decide(signals, state, config, now_s) -> Decision``.
 
-Pure: no gRPC, no Prometheus client, no Kubernetes, no clock. The gRPC service, the ``explain`` CLI and
-the simulator all call this one function, so they all tell the same story.
+Pure: no gRPC, no Prometheus client, no Kubernetes, no clock. The gRPC service, the ``explain`` CLI and the
+simulator all call this one function, so they all tell the same story.
 
-Each configured signal yields a ``SignalVerdict``: its measured value and the replicas it alone would ask
-for. The decision is the largest of those, raised to a floor when data is missing or latency is close
-to its SLO (neither may shrink the fleet). "No decision" is a value (``valid=False``), not an exception.
+In order:
+1. **Phase**: at zero (no pod), starting (pods exist, none Ready: the first step loads), warming (some
+   Ready, some loading from a recent scale-up), serving.
+2. **Asks**: the projection (demand as work over the reaction horizon, divided by what one replica serves
+   within the SLO: ``capacity``, ``projection``), and each signal that has a target (``targetQueuePerReplica``
+   and the others are optional guards; ``latencySloSeconds`` asks for more when the SLO is missed now).
+3. **Floors**, each a value with its reason: the headroom bursts need (``headroom``, priced against the
+   attainment target), and four that only stop a scale-down: missing data, latency near its SLO, pods still
+   loading from a scale-up, and the keep-warm economics of each replica level (``keepwarm``).
+4. **Activity**: the last replica goes (inactive) only when the keep-warm economics, the headroom budget
+   and ``scaleToZero``/``minIdleSeconds`` all allow it.
+
+"No decision" is a value (``valid=False``: KEDA's fallback), not an exception. Every number that made the
+answer is a typed field of the Decision, so explain, the metrics, the logs and the simulator read fields.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
+from scaler.core.capacity import Capacity, estimate_capacity
 from scaler.core.coldstart import ColdStart, estimate_cold_start
 from scaler.core.config import ScalerConfig
-from scaler.core.forecast import forecast_demand, theil_sen_slope
-from scaler.core.keepwarm import Idleness, decide_release, gaps_between, measure_idleness
-from scaler.core.signals import SignalName, Signals
+from scaler.core.headroom import AGE_SCALE_S, Headroom, WindowLoad, attainment_at, headroom_floor
+from scaler.core.keepwarm import keep_warm_floor
+from scaler.core.projection import (
+    CONTROL_DELAY_S,
+    Projection,
+    project,
+    reactive_needs,
+)
+from scaler.core.signals import Measure, SignalName, Signals
 from scaler.core.state import ReplicaSource, Series, State
 
 # Below the SLO, latency only guards: while pXX is above this fraction of the SLO, no scale-down.
 LATENCY_GUARD_FRACTION = 0.8
-# Above the SLO, latency may at most double the ready replicas per decision.
-LATENCY_MAX_STEP = 2
-# Scale-down stabilisation: a replica above the current ask is released by the keep-warm economics
-# (see _stabilisation_floor), and never within this long of the last ask that needed it.
-MIN_STABILISATION_S = 60.0
-# ...and at most halves the fleet per HALVING_PERIOD_S: 16 -> 8 -> 4 -> 2 -> 1 takes four minutes.
-HALVING_PERIOD_S = 60.0
-# The arrival rate at zero and while warming is the robust slope of the queue over this window.
-ARRIVAL_WINDOW_S = 60.0
-ARRIVAL_MIN_SPAN_S = 30.0
-# Signals whose history is demand (forecast, stabilisation, idleness); GPU and latency only guard.
-DEMAND_SIGNALS = (SignalName.QUEUE, SignalName.TOKENS)
+# Above the SLO, latency may at most double the ready replicas per decision: a tail latency is a lagging,
+# windowed signal, and queueing delay is not proportional to 1 / replicas.
+LATENCY_MAX_STEP = 2.0
+# Latency attainment from fewer requests than this is noise (one slow request of ten is 90 %).
+MIN_ATTAINMENT_REQUESTS = 20.0
+# A window whose replicas ran above this utilisation was saturated: its latency is backlog.
+SATURATED_UTILISATION = 0.95
+# A projection at most this far above the Ready fleet is a rounding while latency has room: the tail
+# under ROOM_FRACTION of the SLO and the target met.
+MARGINAL_REPLICAS = 0.25
+ROOM_FRACTION = 0.5
+# Pods loading for longer than this many cold starts are stuck (unschedulable, crash-looping): they no
+# longer hold the fleet or count as capacity coming.
+STUCK_COLD_STARTS = 2.0
+
+
+class Phase(StrEnum):
+    AT_ZERO = "at-zero"  # no pod exists
+    STARTING = "starting"  # pods exist and none is Ready: the first step is loading
+    WARMING = "warming"  # some Ready, some still loading from a recent scale-up
+    SERVING = "serving"
 
 
 class Status(StrEnum):
@@ -46,20 +72,45 @@ class Status(StrEnum):
     MISSING = "missing"  # no data: holds the fleet, never shrinks it
     GUARD = "guard"  # latency under its SLO but close: forbids scale-down
     IDLE = "idle"  # latency well under its SLO: no opinion
+    # absent longer than the staleness bound while other signals are measured: a configuration problem,
+    # reported, and it holds nothing
+    UNCONFIGURED = "unconfigured"
 
 
 class Reason(StrEnum):
-    """Why the decision is what it is; one of the signal names, or one of these."""
+    """Why the decision is what it is."""
 
+    DEMAND = "demand"  # the projection's ask
+    QUEUE = "queue"  # a signal's target asked for the most
+    TOKENS = "tokens"
+    GPU = "gpu"
+    LATENCY = "latency"
+    HEADROOM = "headroom"  # warm replicas for bursts shorter than the reaction horizon
+    KEEP_WARM = "keep-warm"  # a scale-down (or the release of the last replica) does not pay yet
     HOLD_MISSING = "hold-missing-data"
     LATENCY_GUARD = "latency-guard"
-    IDLE = "idle"  # no demand and nothing holds replicas: the fleet may shrink (not to zero)
+    LOADING = "loading"  # pods of a recent scale-up still loading: no scale-down on top of it
+    FROM_ZERO = "from-zero"  # demand at zero (or while the first step loads): the right-sized first step
     AT_ZERO = "at-zero-no-demand"
-    NO_DATA = "no-data"
-    FROM_ZERO = "from-zero"  # demand at zero replicas: the first step, right-sized for one cold start
-    KEEP_WARM = "keep-warm"  # idle, but releasing the last replica does not pay (yet)
     RELEASE = "idle-release"  # idle long enough that a cold start is cheaper than idling: go to zero
-    STABILISED = "stabilised"  # a scale-down held back by the recent asks or the halving limit
+    NO_DATA = "no-data"
+
+
+class FloorKind(StrEnum):
+    HEADROOM = "headroom"
+    MISSING_DATA = "missing-data"
+    LATENCY_GUARD = "latency-guard"
+    LOADING = "loading"
+    KEEP_WARM = "keep-warm"
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The lowest the answer may be, and why. Every floor is reported, whether it won or not."""
+
+    kind: FloorKind
+    replicas: int
+    why: str
 
 
 @dataclass(frozen=True)
@@ -70,42 +121,137 @@ class SignalVerdict:
     desired_replicas: int | None
     status: Status
     note: str = ""
-    # The ask from the measured value alone, and the forecast one cold start ahead (None: not forecast).
+    # The ask from the measured value alone (desired_replicas may be held below it while replicas load).
     now_replicas: int | None = None
-    forecast_value: float | None = None
+
+
+@dataclass(frozen=True)
+class Idle:
+    """The keep-warm verdict on the last replica (present when the fleet has no demand)."""
+
+    idle_s: float | None
+    expected_idle_s: float | None
+    penalty_s: float
+    release: bool
+    why: str
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The answer for one ScaledObject at ``now_s``."""
+    """The answer for one ScaledObject at ``now_s``, with every number that made it."""
 
     valid: bool
     desired_replicas: int
     active: bool
-    reason: str
+    reason: Reason
+    phase: Phase
     signals: tuple[SignalVerdict, ...]
     current_replicas: int | None
     ready_replicas: int | None
     now_s: float
-    details: dict[str, Any] = field(default_factory=dict)
+    cold_start: ColdStart
+    warming_replicas: int | None
+    replica_source: ReplicaSource
+    capacity: Capacity | None = None
+    projection: Projection | None = None
+    headroom: Headroom | None = None
+    floors: tuple[Floor, ...] = ()
+    idle: Idle | None = None
+    reason_note: str = ""  # e.g. which signals are missing
+    notes: tuple[tuple[str, str], ...] = field(default=())
 
     def verdict(self, name: SignalName) -> SignalVerdict | None:
         return next((v for v in self.signals if v.signal == name), None)
 
+    def floor(self, kind: FloorKind) -> Floor | None:
+        return next((f for f in self.floors if f.kind == kind), None)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form used by ``explain`` and logs."""
-        out = asdict(self)
-        out["signals"] = {
-            v.signal.value: {
-                "value": v.value,
-                "target": v.target,
-                "desired_replicas": v.desired_replicas,
-                "status": v.status.value,
-                **({"forecast_value": v.forecast_value} if v.forecast_value is not None else {}),
-                **({"note": v.note} if v.note else {}),
-            }
-            for v in self.signals
+        """JSON-ready form used by ``explain -o json`` and the simulator's decision log."""
+        details: dict[str, Any] = {
+            "cold_start_s": self.cold_start.seconds,
+            "cold_start_samples": self.cold_start.samples,
+            "cold_start_source": self.cold_start.source,
+            "cold_start_samples_s": list(self.cold_start.samples_s),
+            "warming_replicas": self.warming_replicas,
+            "replica_source": self.replica_source.value,
         }
+        missing = [v.signal.value for v in self.signals if v.status == Status.MISSING]
+        if missing:
+            details["missing"] = missing
+        unconfigured = [v.signal.value for v in self.signals if v.status == Status.UNCONFIGURED]
+        if unconfigured:
+            details["unconfigured"] = unconfigured
+        if self.notes:
+            details["notes"] = dict(self.notes)
+        if self.idle is not None:
+            details["idle"] = {
+                "idle_s": self.idle.idle_s,
+                "expected_idle_s": self.idle.expected_idle_s,
+                "penalty_s": self.idle.penalty_s,
+                "release": self.idle.release,
+                "why": self.idle.why,
+            }
+        out: dict[str, Any] = {
+            "valid": self.valid,
+            "desired_replicas": self.desired_replicas,
+            "active": self.active,
+            "reason": self.reason.value,
+            "reason_note": self.reason_note,
+            "phase": self.phase.value,
+            "current_replicas": self.current_replicas,
+            "ready_replicas": self.ready_replicas,
+            "now_s": self.now_s,
+            "signals": {
+                v.signal.value: {
+                    "value": v.value,
+                    "target": v.target,
+                    "desired_replicas": v.desired_replicas,
+                    "status": v.status.value,
+                    **({"note": v.note} if v.note else {}),
+                }
+                for v in self.signals
+            },
+            "details": details,
+            "floors": [{"kind": f.kind.value, "replicas": f.replicas, "why": f.why} for f in self.floors],
+        }
+        if self.capacity is not None:
+            c = self.capacity
+            out["capacity"] = {
+                "requests_per_s_per_replica": c.requests_per_s_per_replica,
+                "work_s_per_request": c.work_s_per_request,
+                "utilisation_target": c.utilisation_target,
+                "prompt_tokens_per_request": c.prompt_tokens_per_request,
+                "output_tokens_per_request": c.output_tokens_per_request,
+                "mix": "measured" if c.mix_measured else "prior",
+                "step_base_s": c.cost.step_base_s,
+                "decode_s_per_token": c.cost.decode_s_per_token,
+                "prefill_s_per_token": c.cost.prefill_s_per_token,
+                "source": c.cost.source.value,
+                "learned_from_s": c.cost.busy_s,
+                **({"note": c.note} if c.note else {}),
+            }
+        if self.projection is not None:
+            p = self.projection
+            out["projection"] = {
+                "horizon_s": p.horizon_s,
+                "arrivals_per_s": p.arrivals_per_s,
+                "forecast_per_s": p.forecast_per_s,
+                "backlog_requests": p.backlog_requests,
+                "replicas": p.replicas,
+                "source": p.source,
+            }
+        if self.headroom is not None:
+            h = self.headroom
+            out["headroom"] = {
+                "replicas": h.replicas,
+                "target_attainment": h.target_attainment,
+                "requests": h.requests,
+                "misses_reactive": h.misses_reactive,
+                "misses_at_floor": h.misses_at_floor,
+                "windows": h.windows,
+                "why": h.why,
+            }
         return out
 
 
@@ -118,6 +264,7 @@ def ceil_ratio(total: float, per_replica: float) -> int:
     return max(0, math.ceil(total / per_replica - 1e-9))
 
 
+# -- signal verdicts ----------------------------------------------------------------------------------------
 def _ratio_verdict(name: SignalName, value: float | None, target: float, note: str) -> SignalVerdict:
     if value is None:
         return SignalVerdict(name, None, target, None, Status.MISSING, note or "no series")
@@ -134,45 +281,45 @@ def _gpu_verdict(util_percent: float | None, ready: int | None, target: float, n
     return SignalVerdict(SignalName.GPU, util_percent, target, ask, Status.OK, note, now_replicas=ask)
 
 
-def _latency_verdict(
-    latency_s: float | None, ready: int | None, slo_s: float, note: str, no_traffic: bool
-) -> SignalVerdict:
-    name = SignalName.LATENCY
-    if latency_s is None and no_traffic:
-        return SignalVerdict(name, None, slo_s, None, Status.IDLE, note or "no requests in the window")
-    if latency_s is None:
-        return SignalVerdict(name, None, slo_s, None, Status.MISSING, note or "no series")
-    if latency_s > slo_s:
-        # Above the SLO, scale in proportion: ready=2 at p99 3 s against 2 s asks ceil(2 x 3 / 2) = 3.
-        # At most double per decision: a tail latency is a lagging, windowed signal, and queueing delay
-        # is not proportional to 1 / replicas -- p99 19 s against 1 s would ask 19x the fleet for a queue
-        # that one more replica drains. The queue and forecast signals size the step; latency corrects.
-        base = max(ready or 0, 1)
-        proportional = ceil_ratio(base * latency_s, slo_s)
-        ask = max(base + 1, min(proportional, LATENCY_MAX_STEP * base))
-        why = (
-            note
-            if ask == proportional
-            else f"{note + '; ' if note else ''}capped at {LATENCY_MAX_STEP:g}x ready"
-        )
-        return SignalVerdict(name, latency_s, slo_s, ask, Status.OK, why, now_replicas=ask)
-    if latency_s > LATENCY_GUARD_FRACTION * slo_s:
-        return SignalVerdict(name, latency_s, slo_s, None, Status.GUARD, note or "within 80 % of the SLO")
-    return SignalVerdict(name, latency_s, slo_s, None, Status.IDLE, note)
+def _latency_verdict(signals: Signals, config: ScalerConfig) -> SignalVerdict:
+    """Latency against its SLO.
 
-
-def _latency_waits(v: SignalVerdict, current: int) -> SignalVerdict:
-    """While replicas load, latency asks for no more than the fleet already coming.
-
-    pXX is measured over the rate window on the Ready replicas: it still shows the queueing that the loading
-    replicas were started to relieve, and a request already queued on a pod stays there. Asking again on
-    it compounds: 9 Ready of 17 at 2x the SLO asked 18, then 24, 30, 34 as each step came up, with the
-    same stale window. The queue and tokens signals still scale up while replicas load.
+    With the histogram's attainment (the fraction of the window's requests within the SLO) below the
+    target, ask for the replicas that would have served the target fraction if queueing drains in
+    proportion to replicas: 6 Ready at 80 % of 500 requests within the SLO, target 99 %, ask
+    ceil(6 x 0.99 / 0.80) = 8 (at most double). Without a histogram (a summary or a mean), the same in
+    proportion to the latency: 2 Ready at p99 3 s against 2 s ask ceil(2 x 3 / 2) = 3.
     """
-    if v.signal != SignalName.LATENCY or v.desired_replicas is None or v.desired_replicas <= current:
-        return v
-    note = f"{v.note + '; ' if v.note else ''}held at the {current} replica(s) already coming"
-    return replace(v, desired_replicas=current, note=note)
+    name, slo_s = SignalName.LATENCY, config.latency_slo_s
+    assert slo_s is not None
+    note = signals.notes.get("latency", "")
+    value, attained = signals.latency_s, signals.latency_attainment
+    base = max(signals.ready_replicas or 0, 1)
+    enough = attained is not None and (signals.latency_requests or 0.0) >= MIN_ATTAINMENT_REQUESTS
+    if value is None and not enough:
+        if SignalName.LATENCY in signals.no_traffic:
+            return SignalVerdict(name, None, slo_s, None, Status.IDLE, note or "no requests in the window")
+        return SignalVerdict(name, None, slo_s, None, Status.MISSING, note or "no series")
+    target = config.latency_quantile
+    if enough and attained is not None:
+        if attained < target:
+            wanted = base * target / max(attained, 1.0 / LATENCY_MAX_STEP)
+            ask = max(base + 1, ceil_ratio(wanted, 1.0))
+            seen = signals.latency_requests or 0.0
+            why = f"{attained:.1%} of {seen:.0f} requests within the SLO (target {target:g})"
+            return SignalVerdict(name, value, slo_s, ask, Status.OK, _join(note, why), now_replicas=ask)
+    elif value is not None and value > slo_s:
+        proportional = ceil_ratio(base * value, slo_s)
+        ask = max(base + 1, min(proportional, int(LATENCY_MAX_STEP * base)))
+        why = note if ask == proportional else _join(note, f"capped at {LATENCY_MAX_STEP:g}x ready")
+        return SignalVerdict(name, value, slo_s, ask, Status.OK, why, now_replicas=ask)
+    if value is not None and value > LATENCY_GUARD_FRACTION * slo_s:
+        return SignalVerdict(name, value, slo_s, None, Status.GUARD, note or "within 80 % of the SLO")
+    return SignalVerdict(name, value, slo_s, None, Status.IDLE, note)
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a}; {b}" if a and b else a or b
 
 
 def evaluate_signals(signals: Signals, config: ScalerConfig) -> tuple[SignalVerdict, ...]:
@@ -207,199 +354,219 @@ def evaluate_signals(signals: Signals, config: ScalerConfig) -> tuple[SignalVerd
             )
         )
     if config.latency_slo_s is not None:
-        verdicts.append(
-            _latency_verdict(
-                signals.latency_s,
-                signals.ready_replicas,
-                config.latency_slo_s,
-                notes.get("latency", ""),
-                SignalName.LATENCY in signals.no_traffic,
-            )
-        )
+        verdicts.append(_latency_verdict(signals, config))
     return tuple(verdicts)
 
 
-def _cold_start(state: State, config: ScalerConfig) -> ColdStart:
-    return estimate_cold_start(state.cold_start_samples_s, config.cold_start_s)
-
-
-def _window(series: Series | None, since_s: float, now_s: float) -> tuple[list[float], list[float]]:
-    if series is None:
-        return [], []
-    pairs = [(t, v) for t, v in zip(series.times_s, series.values, strict=True) if since_s <= t <= now_s]
-    return [t for t, _ in pairs], [v for _, v in pairs]
-
-
-def arrival_rate_per_s(series: Series | None, now_s: float) -> float:
-    """Robust growth rate of a backlog (requests/s) over the last ARRIVAL_WINDOW_S; 0 when not growing.
-
-    While nothing serves (at zero, or before warming replicas are Ready) the backlog grows at the arrival
-    rate: a gateway queue going 0, 10, 20, 30 at 5 s steps is 2 requests/s.
-    """
-    times, values = _window(series, now_s - ARRIVAL_WINDOW_S, now_s)
-    # Only from the first non-zero point: the jump from nothing to a burst is backlog arriving at once,
-    # not a rate. 0, 0, 0, 20, 20, 20 is a burst of 20 and no arrivals since (rate 0); over the whole
-    # window Theil-Sen would read the step as a slope, since most pairs straddle it.
-    start = next((i for i, v in enumerate(values) if v > 0), len(values))
-    times, values = times[start:], values[start:]
-    # Fewer than 3 points, or less than ARRIVAL_MIN_SPAN_S of them, cannot tell a rate from a burst
-    # that straddled two scrapes (pods appearing one scrape apart read 4, 8, 12: not 4 requests/s).
-    if len(times) < 3 or times[-1] - times[0] < ARRIVAL_MIN_SPAN_S:
-        return 0.0
-    return max(0.0, theil_sen_slope(np.asarray(times), np.asarray(values)))
-
-
-def _forecast(
-    verdict: SignalVerdict, history: Series | None, now_s: float, horizon_s: float
-) -> SignalVerdict:
-    """The verdict raised to what the demand will need one cold start ahead (bounded, growth only)."""
-    if verdict.status != Status.OK or verdict.value is None or history is None:
-        return verdict
-    fc = forecast_demand(history, verdict.value, now_s, horizon_s)
-    if fc is None:
-        return verdict
-    ask = ceil_ratio(fc.value, verdict.target)
-    if ask <= (verdict.desired_replicas or 0):
-        return replace(verdict, forecast_value=fc.value)
-    note = f"forecast {fc.value:.4g} in {horizon_s:.0f} s" + (" (bounded +50 %)" if fc.bounded else "")
-    return replace(verdict, desired_replicas=ask, forecast_value=fc.value, note=note)
-
-
-def _warming_queue(
-    verdict: SignalVerdict, state: State, now_s: float, remaining_s: float
-) -> tuple[SignalVerdict, dict[str, Any]]:
-    """While replicas warm, size the queue for when they are Ready: backlog now plus what arrives meanwhile.
-
-    Warming replicas are capacity that is coming, so the ask is the total the queue will need, compared
-    against ready + warming: a queue of 40 with 5 replicas of 8 warming asks 5, not 5 more. If arrivals
-    keep the queue growing at 2/s with 30 s left to Ready, it will be 100 then: 13 replicas.
-    During the warm-up this projection stays level at a constant arrival rate (the queue grows by what
-    the shrinking remaining time no longer adds), so it does not pile on replicas as the queue grows.
-    """
-    if verdict.status != Status.OK or verdict.value is None:
-        return verdict, {}
-    rate = arrival_rate_per_s(state.demand_history.get(SignalName.QUEUE), now_s)
-    projected = verdict.value + rate * remaining_s
-    ask = max(verdict.desired_replicas or 0, ceil_ratio(projected, verdict.target))
-    info = {"arrival_per_s": rate, "remaining_warm_s": remaining_s, "projected_queue": projected}
-    if ask == verdict.desired_replicas:
-        return verdict, info
-    note = f"queue at Ready ~{projected:.4g} ({rate:.3g}/s for {remaining_s:.0f} s)"
-    return replace(verdict, desired_replicas=ask, note=note), info
-
-
-def _demand_busy(signals: Signals, state: State) -> bool:
-    return any((v or 0) > 0 for v in (signals.queue_requests, signals.tokens_per_s, state.activation_value))
-
-
-def _asks_history(verdicts: tuple[SignalVerdict, ...], state: State) -> tuple[np.ndarray, np.ndarray, float]:
-    """(times, replicas asked at each time, step): the demand signals' past asks, the largest per time."""
-    by_time: dict[float, int] = {}
-    steps: list[float] = []
-    for v in verdicts:
-        history = state.demand_history.get(v.signal)
-        if v.signal not in DEMAND_SIGNALS or v.status != Status.OK or history is None or not len(history):
-            continue
-        times = np.asarray(history.times_s)
-        if len(times) >= 2:
-            steps.append(float(np.diff(times).min()))
-        for t, value in zip(history.times_s, history.values, strict=True):
-            by_time[t] = max(by_time.get(t, 0), ceil_ratio(value, v.target))
-    ordered = sorted(by_time)
-    return np.asarray(ordered), np.asarray([by_time[t] for t in ordered]), min(steps, default=0.0)
-
-
-def _stabilisation_floor(
-    verdicts: tuple[SignalVerdict, ...], state: State, current: int, desired: int, now_s: float, cold_s: float
-) -> tuple[int, str]:
-    """The lowest a scale-down may go now, and why.
-
-    Each replica above ``desired`` is released by the same keep-warm economics as the last one: replica
-    level k (the k-th replica) stays while releasing it does not pay, judged from the times the past asks
-    reached k -- how long ago, and the gaps between. Bursts that recur every 90 s keep their replicas
-    warm through the lulls (a cold start each time would cost more and miss the SLO); a one-off burst
-    lets its replicas go after the break-even time. Never within MIN_STABILISATION_S of the last ask, and
-    never more than halving per HALVING_PERIOD_S.
-    """
-    floor, why = 0, ""
-    times, asks, step_s = _asks_history(verdicts, state)
-    span_s = now_s - float(times[0]) if len(times) else 0.0
-    for level in range(current, desired, -1):
-        busy = times[asks >= level]
-        if busy.size == 0:
-            continue  # never needed in the history we can see: no reason to hold it
-        idle_s = max(0.0, now_s - float(busy.max()))
-        idleness = Idleness(idle_s, gaps_between(busy, step_s) if step_s > 0 else (), span_s)
-        release = decide_release(idleness, cold_s, MIN_STABILISATION_S)
-        if not release.release:
-            floor, why = level, f"replica {level}: {release.why}"
-            break
-    _, replicas = _window(state.replica_history, now_s - HALVING_PERIOD_S, now_s)
-    peak = max([current, *replicas])
-    half = math.ceil(peak / 2)
-    if half > floor:
-        floor, why = half, f"at most halve per {HALVING_PERIOD_S:.0f} s (peak {peak})"
-    return floor, why
-
-
-def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -> Decision:
-    """Desired replicas for one ScaledObject from its signals and state; pure and deterministic.
-
-    In order: each signal's ask (measured, then forecast one cold start ahead); at zero, the right-sized
-    first step; while replicas warm, the queue at the time they are Ready; then the floors that keep a
-    fleet from shrinking (missing data, latency near its SLO, stabilisation); and finally the keep-warm
-    economics that decide whether an idle Deployment gives its last replica back.
-    """
-    cold = _cold_start(state, config)
-    verdicts = evaluate_signals(signals, config)
-    current = signals.current_replicas
-    warming = state.warming_replicas or 0
-    details: dict[str, Any] = {
-        "cold_start_s": cold.seconds,
-        "cold_start_samples": cold.samples,
-        "cold_start_source": cold.source,
-        "warming_replicas": state.warming_replicas,
-        "replica_source": state.replica_source.value,
-    }
-    if state.notes:
-        details["notes"] = dict(state.notes)
-    warming_queue = warming > 0 and config.target_queue_per_replica is not None
-    if config.predictive:
-        # While replicas warm, the queue grows because nothing serves it yet, not because demand grows:
-        # its trend is backlog, and the warming projection below (which knows when capacity arrives)
-        # replaces the forecast for it.
-        verdicts = tuple(
-            _forecast(v, state.demand_history.get(v.signal), now_s, cold.seconds)
-            if v.signal in DEMAND_SIGNALS and not (warming_queue and v.signal == SignalName.QUEUE)
-            else v
-            for v in verdicts
+def _unconfigured(verdicts: tuple[SignalVerdict, ...], signals: Signals) -> tuple[SignalVerdict, ...]:
+    """Missing signals the source found absent for longer than the staleness bound stop holding the fleet
+    while another signal is measured: a GPU target whose DCGM series never arrive (dcgm-exporter without
+    pod mapping) would otherwise hold the fleet at its peak forever. With nothing else measured they stay
+    missing (no data is never zero)."""
+    if not signals.unconfigured:
+        return verdicts
+    measured = any(v.status != Status.MISSING for v in verdicts if v.signal not in signals.unconfigured)
+    if not measured:
+        return verdicts
+    return tuple(
+        replace(
+            v,
+            status=Status.UNCONFIGURED,
+            note=f"configuration problem: {v.note or 'no series'}, for longer than the staleness bound; "
+            "not holding the fleet",
         )
-    # The oldest warming pod tells how long until capacity starts arriving; without ages, half a cold
-    # start is the expected remainder for pods started at random times.
-    remaining_s = (
-        max(0.0, cold.seconds - max(state.warming_ages_s)) if state.warming_ages_s else cold.seconds / 2
+        if v.status == Status.MISSING and v.signal in signals.unconfigured
+        else v
+        for v in verdicts
     )
-    if warming_queue:
-        new: list[SignalVerdict] = []
-        for v in verdicts:
-            if v.signal == SignalName.QUEUE:
-                v, info = _warming_queue(v, state, now_s, remaining_s)
-                if info:
-                    details["warming"] = info
-            new.append(v)
-        verdicts = tuple(new)
 
-    loading = [a for a in state.warming_ages_s if a < 2 * cold.seconds] if state.warming_ages_s else []
-    if current and (loading or (warming > 0 and not state.warming_ages_s)):
+
+_TARGET_MEASURE = {SignalName.QUEUE: Measure.QUEUE, SignalName.TOKENS: Measure.TOKENS}
+
+
+def _latency_waits(v: SignalVerdict, current: int) -> SignalVerdict:
+    """While replicas load, latency asks for no more than the fleet already coming.
+
+    pXX is measured over the rate window on the Ready replicas: it still shows the queueing that the loading
+    replicas were started to relieve, and a request already queued on a pod stays there. Asking again on
+    it compounds: 9 Ready of 17 at 2x the SLO asked 18, then 24, 30, 34 as each step came up, with the
+    same stale window. The projection still scales up while replicas load.
+    """
+    if v.signal != SignalName.LATENCY or v.desired_replicas is None or v.desired_replicas <= current:
+        return v
+    note = _join(v.note, f"held at the {current} replica(s) already coming")
+    return replace(v, desired_replicas=current, note=note)
+
+
+def _latency_has_room(
+    signals: Signals, config: ScalerConfig, projection: Projection, ready: int | None
+) -> bool:
+    """A projection just over the Ready fleet while latency has plenty of room (see ``decide``)."""
+    slo_s = config.latency_slo_s
+    if slo_s is None or not ready or signals.latency_s is None or signals.latency_attainment is None:
+        return False
+    if (signals.latency_requests or 0.0) < MIN_ATTAINMENT_REQUESTS:
+        return False
+    return (
+        ready < projection.replicas <= ready + MARGINAL_REPLICAS
+        and signals.latency_attainment >= config.latency_quantile
+        and signals.latency_s <= ROOM_FRACTION * slo_s
+    )
+
+
+def _latency_persists(v: SignalVerdict, state: State, config: ScalerConfig) -> SignalVerdict:
+    """Latency asks for more only when the misses persist: the last full window missed the target too.
+
+    A replica asked for now is Ready a horizon later; misses confined to one window (the start of a busy
+    period, one burst) are over by then, and warm headroom is what serves them (priced against the budget
+    by the headroom floor). Two windows in a row are a fleet too small, which a replica more fixes.
+    Worked example: 1 Ready replica, 7 of 200 requests late in the last minute (96.5 %) after a minute at
+    100 %: no ask; the next minute at 96 % again: ask 2.
+    """
+    if v.signal != SignalName.LATENCY or v.status != Status.OK or v.desired_replicas is None:
+        return v
+    last = state.latency_windows[-1]
+    slo_s = config.latency_slo_s
+    assert slo_s is not None
+    if (
+        last.requests >= MIN_ATTAINMENT_REQUESTS
+        and attainment_at(last, last.ready, slo_s) >= config.latency_quantile
+    ):
+        note = _join(v.note, "transient: the last full minute met the target, so no ask")
+        return replace(v, desired_replicas=None, status=Status.GUARD, note=note)
+    return v
+
+
+# -- the asks over the history (for the keep-warm economics and the headroom floor) --------------------------
+def ask_history(verdicts: tuple[SignalVerdict, ...], state: State, capacity: Capacity | None) -> Series:
+    """The replicas asked at each history step: the projection on the served requests, and each target
+    signal on its own history; the largest per step."""
+    by_time: dict[float, float] = {}
+    if capacity is not None:
+        needs = reactive_needs(state, capacity)
+        for t, need in zip(needs.times_s, needs.values, strict=True):
+            by_time[t] = max(by_time.get(t, 0.0), need)
+    for v in verdicts:
+        measure = _TARGET_MEASURE.get(v.signal)
+        history = state.history.get(measure) if measure is not None else None
+        if history is None or v.status != Status.OK:
+            continue
+        for t, value in zip(history.times_s, history.values, strict=True):
+            by_time[t] = max(by_time.get(t, 0.0), float(ceil_ratio(value, v.target)))
+    ordered = sorted(by_time)
+    return Series(ordered, [by_time[t] for t in ordered])
+
+
+def _wake_misses(state: State, horizon_s: float, cold_start_s: float, now_s: float) -> float:
+    """Requests that arrived in the first horizon of a burst after an idle gap long enough that the last
+    replica would have been released (a cold start): each would have waited for a cold start at zero.
+    Weighted by age like the headroom windows."""
+    served = state.history.get(Measure.REQUESTS)
+    gateway = state.history.get(Measure.GATEWAY)
+    if served is None or len(served) < 2:
+        return 0.0
+    t = np.asarray(served.times_s)
+    rate = np.asarray(served.values)
+    step = float(np.median(np.diff(t)))
+    demand = rate.copy()
+    if gateway is not None and len(gateway):
+        g = dict(zip(gateway.times_s, gateway.values, strict=True))
+        demand = demand + np.array([g.get(x, 0.0) for x in t])
+    busy = demand > 0
+    total = 0.0
+    last_busy = None
+    for i in range(len(t)):
+        if not busy[i]:
+            continue
+        if last_busy is not None and t[i] - last_busy > cold_start_s + step:
+            # an onset after a gap long enough to have released the last replica: its first horizon waited
+            inside = (t >= t[i]) & (t < t[i] + horizon_s)
+            arrived = float(rate[inside].sum() * step)
+            total += math.exp(-(now_s - t[i]) / AGE_SCALE_S) * arrived
+        last_busy = t[i]
+    return total
+
+
+def _value_at(series: Series | None, t_s: float) -> float:
+    """The series' value at the last step at or before ``t_s`` (0 without one)."""
+    if series is None or not len(series):
+        return 0.0
+    i = int(np.searchsorted(np.asarray(series.times_s), t_s, side="right")) - 1
+    return float(series.values[i]) if i >= 0 else 0.0
+
+
+def window_loads(state: State, capacity: Capacity, window_s: float = 60.0) -> list[WindowLoad]:
+    """Each latency window's throughput need and whether its replicas were saturated.
+
+    Arrivals are the requests the window served plus the growth of the requests waiting (in the engine
+    and in front of it). Saturated: a backlog grew by more than a tenth of what was served, or the
+    replicas ran above SATURATED_UTILISATION. Worked example: 1 Ready replica served 300 requests in a
+    minute (5/s) while its queue grew by 900: arrivals 20/s; at 0.16 s of work each and rho* 0.8 the window
+    needed 20 x 0.16 / 0.8 = 4 replicas, and its multi-second latencies were backlog, not a burst.
+    """
+    queue = state.history.get(Measure.QUEUE)
+    gateway = state.history.get(Measure.GATEWAY)
+    out = []
+    for w in state.latency_windows:
+        start = w.end_s - window_s
+        growth = sum(_value_at(s, w.end_s) - _value_at(s, start) for s in (queue, gateway) if s is not None)
+        served = w.requests / window_s
+        arrivals = served + max(0.0, growth) / window_s
+        utilisation = served * capacity.work_s_per_request / max(w.ready, 1e-9)
+        saturated = growth > 0.1 * w.requests or utilisation >= SATURATED_UTILISATION
+        out.append(WindowLoad(capacity.replicas_for(arrivals), saturated))
+    return out
+
+
+# -- decide -------------------------------------------------------------------------------------------------
+def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -> Decision:
+    """Desired replicas for one ScaledObject from its signals and state; pure and deterministic."""
+    cold = estimate_cold_start(state.cold_start_samples_s, config.cold_start_s)
+    horizon_s = cold.seconds + CONTROL_DELAY_S
+    current = signals.current_replicas
+    ready = signals.ready_replicas
+    warming = state.warming_replicas or 0
+    # Pods loading for less than STUCK_COLD_STARTS cold starts are a scale-up in progress (without ages,
+    # every warming pod is).
+    loading = [a for a in state.warming_ages_s if a < STUCK_COLD_STARTS * cold.seconds]
+    in_progress = bool(loading) or (warming > 0 and not state.warming_ages_s)
+    phase = (
+        Phase.AT_ZERO
+        if current == 0 and warming == 0
+        else Phase.STARTING
+        if current and not ready and not signals.unreadable_pods
+        else Phase.WARMING
+        if in_progress
+        else Phase.SERVING
+    )
+    capacity = estimate_capacity(
+        signals,
+        state.history,
+        config.latency_slo_s,
+        config.latency_metric,
+        now_s,
+        state.latency_windows,
+        config.latency_quantile,
+    )
+    verdicts = _unconfigured(evaluate_signals(signals, config), signals)
+    if current and in_progress:
         verdicts = tuple(_latency_waits(v, current) for v in verdicts)
+    elif config.latency_slo_s is not None and state.latency_windows:
+        verdicts = tuple(_latency_persists(v, state, config) for v in verdicts)
+    notes: list[tuple[str, str]] = sorted(state.notes.items())
 
-    asks = [(v.desired_replicas, v.signal.value) for v in verdicts if v.desired_replicas is not None]
-    missing = [v.signal.value for v in verdicts if v.status == Status.MISSING]
-    guarded = any(v.status == Status.GUARD for v in verdicts)
-    if missing:
-        details["missing"] = missing
-
-    def make(valid: bool, desired: int, reason: str, active: bool | None = None) -> Decision:
+    def make(
+        valid: bool,
+        desired: int,
+        reason: Reason,
+        *,
+        active: bool | None = None,
+        projection: Projection | None = None,
+        headroom: Headroom | None = None,
+        floors: tuple[Floor, ...] = (),
+        idle: Idle | None = None,
+        note: str = "",
+    ) -> Decision:
         if not config.scale_to_zero and valid:
             desired = max(desired, 1)
         return Decision(
@@ -407,139 +574,153 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
             desired_replicas=desired,
             active=(valid and desired > 0) if active is None else active,
             reason=reason,
+            phase=phase,
             signals=verdicts,
             current_replicas=current,
-            ready_replicas=signals.ready_replicas,
+            ready_replicas=ready,
             now_s=now_s,
-            details=details,
+            cold_start=cold,
+            warming_replicas=state.warming_replicas,
+            replica_source=state.replica_source,
+            capacity=capacity,
+            projection=projection,
+            headroom=headroom,
+            floors=floors,
+            idle=idle,
+            reason_note=note,
+            notes=tuple(notes),
         )
 
-    if current == 0 and warming == 0:
-        return _from_zero(signals, state, config, now_s, cold, asks, make, details)
-    if current and signals.ready_replicas == 0 and not signals.unreadable_pods and not asks:
-        # Pods exist but none is Ready yet (the first step from zero is loading): no pod can report
-        # metrics, so every signal is missing, yet the demand waiting at zero is still known. Keep sizing
-        # as from zero, never below the pods already starting, counting arrivals only until the first pod
-        # is Ready (the first step already planned for the rest). Worked example: 3 pods loading for 40 of
-        # 60 s, the gateway holds 180 requests arriving at 4/s, 22 per replica: ceil((180 + 4 x 20) / 22)
-        # = 12. Without this the answer was no-data, which held 3 until the first pod was Ready.
-        start = _from_zero(signals, state, config, now_s, cold, asks, make, details, remaining_s)
-        if start.reason == Reason.FROM_ZERO:
-            return make(True, max(current, start.desired_replicas), Reason.FROM_ZERO)
+    asks: list[tuple[int, Reason]] = [
+        (v.desired_replicas, Reason(v.signal.value)) for v in verdicts if v.desired_replicas is not None
+    ]
+    missing = [v.signal.value for v in verdicts if v.status == Status.MISSING]
 
-    if not asks and not guarded and missing and len(missing) == len(verdicts):
-        return make(False, current or 0, f"{Reason.NO_DATA}: {', '.join(missing)} missing")
+    # -- at zero, or the first step loading: size from the demand waiting in front of the Deployment ------
+    if phase == Phase.AT_ZERO or (phase == Phase.STARTING and not asks):
+        if config.activation_query is not None:
+            demand = (state.activation_value, state.activation_history, "activationQuery")
+        else:
+            queue = (
+                signals.waiting_requests if signals.waiting_requests is not None else signals.queue_requests
+            )
+            demand = (queue, state.history.get(Measure.QUEUE), "queue")
+        value = demand[0]
+        if phase == Phase.STARTING:
+            # Arrivals count until the first pod is Ready; the first step already planned for the rest.
+            oldest = max(state.warming_ages_s) if state.warming_ages_s else 0.0
+            horizon_s = max(0.0, cold.seconds - oldest) if state.warming_ages_s else cold.seconds / 2
+            if value is None:
+                return make(False, current or 0, Reason.NO_DATA, note="no pod Ready and no demand reading")
+        if value is None or value <= config.activation_threshold:
+            if config.activation_query is not None and value is None:
+                notes.append(("activation", "activationQuery returned no data: treated as no demand at zero"))
+            if phase == Phase.STARTING:
+                return make(True, current or 0, Reason.LOADING, note="the first step is loading")
+            if asks and max(a for a, _ in asks) > 0:
+                # A signal still reports demand (tokens from a pod just deleted): follow it.
+                ask, ask_reason = max(asks, key=lambda a: a[0])
+                return make(True, ask, ask_reason)
+            if state.replica_source == ReplicaSource.METRICS:
+                # Zero pods is inferred from the absence of their series, which a Deployment whose pods are
+                # not scraped (a missing PodMonitor, a wrong `deployment` key) looks like too: say so.
+                notes.append(
+                    (
+                        "at_zero",
+                        "no series from this Deployment's pods, so it is taken to be at zero; if its pods "
+                        "are running, Prometheus is not scraping them (check the PodMonitor and the "
+                        "deployment key), and without the Kubernetes API or kube-state-metrics the scaler "
+                        "cannot tell",
+                    )
+                )
+            return make(True, 0, Reason.AT_ZERO)
+        projection = project(signals, state, capacity, horizon_s, now_s, at_zero_demand=demand)
+        assert projection is not None
+        # Signals still reporting (a pod just deleted) may ask for more than the demand waiting.
+        desired = max([1, projection.ask, current or 0, *(a for a, _ in asks)])
+        if config.target_queue_per_replica is not None:
+            # The queue target guards the first step too: backlog plus arrivals until Ready, per replica.
+            # 24 waiting, 0.4/s arriving, 60 s cold start, 8 per replica: ceil((24 + 0.4 x 60) / 8) = 6.
+            queued = value + projection.arrivals_per_s * horizon_s
+            desired = max(desired, ceil_ratio(queued, config.target_queue_per_replica))
+        return make(True, desired, Reason.FROM_ZERO, projection=projection)
 
-    desired, reason = max(asks, key=lambda a: a[0]) if asks else (0, Reason.IDLE.value)
-    # Floors: neither missing data, nor unreadable pods, nor latency near its SLO may shrink the fleet.
+    # -- serving: the projection and the targets ask, then the floors ---------------------------------------
+    projection = project(signals, state, capacity, horizon_s, now_s, predictive=config.predictive)
+    if projection is not None:
+        demand_ask = projection.ask
+        if _latency_has_room(signals, config, projection, ready):
+            # The projection is within a quarter replica of the Ready fleet and latency has room (the last
+            # minute met the target with its tail under half the SLO): the capacity estimate, not the
+            # demand, is the uncertain part. 1.1 replicas' worth on one replica whose p99 is 0.3 s of a
+            # 1 s SLO holds at 1 rather than paying a cold start for a rounding.
+            demand_ask = ready or demand_ask
+        asks.append((demand_ask, Reason.DEMAND))
+    guarded = any(v.status == Status.GUARD for v in verdicts)
+    if not asks and not guarded:
+        note = f"{', '.join(missing)} missing" if missing else "no engine metrics"
+        return make(False, current or 0, Reason.NO_DATA, projection=projection, note=note)
+    desired, reason = max(asks, key=lambda a: a[0]) if asks else (0, Reason.DEMAND)
+    floors: list[Floor] = []
+
+    history_asks = ask_history(verdicts, state, capacity if projection is not None else None)
+    headroom: Headroom | None = None
+    if config.latency_slo_s is not None and state.latency_windows:
+        wake = _wake_misses(state, horizon_s, cold.seconds, now_s) if config.scale_to_zero else 0.0
+        base_s = capacity.cost.prefill_s_per_token * capacity.prompt_tokens_per_request + (
+            2 * capacity.cost.step_base_s
+        )
+        headroom = headroom_floor(
+            state.latency_windows,
+            history_asks,
+            config.latency_slo_s,
+            config.latency_quantile,
+            horizon_s,
+            now_s,
+            wake_misses=wake,
+            base_s=base_s if config.latency_metric.value == "ttft" else 0.0,
+            loads=window_loads(state, capacity),
+        )
+        floors.append(Floor(FloorKind.HEADROOM, headroom.replicas, headroom.why))
+        if headroom.replicas > desired:
+            desired, reason = headroom.replicas, Reason.HEADROOM
+
     floor = current or 0
+    idle: Idle | None = None
     if desired < floor:
         if missing or signals.unreadable_pods:
-            return make(True, floor, Reason.HOLD_MISSING)
+            why = f"{', '.join(missing) or 'nothing'} missing, {signals.unreadable_pods} pod(s) unreadable"
+            floors.append(Floor(FloorKind.MISSING_DATA, floor, why))
         if guarded:
-            return make(True, floor, Reason.LATENCY_GUARD)
-        stable, why = _stabilisation_floor(verdicts, state, floor, desired, now_s, cold.seconds)
-        # Pods still loading are a scale-up less than a cold start old: no scale-down on top of it (it
-        # would throw away the GPU time already spent loading them). Pods stuck loading for more than two
-        # cold starts (unschedulable, crash-looping) no longer hold the fleet.
-        recent = [a for a in state.warming_ages_s if a < 2 * cold.seconds]
-        if recent or (warming > 0 and not state.warming_ages_s):
-            stable, why = floor, f"{warming} replica(s) still warming from a recent scale-up"
-        if stable > desired:
-            details["stabilisation"] = why
-            desired, reason = min(stable, floor), Reason.STABILISED.value
-
-    # No demand now and at most one replica left to decide on: whether the last one stays warm is the
-    # keep-warm economics' call, not the stabilisation's.
-    if floor > 0 and desired <= 1 and all(a[0] == 0 for a in asks):
-        return _idle(signals, state, config, now_s, cold, floor, make, details)
-    return make(True, desired, reason)
-
-
-MakeDecision = Callable[..., Decision]
-
-
-def _from_zero(
-    signals: Signals,
-    state: State,
-    config: ScalerConfig,
-    now_s: float,
-    cold: ColdStart,
-    asks: list[tuple[int, str]],
-    make: MakeDecision,
-    details: dict[str, Any],
-    horizon_s: float | None = None,
-) -> Decision:
-    """No pods: activate on demand and size the first step for the backlog plus one cold start of arrivals
-    (``horizon_s`` instead of the cold start when pods are already loading).
-
-    The demand waiting at zero is the ``activationQuery`` value when configured (a gateway's pending
-    requests), else the backend's own queue (when something still reports it). Worked example: 24 requests
-    waiting, arriving at 0.5/s, a 60 s cold start and 8 per replica: ceil((24 + 0.5 x 60) / 8) = 7 replicas
-    now, instead of 1 now and 6 more a cold start later.
-    """
-    if config.activation_query is not None:
-        backlog, history, source = state.activation_value, state.activation_history, "activationQuery"
-    else:
-        backlog, history = signals.queue_requests, state.demand_history.get(SignalName.QUEUE)
-        source = "queue"
-    if backlog is None or backlog <= config.activation_threshold:
-        if config.activation_query is not None and backlog is None:
-            details["activation"] = "activationQuery returned no data: treated as no demand at zero"
-        if asks and max(a[0] for a in asks) > 0:
-            # A signal still reports demand (e.g. tokens from a pod just deleted): follow it.
-            desired, reason = max(asks, key=lambda a: a[0])
-            return make(True, desired, reason)
-        if state.replica_source == ReplicaSource.METRICS:
-            # Zero pods is inferred from the absence of their series, which a Deployment whose pods are not
-            # scraped (a missing PodMonitor, a wrong `deployment` key) looks like too: say so.
-            details["at_zero"] = (
-                "no series from this Deployment's pods, so it is taken to be at zero; if its pods are "
-                "running, Prometheus is not scraping them (check the PodMonitor and the deployment key), "
-                "and without the Kubernetes API or kube-state-metrics the scaler cannot tell"
+            floors.append(Floor(FloorKind.LATENCY_GUARD, floor, "latency within 80 % of its SLO"))
+        if in_progress:
+            floors.append(
+                Floor(FloorKind.LOADING, floor, f"{warming} replica(s) still loading from a scale-up")
             )
-        return make(True, 0, Reason.AT_ZERO)
-    rate = arrival_rate_per_s(history, now_s)
-    horizon = cold.seconds if horizon_s is None else horizon_s
-    arriving = rate * horizon
-    target = config.target_queue_per_replica
-    desired = max(1, ceil_ratio(backlog + arriving, target)) if target is not None else 1
-    details["from_zero"] = {
-        "demand": backlog,
-        "demand_source": source,
-        "arrival_per_s": rate,
-        "arriving_during_cold_start": arriving,
-        "arrival_horizon_s": horizon,
-    }
-    for ask, _ in asks:
-        desired = max(desired, ask)
-    return make(True, desired, Reason.FROM_ZERO)
-
-
-def _idle(
-    signals: Signals,
-    state: State,
-    config: ScalerConfig,
-    now_s: float,
-    cold: ColdStart,
-    current: int,
-    make: MakeDecision,
-    details: dict[str, Any],
-) -> Decision:
-    """No demand at all: keep one replica warm until releasing it pays, then report inactive."""
-    if not config.scale_to_zero:
-        return make(True, 1, Reason.KEEP_WARM)
-    histories = [state.demand_history[s] for s in DEMAND_SIGNALS if s in state.demand_history]
-    idleness = measure_idleness(histories, now_s, _demand_busy(signals, state))
-    release = decide_release(idleness, cold.seconds, config.min_idle_s)
-    details["idle"] = {
-        "idle_s": idleness.idle_s,
-        "gaps_seen": len(idleness.gaps_s),
-        "expected_idle_s": release.expected_idle_s,
-        "penalty_s": release.penalty_s,
-        "release": release.release,
-        "why": release.why,
-    }
-    if release.release:
-        return make(True, 0, Reason.RELEASE, active=False)
-    return make(True, 1, Reason.KEEP_WARM)
+        kept = keep_warm_floor(history_asks, floor, desired, now_s, cold.seconds, config.min_idle_s)
+        if kept.held and kept.verdict is not None:
+            floors.append(
+                Floor(FloorKind.KEEP_WARM, kept.replicas, f"replica {kept.level}: {kept.verdict.why}")
+            )
+        if desired <= 0 and kept.level <= 1 and kept.verdict is not None:
+            v = kept.verdict
+            idle = Idle(v.idle_s, v.expected_idle_s, v.penalty_s, v.release, v.why)
+        blocking = [f for f in floors if f.kind != FloorKind.HEADROOM and f.replicas > desired]
+        if blocking:
+            top = max(blocking, key=lambda f: (f.replicas, -list(FloorKind).index(f.kind)))
+            desired = min(top.replicas, floor)
+            reason = {
+                FloorKind.MISSING_DATA: Reason.HOLD_MISSING,
+                FloorKind.LATENCY_GUARD: Reason.LATENCY_GUARD,
+                FloorKind.LOADING: Reason.LOADING,
+                FloorKind.KEEP_WARM: Reason.KEEP_WARM,
+            }[top.kind]
+    if desired == 0 and floor > 0:
+        # The last replica goes: only when nothing holds it and scaling to zero is allowed.
+        done = {"projection": projection, "headroom": headroom, "floors": tuple(floors), "idle": idle}
+        if not config.scale_to_zero:
+            return make(True, 1, Reason.KEEP_WARM, note="scaleToZero is false", **done)  # type: ignore[arg-type]
+        return make(True, 0, Reason.RELEASE, active=False, **done)  # type: ignore[arg-type]
+    return make(
+        True, desired, reason, projection=projection, headroom=headroom, floors=tuple(floors), idle=idle
+    )

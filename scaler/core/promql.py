@@ -1,8 +1,9 @@
 """PromQL written by users (``activationQuery``), checked before it reaches Prometheus.
 
-A ScaledObject may only read its own namespace: every vector selector in the query must carry exactly
-``namespace="<the ScaledObject's namespace>"`` and no other namespace matcher. The check is a small lexer,
-not a full parser: anything it does not understand is refused, never passed through.
+A ScaledObject may only read its own namespace: every vector selector in the query must pin it, with
+``<label>="<the ScaledObject's namespace>"`` for a label that carries the namespace a series is about, and
+no matcher on such a label may say anything else. The check is a small lexer, not a full parser: anything
+it does not understand is refused, never passed through.
 """
 
 from __future__ import annotations
@@ -10,6 +11,13 @@ from __future__ import annotations
 import re
 
 MAX_QUERY_CHARS = 1024
+# Labels that carry the namespace a series is about: Kubernetes' own; ``route_namespace``, the KEDA HTTP
+# add-on interceptor's (it runs in its own namespace, so its series' ``namespace`` is its own, and it names
+# the route it holds requests for by ``route_name``/``route_namespace``); and ``exported_namespace``, what
+# Prometheus renames a target's own ``namespace`` label to when it is scraped without honorLabels (e.g.
+# kube-state-metrics). The server adds others with --activation-namespace-labels.
+NAMESPACE_LABELS = ("namespace", "route_namespace", "exported_namespace")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 _TOKEN = re.compile(
     r"""
@@ -46,8 +54,17 @@ class QueryError(ValueError):
     """The query is refused; the message says why and what is allowed."""
 
 
-def confine_query(query: str, namespace: str) -> str:
-    """Return ``query`` if every selector in it is pinned to ``namespace``; else QueryError."""
+def validate_namespace_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
+    """``labels`` if each is a Prometheus label name (``__name__`` and other reserved names excluded)."""
+    for label in labels:
+        if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
+            raise ValueError(f"{label!r} is not a label name (letters, digits and _, not starting with __)")
+    return labels
+
+
+def confine_query(query: str, namespace: str, namespace_labels: tuple[str, ...] = NAMESPACE_LABELS) -> str:
+    """Return ``query`` if every selector in it is pinned to ``namespace`` by one of ``namespace_labels``
+    and none of those labels is matched to anything else; else QueryError."""
     if len(query) > MAX_QUERY_CHARS:
         raise QueryError(f"is {len(query)} characters; at most {MAX_QUERY_CHARS} are allowed")
     tokens = _lex(query)
@@ -60,7 +77,7 @@ def confine_query(query: str, namespace: str) -> str:
             i = _skip_group(tokens, i + 1)
             continue
         if kind == "selector":
-            _check_selector(text, namespace)
+            _check_selector(text, namespace, namespace_labels)
             selectors += 1
         elif (
             kind == "ident"
@@ -103,7 +120,7 @@ def _skip_group(tokens: list[tuple[str, str]], open_index: int) -> int:
     raise QueryError("unbalanced parentheses after by/without/on/ignoring")
 
 
-def _check_selector(text: str, namespace: str) -> None:
+def _check_selector(text: str, namespace: str, namespace_labels: tuple[str, ...]) -> None:
     body = text[1:-1].strip()
     pinned = False
     pos = 0
@@ -112,12 +129,14 @@ def _check_selector(text: str, namespace: str) -> None:
         if m is None:
             raise QueryError(f"cannot read the label matchers in {text[:80]!r}")
         label, op, value = m.groups()
-        if label == "namespace":
+        if label in namespace_labels:
             if op != "=" or value != namespace:
                 raise QueryError(
-                    f'may only select namespace="{namespace}" (the ScaledObject\'s), got {label}{op}"{value}"'
+                    f'may only select {label}="{namespace}" (the ScaledObject\'s namespace), '
+                    f'got {label}{op}"{value}"'
                 )
             pinned = True
         pos = m.end()
     if not pinned:
-        raise QueryError(f'selector {text[:80]!r} must include namespace="{namespace}"')
+        pins = " or ".join(f'{label}="{namespace}"' for label in namespace_labels)
+        raise QueryError(f"selector {text[:80]!r} must include {pins}")

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from scaler.core.signals import SignalName, Signals
+from scaler.core.signals import Measure, Signals
 
 
 class ReplicaSource(StrEnum):
@@ -61,27 +61,45 @@ class Series:
 
 
 @dataclass(frozen=True)
+class LatencyWindow:
+    """The latency histogram of one past window (the configured latency metric, summed over the
+    Deployment's pods): ``requests`` seen, the ``ready`` replicas that served them, and the cumulative
+    counts at each bucket bound (``+Inf`` last). The headroom floor reads how many of these requests a
+    different number of replicas would have served within the SLO."""
+
+    end_s: float
+    ready: float
+    requests: float
+    bounds_s: tuple[float, ...]
+    cumulative: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.bounds_s) != len(self.cumulative):
+            raise ValueError("LatencyWindow needs one cumulative count per bound")
+
+
+@dataclass(frozen=True)
 class State:
     """Inputs of ``decide`` that are not the current signals.
 
     ``warming_replicas``: pods that exist but are not Ready yet (capacity that is coming); ``None`` when
     nothing could tell (then ``replica_source`` says why). ``warming_ages_s``: how long each has existed.
-    ``cold_start_samples_s``: recent pod creation -> Ready durations of this Deployment, any order.
-    ``demand_history``: recent values of each demand signal (queue, tokens, gpu), oldest first, for the
-    forecast, for scale-down stabilisation and for idle time (the last time demand was non-zero).
+    ``cold_start_samples_s``: recent clean pod creation -> Ready durations of this Deployment, any order.
+    ``history``: recent values of each measure, oldest first (``Measure``): demand for the projection,
+    the engine's costs for the capacity model, Ready replicas and demand for the keep-warm economics.
+    ``latency_windows``: past windows of the latency histogram, for the headroom floor.
     ``activation_value``: the ``activationQuery`` value now (``None``: not configured or no data).
-    ``activation_history``: that query's recent values, for the arrival rate while at zero.
-    ``replica_history``: recent current-replica counts, for "no scale-down soon after a scale-up".
+    ``activation_history``: that query's values over the last minute, for the arrival rate while at zero.
     """
 
     warming_replicas: int | None = None
     warming_ages_s: tuple[float, ...] = ()
     replica_source: ReplicaSource = ReplicaSource.METRICS
     cold_start_samples_s: tuple[float, ...] = ()
-    demand_history: Mapping[SignalName, Series] = field(default_factory=dict)
+    history: Mapping[Measure, Series] = field(default_factory=dict)
+    latency_windows: tuple[LatencyWindow, ...] = ()
     activation_value: float | None = None
     activation_history: Series | None = None
-    replica_history: Series | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -91,3 +109,6 @@ class Observation:
 
     signals: Signals
     state: State = field(default_factory=State)
+    # The source cannot answer for this ScaledObject (its target is a StatefulSet, or no Deployment of that
+    # name exists): no decision is made, and the message is the answer (UNAVAILABLE over gRPC).
+    error: str | None = None

@@ -160,7 +160,7 @@ class Refresher:
                 f"last error: {entry.error or 'none'}"
             )
         if not entry.decision.valid:
-            raise Unavailable(f"{_name(entry)}: {entry.decision.reason}")
+            raise Unavailable(f"{_name(entry)}: {entry.decision.reason.value}: {entry.decision.reason_note}")
         return entry.decision
 
     def subscribe(self, entry: Entry) -> asyncio.Queue[Decision]:
@@ -218,6 +218,9 @@ class Refresher:
             if e.target is not target:
                 continue  # its metadata changed meanwhile: its own first fetch answers for the new one
             decision = decided.get(_key(target))
+            if isinstance(decision, str):  # cannot be answered at all: no earlier answer stands either
+                e.error, e.decision, e.refreshed_at_s = decision, None, None
+                continue
             if decision is None:
                 e.error = "source returned no signals for this ScaledObject"
                 continue
@@ -229,7 +232,7 @@ class Refresher:
                     _name(e),
                     decision.desired_replicas,
                     decision.active,
-                    decision.reason,
+                    decision.reason.value,
                 )
                 # A stream pushes only a change of a valid decision's activity, so only such a change
                 # wakes its handler (200 open streams woke on every refresh, 100 times a second).
@@ -237,17 +240,21 @@ class Refresher:
 
     def _collect_and_decide(
         self, source: Source, targets: Sequence[Target]
-    ) -> tuple[dict[Key, Decision], float]:
-        """Runs in a worker thread: one collect, then the pure core and its metrics for each target."""
+    ) -> tuple[dict[Key, Decision | str], float]:
+        """Runs in a worker thread: one collect, then the pure core and its metrics for each target. A target
+        the source cannot answer for (not a Deployment) gets the source's message instead of a decision."""
         observations = source.collect(targets)
         now = self._clock()
-        decided: dict[Key, Decision] = {}
+        decided: dict[Key, Decision | str] = {}
         for t in targets:
             key = _key(t)
             obs = observations.get(key)
-            if obs is not None:
-                decided[key] = decide(obs.signals, obs.state, t.config, now)
-                self.telemetry.record(key, decided[key], now)  # prometheus_client metrics are thread-safe
+            if obs is not None and obs.error is not None:
+                decided[key] = obs.error
+            elif obs is not None:
+                decision = decide(obs.signals, obs.state, t.config, now)
+                decided[key] = decision
+                self.telemetry.record(key, decision, now)  # prometheus_client metrics are thread-safe
         return decided, now
 
     def _notify(self, entry: Entry, decision: Decision) -> None:

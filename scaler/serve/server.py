@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from scaler._generated import externalscaler_pb2 as pb
+from scaler.core.promql import NAMESPACE_LABELS
 from scaler.serve.refresher import Refresher
 from scaler.serve.service import ExternalScalerService, add_to_server
 from scaler.serve.telemetry import Telemetry, start_metrics_server
@@ -49,6 +50,16 @@ class ServeOptions:
     # "off", "auto" (in-cluster or default kubeconfig if any) or a kubeconfig path.
     kubernetes: str = "off"
     history_step_s: float = 15.0
+    # Labels that may pin an activationQuery to its ScaledObject's namespace, beyond namespace,
+    # route_namespace and exported_namespace (--activation-namespace-labels).
+    activation_namespace_labels: tuple[str, ...] = ()
+
+    @property
+    def namespace_labels(self) -> tuple[str, ...]:
+        return (
+            *NAMESPACE_LABELS,
+            *(x for x in self.activation_namespace_labels if x not in NAMESPACE_LABELS),
+        )
 
 
 class ScalerServer:
@@ -82,6 +93,8 @@ class ScalerServer:
                 history_step_s=options.history_step_s,
                 kube=kube,
                 clock=clock or time.time,
+                staleness_s=options.staleness_s,
+                namespace_labels=options.namespace_labels,
             )
 
         self.refresher = Refresher(
@@ -101,7 +114,7 @@ class ScalerServer:
 
     async def start(self) -> None:
         server = grpc.aio.server()
-        add_to_server(ExternalScalerService(self.refresher), server)
+        add_to_server(ExternalScalerService(self.refresher, self.options.namespace_labels), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -20,6 +20,7 @@ from scaler._generated import externalscaler_pb2 as pb
 from scaler._generated import externalscaler_pb2_grpc as pb_grpc
 from scaler.core.config import ConfigError
 from scaler.core.decision import Decision
+from scaler.core.promql import NAMESPACE_LABELS
 from scaler.core.target import Target
 from scaler.serve.refresher import Entry, Refresher, Unavailable
 from scaler.serve.targets import TargetCache
@@ -41,10 +42,11 @@ def metric_name(target: Target) -> str:
 
 
 class ExternalScalerService(pb_grpc.ExternalScalerServicer):
-    def __init__(self, refresher: Refresher) -> None:
+    def __init__(self, refresher: Refresher, namespace_labels: tuple[str, ...] = NAMESPACE_LABELS) -> None:
         self.refresher = refresher
         self.telemetry = refresher.telemetry
-        self.targets = TargetCache()
+        self.namespace_labels = namespace_labels
+        self.targets = TargetCache(namespace_labels)
         # Bound once: labels() checks and locks on every call, two of them per KEDA poll.
         methods = pb.DESCRIPTOR.services_by_name["ExternalScaler"].methods
         self._rpc_duration = {m.name: self.telemetry.rpc_duration.labels(m.name) for m in methods}

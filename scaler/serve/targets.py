@@ -11,6 +11,7 @@ the old Target.
 from __future__ import annotations
 
 from scaler._generated import externalscaler_pb2 as pb
+from scaler.core.promql import NAMESPACE_LABELS
 from scaler.core.target import Target, target_from_ref
 
 # 2,000 ScaledObjects is the load `make bench` measures; eight times that bounds the memory a client
@@ -20,13 +21,17 @@ MAX_TARGETS = 16_384
 
 class TargetCache:
     """``get(ref)`` is ``target_from_ref`` of the ref's namespace, name and metadata, remembered for valid
-    refs.
+    refs (``namespace_labels``: the labels that may pin an activationQuery to the namespace; fixed for
+    the cache's life, so they need not be part of the key).
 
     Bad metadata is not kept: it raises ConfigError afresh on each call (a new exception each time, so
     no traceback grows across calls, and no map a client invents fills the cache). At most
     ``max_targets`` are kept; the oldest is dropped first."""
 
-    def __init__(self, max_targets: int = MAX_TARGETS) -> None:
+    def __init__(
+        self, namespace_labels: tuple[str, ...] = NAMESPACE_LABELS, max_targets: int = MAX_TARGETS
+    ) -> None:
+        self.namespace_labels = namespace_labels
         self.max_targets = max_targets
         self._targets: dict[bytes, Target] = {}
 
@@ -34,7 +39,7 @@ class TargetCache:
         key = ref.SerializeToString(deterministic=True)
         target = self._targets.get(key)
         if target is None:
-            target = target_from_ref(ref.namespace, ref.name, dict(ref.scalerMetadata))
+            target = target_from_ref(ref.namespace, ref.name, dict(ref.scalerMetadata), self.namespace_labels)
             if len(self._targets) >= self.max_targets:
                 del self._targets[next(iter(self._targets))]
             self._targets[key] = target

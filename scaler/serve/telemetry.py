@@ -24,12 +24,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.utils import floatToGoString
 
-from scaler.core.decision import Decision
+from scaler.core.decision import Decision, Reason
 
 Key = tuple[str, str, str]
 
 _SO = ("namespace", "scaledobject", "deployment")
-_REPLICA_SOURCES = ("kubernetes", "kube-state-metrics", "metrics", "simulation")
 _RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -144,7 +143,23 @@ _GAUGES = (
         "Observed start-ups behind llm_scaler_cold_start_seconds (0: the prior is used).",
         None,
     ),
-    ("forecast_value", "Each demand signal forecast one cold start ahead.", "signal"),
+    (
+        "forecast_value",
+        "The projection's demand over the reaction horizon (signal=arrivals: requests/s forecast; "
+        "signal=replicas: the replicas it needs, fractional).",
+        "signal",
+    ),
+    (
+        "capacity_requests_per_second",
+        "Requests/s one Ready replica serves within the SLO for the current mix (learned or prior).",
+        None,
+    ),
+    ("headroom_replicas", "Warm replicas held for bursts shorter than the reaction horizon.", None),
+    (
+        "floor_replicas",
+        "Each floor under the answer (headroom, missing-data, latency-guard, loading, keep-warm).",
+        "floor",
+    ),
     ("idle_seconds", "Time since demand was last seen, when the Deployment is idle.", None),
     (
         "replica_source_info",
@@ -171,8 +186,8 @@ class _ScaledObjectSeries:
         self._counts: dict[tuple[str, Key, str], tuple[float, float]] = {}
 
     def record(self, key: Key, decision: Decision, refreshed_at_s: float) -> None:
-        counted = [("decisions", decision.reason.split(":")[0])]
-        if decision.reason == "from-zero":
+        counted = [("decisions", decision.reason.value)]
+        if decision.reason == Reason.FROM_ZERO:
             counted.append(("scale_from_zero", ""))
         with self._lock:
             self._latest[key] = (decision, refreshed_at_s)
@@ -264,19 +279,25 @@ def _series(decision: Decision, refreshed_at_s: float) -> Iterator[tuple[str, st
             yield "signal_value", name, v.value
         if v.desired_replicas is not None:
             yield "signal_desired_replicas", name, v.desired_replicas
-        if v.forecast_value is not None:
-            yield "forecast_value", name, v.forecast_value
     yield "last_refresh_timestamp_seconds", None, refreshed_at_s
-    d = decision.details
-    if "cold_start_s" in d:
-        yield "cold_start_seconds", None, d["cold_start_s"]
-        yield "cold_start_samples", None, d["cold_start_samples"]
-    if d.get("warming_replicas") is not None:
-        yield "warming_replicas", None, d["warming_replicas"]
-    if d.get("replica_source") in _REPLICA_SOURCES:
-        yield "replica_source_info", d["replica_source"], 1
-    idle = d.get("idle")
-    yield "idle_seconds", None, idle["idle_s"] if idle and idle.get("idle_s") is not None else 0
+    yield "cold_start_seconds", None, decision.cold_start.seconds
+    yield "cold_start_samples", None, decision.cold_start.samples
+    if decision.warming_replicas is not None:
+        yield "warming_replicas", None, decision.warming_replicas
+    yield "replica_source_info", decision.replica_source.value, 1
+    idle = decision.idle
+    yield "idle_seconds", None, idle.idle_s if idle is not None and idle.idle_s is not None else 0
+    p = decision.projection
+    if p is not None:
+        yield "forecast_value", "arrivals", p.forecast_per_s
+        yield "forecast_value", "replicas", p.replicas
+    if decision.capacity is not None:
+        yield "capacity_requests_per_second", None, decision.capacity.requests_per_s_per_replica
+    if decision.headroom is not None:
+        yield "headroom_replicas", None, decision.headroom.replicas
+    # One series per kind, as a gauge child holds one value (the last floor of a kind, if ever two).
+    for kind, replicas in {f.kind.value: f.replicas for f in decision.floors}.items():
+        yield "floor_replicas", kind, replicas
 
 
 _EXTRA = {name: extra for name, _, extra in _GAUGES if extra}

@@ -41,6 +41,24 @@ class BackendProfile:
     throughput_counters: tuple[str, ...]
     # Latency sources per metric, tried in order: the first that has data is used.
     latency: dict[LatencyMetric, tuple[LatencySource, ...]]
+    # Labels that tell apart a pod's own series of one metric (vLLM's data-parallel engine, Triton's model
+    # version). Any other label two series of one pod differ in says how they were scraped (job, instance,
+    # service, endpoint: a PodMonitor and a ServiceMonitor on the same pod), so those are counted once.
+    series_labels: tuple[str, ...] = ()
+    # The engine's own numbers for the capacity model and the projection (None: the backend has none):
+    # requests running and waiting (gauges), requests finished (counter), prompt and generated tokens (two of
+    # the throughput counters), and the histogram of the time between output tokens (``_sum``/``_count``:
+    # its mean is one engine iteration).
+    running_metric: str | None = None
+    waiting_metric: str | None = None
+    requests_counter: str | None = None
+    prompt_counter: str | None = None
+    generation_counter: str | None = None
+    step_histogram: str | None = None
+
+    @property
+    def has_engine(self) -> bool:
+        return self.requests_counter is not None and self.prompt_counter is not None
 
 
 VLLM = BackendProfile(
@@ -57,6 +75,13 @@ VLLM = BackendProfile(
             LatencySource(LatencyKind.HISTOGRAM, "vllm:time_to_first_token_seconds_bucket", 1.0),
         ),
     },
+    series_labels=("engine",),
+    running_metric="vllm:num_requests_running",
+    waiting_metric="vllm:num_requests_waiting",
+    requests_counter="vllm:request_success_total",
+    prompt_counter="vllm:prompt_tokens_total",
+    generation_counter="vllm:generation_tokens_total",
+    step_histogram="vllm:inter_token_latency_seconds",
 )
 
 TRITON = BackendProfile(
@@ -82,6 +107,7 @@ TRITON = BackendProfile(
             LatencySource(LatencyKind.HISTOGRAM, "nv_inference_first_response_histogram_ms_bucket", 1e-3),
         ),
     },
+    series_labels=("version",),
 )
 
 PROFILES: dict[Backend, BackendProfile] = {VLLM.backend: VLLM, TRITON.backend: TRITON}
@@ -143,3 +169,40 @@ VLLM_E2E_BUCKETS_S = (
     1920.0,
     7680.0,
 )
+# Inter-token latency and per-request time per output token (vllm:inter_token_latency_seconds,
+# vllm:request_time_per_output_token_seconds).
+VLLM_ITL_BUCKETS_S = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
+
+
+def vllm_token_buckets(max_model_len: int) -> tuple[float, ...]:
+    """vLLM's 1-2-5 buckets for per-request token counts (vllm:request_prompt_tokens and friends): 1, 2, 5,
+    10, 20, 50, ... up to ``max_model_len``. Worked example: 8192 gives 1, 2, 5, ..., 2000, 5000 (12)."""
+    out: list[float] = []
+    exponent = 0
+    while True:
+        for mantissa in (1, 2, 5):
+            value = mantissa * 10**exponent
+            if value > max_model_len:
+                return tuple(out)
+            out.append(float(value))
+        exponent += 1

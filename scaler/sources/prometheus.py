@@ -16,19 +16,22 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from scaler.core.promql import confine_query
-from scaler.core.signals import SignalName, Signals
-from scaler.core.state import Observation, ReplicaSource, Series, State
+from scaler.core.promql import NAMESPACE_LABELS, confine_query
+from scaler.core.signals import Measure, Signals
+from scaler.core.state import LatencyWindow, Observation, ReplicaSource, Series, State
 from scaler.core.target import Target
-from scaler.sources.kube import KubeError, KubernetesReader
+from scaler.sources.kube import KubernetesReader
+from scaler.sources.membership import PodStates
 from scaler.sources.query import (
     HistoryIndex,
-    PodStates,
     Query,
     RangeSample,
     Sample,
+    history_key,
+    history_range,
     index_history,
     index_instant,
+    index_kube_state,
     plan_history,
     plan_kube_state,
     plan_queries,
@@ -36,6 +39,7 @@ from scaler.sources.query import (
     reduce_kube_state,
     reduce_signals,
 )
+from scaler.sources.spec import duration_s
 
 # Demand history read for forecasts, stabilisation and idle time; one hour shows the gaps between bursts.
 HISTORY_S = 3600.0
@@ -91,12 +95,26 @@ class _HistoryRead:
     backends: frozenset[str]
     end_s: float
     index: HistoryIndex
-    reduced: dict[tuple[str, str, str, str | None], tuple[dict[SignalName, Series], Series | None]] = field(
-        default_factory=dict
-    )
+    # (backend, latency metric) of the targets with a latency SLO: each adds a latency history query
+    latencies: frozenset[tuple[str, str]] = frozenset()
+    reduced: dict[
+        tuple[str, str, str, str | None, frozenset[str] | None, str],
+        tuple[dict[Measure, Series], tuple[LatencyWindow, ...]],
+    ] = field(default_factory=dict)
 
-    def covers(self, namespaces: frozenset[str], backends: frozenset[str], end_s: float) -> bool:
-        return end_s == self.end_s and namespaces <= self.namespaces and backends <= self.backends
+    def covers(
+        self,
+        namespaces: frozenset[str],
+        backends: frozenset[str],
+        end_s: float,
+        latencies: frozenset[tuple[str, str]] = frozenset(),
+    ) -> bool:
+        return (
+            end_s == self.end_s
+            and namespaces <= self.namespaces
+            and backends <= self.backends
+            and latencies <= self.latencies
+        )
 
 
 class PrometheusSource:
@@ -114,8 +132,13 @@ class PrometheusSource:
         history_step_s: float = HISTORY_STEP_S,
         kube: KubernetesReader | None = None,
         clock: Callable[[], float] = time.time,
+        staleness_s: float = 60.0,
+        namespace_labels: tuple[str, ...] = NAMESPACE_LABELS,
     ) -> None:
         self.url = url
+        # A GPU with no sample within the staleness bound is absent, not a gap (see reduce_signals).
+        self.staleness_s = staleness_s
+        self.namespace_labels = namespace_labels
         self.history_s = history_s
         self.history_step_s = history_step_s
         self._kube = kube
@@ -198,10 +221,10 @@ class PrometheusSource:
         fails the whole batch raises, so a half-answered refresh can never look like lower load."""
         now_s = self._clock()
         self._queries_in_collect = 0
-        plan = plan_queries(targets, self.rate_window)
+        plan = plan_queries(targets, self.rate_window, gpu_lookback=f"{self.staleness_s:g}s")
         results = {q.kind: self.query(q) for q in plan.queries}
         history = self._history(targets, now_s)
-        pods, replica_source, pod_note = self._pod_states(targets, now_s)
+        pods, sources, pod_notes = self._pod_states(targets, now_s)
         activation = self._activation(targets, now_s)
         self.queries_last_collect = self._queries_in_collect
         self._queries_in_collect = 0
@@ -209,17 +232,28 @@ class PrometheusSource:
         out: dict[tuple[str, str, str], Observation] = {}
         for t in targets:
             key = target_key(t)
-            signals = reduce_signals(t, instant.get((t.namespace, t.config.deployment), {}))
+            states = pods.get(key)
+            replica_source = sources.get(key, ReplicaSource.METRICS)
+            if states is not None and states.error is not None:
+                out[key] = Observation(
+                    Signals(None, None), State(replica_source=replica_source), states.error
+                )
+                continue
+            signals = reduce_signals(
+                t, instant.samples_for(t, states), states, window_s=duration_s(self.rate_window)
+            )
             # History changes once per step (15 s), refreshes come every 2 s: reduce once per step and
             # hand every refresh the same Series objects.
-            hkey = (t.namespace, t.config.deployment, t.config.backend, t.config.model)
+            prefixes = states.prefixes if states is not None else None
+            latency = t.config.latency_metric.value if t.config.latency_slo_s is not None else ""
+            hkey = (t.namespace, t.config.deployment, t.config.backend, t.config.model, prefixes, latency)
             if hkey not in history.reduced:
-                mine = history.index.get((t.namespace, t.config.deployment), {})
-                history.reduced[hkey] = reduce_history(t, mine)
-            demand, replicas = history.reduced[hkey]
-            states = pods.get(key)
-            notes: dict[str, str] = {"replicas": pod_note} if pod_note else {}
-            state = State(demand_history=demand, replica_history=replicas, notes=notes)
+                history.reduced[hkey] = reduce_history(t, history.index.get(history_key(t), {}), prefixes)
+            measured, windows = history.reduced[hkey]
+            notes: dict[str, str] = dict(pod_notes.get(key, {}))
+            state = State(
+                history=measured, latency_windows=windows, notes=notes, replica_source=replica_source
+            )
             if states is not None:
                 signals = _with_pod_counts(signals, states)
                 state = replace(
@@ -227,14 +261,7 @@ class PrometheusSource:
                     warming_replicas=len(states.warming_ages_s),
                     warming_ages_s=states.warming_ages_s,
                     cold_start_samples_s=states.cold_starts_s,
-                    replica_source=replica_source,
-                )
-            elif replica_source != ReplicaSource.METRICS:
-                state = replace(
-                    state,
-                    notes={**notes, "replicas": f"{replica_source.value} shows no pod of this Deployment"},
-                    replica_source=replica_source,
-                    warming_replicas=0,
+                    notes={**notes, **states.notes},
                 )
             if t.config.activation_query is not None:
                 value, series = activation.get((t.namespace, t.config.activation_query), (None, None))
@@ -246,44 +273,69 @@ class PrometheusSource:
     def _history(self, targets: Sequence[Target], now_s: float) -> _HistoryRead:
         """Demand and replica history by (namespace, deployment), re-read once per history step (aligned,
         so every scaler replica asks Prometheus the same range and gets the same points)."""
-        end_s = now_s - now_s % self.history_step_s
+        start_s, end_s = history_range(now_s, self.history_s, self.history_step_s)
         namespaces = frozenset(t.namespace for t in targets)
         backends = frozenset(t.config.backend.value for t in targets)
+        latencies = frozenset(
+            (t.config.backend.value, t.config.latency_metric.value) for t in targets if t.config.latency_slo_s
+        )
         last = self._history_read
         # A read that covered these namespaces and backends in this step serves any subset of them: the
         # first fetches of newly registered ScaledObjects (a batch each) then reuse the refresh's read
         # instead of re-reading an hour of history per batch (with a full hour in Prometheus, that made
         # registering 2,000 ScaledObjects take 12.7 s in `make bench`).
-        if last is not None and last.covers(namespaces, backends, end_s):
+        if last is not None and last.covers(namespaces, backends, end_s, latencies):
             return last
         plan = plan_history(targets, self.rate_window)
-        start_s = end_s - self.history_s
-        results = {q.kind: self.query_range(q, start_s, end_s, self.history_step_s) for q in plan.queries}
-        self._history_read = _HistoryRead(namespaces, backends, end_s, index_history(results))
+        results = {
+            q.kind: self.query_range(q, start_s, end_s, q.step_s or self.history_step_s) for q in plan.queries
+        }
+        self._history_read = _HistoryRead(namespaces, backends, end_s, index_history(results), latencies)
         return self._history_read
 
     def _pod_states(
         self, targets: Sequence[Target], now_s: float
-    ) -> tuple[dict[tuple[str, str, str], PodStates], ReplicaSource, str]:
-        """Pod states from the Kubernetes API, else kube-state-metrics, else nothing (and say so)."""
-        note = ""
+    ) -> tuple[
+        dict[tuple[str, str, str], PodStates],
+        dict[tuple[str, str, str], ReplicaSource],
+        dict[tuple[str, str, str], dict[str, str]],
+    ]:
+        """Each target's pods by ownership: from the Kubernetes API, else (per namespace: one namespace
+        without the RoleBinding must not send every other to the fallback) from kube-state-metrics, else
+        matched by name, which is a guess and says so."""
+        states: dict[tuple[str, str, str], PodStates] = {}
+        sources: dict[tuple[str, str, str], ReplicaSource] = {}
+        notes: dict[tuple[str, str, str], dict[str, str]] = {}
+        rest = list(targets)
+        failed: dict[str, str] = {}
         if self._kube is not None:
-            try:
-                return self._kube.pod_states(targets, now_s), ReplicaSource.KUBERNETES, ""
-            except KubeError as exc:
-                log.warning("Kubernetes API unreadable, falling back to kube-state-metrics: %s", exc)
-                note = f"Kubernetes API unreadable ({exc}); "
-        plan = plan_kube_state(targets)
-        results = {q.kind: self.query(q) for q in plan.queries}
-        if any(results.values()):
-            states = {target_key(t): s for t in targets if (s := reduce_kube_state(t, results, now_s))}
-            return states, ReplicaSource.KUBE_STATE_METRICS, note.rstrip("; ")
-        return (
-            {},
-            ReplicaSource.METRICS,
-            note + "no Kubernetes API access and no kube-state-metrics series: warming replicas are not "
-            "seen and cold start is the coldStartSeconds prior",
-        )
+            read, failed = self._kube.pod_states(targets, now_s)
+            for key, s in read.items():
+                states[key], sources[key] = s, ReplicaSource.KUBERNETES
+            for namespace, why in sorted(failed.items()):
+                log.warning("Kubernetes API unreadable in namespace %s, falling back: %s", namespace, why)
+            rest = [t for t in targets if t.namespace in failed]
+        if not rest:
+            return states, sources, notes
+        plan = plan_kube_state(rest)
+        ksm = index_kube_state({q.kind: self.query(q) for q in plan.queries})
+        for t in rest:
+            key = target_key(t)
+            why = f"Kubernetes API unreadable ({failed[t.namespace]}); " if t.namespace in failed else ""
+            if t.namespace in ksm.namespaces:
+                states[key], sources[key] = reduce_kube_state(t, ksm, now_s), ReplicaSource.KUBE_STATE_METRICS
+                if why:
+                    notes[key] = {"replicas": why + "from kube-state-metrics"}
+                continue
+            sources[key] = ReplicaSource.METRICS
+            notes[key] = {
+                "replicas": why + "no Kubernetes API access and no kube-state-metrics series in namespace "
+                f"{t.namespace}: warming replicas are not seen and cold start is the coldStartSeconds prior",
+                "pods": "guessing: without the Kubernetes API or kube-state-metrics the Deployment's pods "
+                "are matched by the names Kubernetes generates (<replicaset>-<5 random>), which cannot tell "
+                "them from another workload's pods named the same way",
+            }
+        return states, sources, notes
 
     def _activation(
         self, targets: Sequence[Target], now_s: float
@@ -296,7 +348,7 @@ class PrometheusSource:
                 continue
             # Checked at the edge already (INVALID_ARGUMENT); checked again here because this is where the
             # text reaches Prometheus.
-            promql = f"sum({confine_query(q, t.namespace)})"
+            promql = f"sum({confine_query(q, t.namespace, self.namespace_labels)})"
             now_samples = self.query(Query("activation", promql))
             value = next((s.value for s in now_samples if math.isfinite(s.value)), None)
             step_s = min(self.history_step_s, 5.0)

@@ -3,7 +3,9 @@
 One refresh asks one Prometheus a bounded set of queries (at most ``1 + 7 per backend + 1``), grouped
 ``by (namespace, pod, <model label>)`` and confined to the namespaces of the ScaledObjects it serves.
 The per-ScaledObject work (which pods belong to which Deployment, which model) is done here, in
-Python, so no metadata value other than a validated namespace ever enters PromQL.
+Python, so no metadata value other than a validated namespace ever enters PromQL. Which pods are a
+Deployment's is ``membership``'s: by ownership (``PodStates`` from the Kubernetes API or the
+kube-state-metrics join planned here), else by the names Kubernetes generates.
 """
 
 from __future__ import annotations
@@ -12,13 +14,35 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scaler.core.config import Backend, LatencyMetric
-from scaler.core.signals import SignalName, Signals
-from scaler.core.state import Series, pack_floats
+from scaler.core.signals import Measure, SignalName, Signals
+from scaler.core.state import LatencyWindow, Series, pack_floats
 from scaler.core.target import Target
-from scaler.sources.profile import DCGM_GPU_UTIL_METRIC, LatencyKind, LatencySource, profile_for
+from scaler.sources.membership import (
+    MAX_GENERATED_BASE,
+    MAX_HASH_CHARS,
+    SUFFIX_CHARS,
+    SUFFIX_LEN,
+    PodFacts,
+    PodStates,
+    count_pods,
+    deployment_key,
+    deployment_keys,
+    generated_prefix,
+    not_a_deployment,
+    pod_pattern,
+    prefix_pattern,
+)
+from scaler.sources.profile import (
+    DCGM_GPU_UTIL_METRIC,
+    BackendProfile,
+    LatencyKind,
+    LatencySource,
+    profile_for,
+)
+from scaler.sources.spec import Matcher, Op, QuerySpec, Regroup, Relabel, render
 
 Labels = Mapping[str, str]
 
@@ -31,10 +55,17 @@ class Sample:
 
 @dataclass(frozen=True)
 class Query:
-    """A named PromQL query; ``kind`` is a bounded label for the scaler's own metrics."""
+    """A named PromQL query; ``kind`` is a bounded label for the scaler's own metrics. ``spec``: the query as
+    data when a plan built it (``promql`` is then its rendering), None for free text (``activationQuery``)."""
 
     kind: str
     promql: str
+    spec: QuerySpec | None = None
+    step_s: float | None = None  # range queries: the step, when not the history step
+
+    @classmethod
+    def of(cls, kind: str, spec: QuerySpec, step_s: float | None = None) -> Query:
+        return cls(kind, render(spec), spec, step_s)
 
 
 @dataclass
@@ -45,61 +76,119 @@ class QueryPlan:
         if all(q.kind != kind for q in self.queries):
             self.queries.append(Query(kind, promql))
 
+    def add_spec(self, kind: str, spec: QuerySpec, step_s: float | None = None) -> None:
+        if all(q.kind != kind for q in self.queries):
+            self.queries.append(Query.of(kind, spec, step_s))
+
 
 def _namespace_matcher(targets: Iterable[Target]) -> str:
-    # Namespaces are validated RFC 1123 labels ([a-z0-9-]), so they are regex- and string-safe as is.
-    names = sorted({t.namespace for t in targets})
-    return f'namespace=~"{"|".join(names)}"'
+    return _namespaces(targets).render()
 
 
 def _names_matcher(metrics: Sequence[str]) -> str:
     return f'__name__=~"{"|".join(re.escape(m) for m in metrics)}"'
 
 
-def plan_queries(targets: Sequence[Target], rate_window: str) -> QueryPlan:
-    """The queries one refresh needs for ``targets`` (all on one Prometheus)."""
+def _namespaces(targets: Iterable[Target]) -> Matcher:
+    # Namespaces are validated RFC 1123 labels ([a-z0-9-]), so they are regex- and string-safe as is.
+    return Matcher("namespace", "=~", "|".join(sorted({t.namespace for t in targets})))
+
+
+def once_per_pod(by: Sequence[str], series_labels: Sequence[str], name: bool = False) -> tuple[str, ...]:
+    """The labels of a ``max by`` that keeps each of a pod's own series once, however many scrape jobs read
+    it (``QuerySpec.dedupe``).
+
+    A ServiceMonitor beside the PodMonitor scrapes the same pod again under its own job, service and
+    endpoint labels; summing both counted 3 waiting + 5 running as 16. ``max`` over everything but the pod
+    and its own series labels (``by``, ``series_labels``, and ``__name__`` when the query selects several
+    metrics) keeps one of each before anything is summed."""
+    return (*["__name__"] * name, *by, *series_labels)
+
+
+def plan_queries(targets: Sequence[Target], rate_window: str, gpu_lookback: str = "60s") -> QueryPlan:
+    """The queries one refresh needs for ``targets`` (all on one Prometheus). ``gpu_lookback``: the
+    staleness bound; a GPU with no sample within it is absent (see ``reduce_signals``)."""
     plan = QueryPlan()
     if not targets:
         return plan
-    ns = _namespace_matcher(targets)
-    plan.add("up", f"max by (namespace, pod) (up{{{ns}}})")
+    ns = (_namespaces(targets),)
+    plan.add_spec("up", QuerySpec(Op.MAX, ("up",), ns, by=("namespace", "pod")))
     for backend in sorted({t.config.backend for t in targets}):
         prof = profile_for(backend)
-        by = f"namespace, pod, {prof.model_label}"
-        plan.add(f"{backend}:presence", f"count by ({by}) ({prof.presence_metric}{{{ns}}})")
-        plan.add(f"{backend}:queue", f"sum by ({by}) ({{{_names_matcher(prof.queue_metrics)}, {ns}}})")
+        by = ("namespace", "pod", prof.model_label)
+        ids = prof.series_labels
+        plan.add_spec(f"{backend}:presence", QuerySpec(Op.COUNT, (prof.presence_metric,), ns, by))
+        queue = QuerySpec(
+            Op.SUM, prof.queue_metrics, ns, by, metric_set=True, dedupe=once_per_pod(by, ids, True)
+        )
+        plan.add_spec(f"{backend}:queue", queue)
         # One query per counter: rate() drops __name__, so rate({__name__=~"a|b"}) would give two series
         # with one label set, which Prometheus refuses
         # ("vector cannot contain metrics with the same labelset").
         for i, counter in enumerate(prof.throughput_counters):
-            plan.add(f"{backend}:throughput:{i}", f"sum by ({by}) (rate({counter}{{{ns}}}[{rate_window}]))")
+            rate = QuerySpec(
+                Op.SUM_RATE, (counter,), ns, by, window=rate_window, dedupe=once_per_pod(by, ids)
+            )
+            plan.add_spec(f"{backend}:throughput:{i}", rate)
+        for kind, spec in _engine_specs(prof, ns, by, rate_window):
+            plan.add_spec(f"{backend}:{kind}", spec)
         metrics = {
             t.config.latency_metric for t in targets if t.config.backend == backend and t.config.latency_slo_s
         }
         for metric in sorted(metrics):
             for i, src in enumerate(prof.latency[metric]):
                 kind = f"{backend}:latency:{metric}:{i}"
-                if src.kind == LatencyKind.HISTOGRAM:
-                    plan.add(kind, f"sum by ({by}, le) (rate({src.metric}{{{ns}}}[{rate_window}]))")
-                elif src.kind == LatencyKind.SUMMARY:
-                    plan.add(kind, f"max by ({by}, quantile) ({src.metric}{{{ns}}})")
-                else:
-                    plan.add(kind, f"sum by ({by}) (rate({src.metric}{{{ns}}}[{rate_window}]))")
-                    plan.add(
-                        kind + ":count", f"sum by ({by}) (rate({src.count_metric}{{{ns}}}[{rate_window}]))"
-                    )
+                for suffix, spec in _latency_specs(src, ns, by, ids, rate_window):
+                    plan.add_spec(kind + suffix, spec)
     if any(t.config.target_gpu_util_percent is not None for t in targets):
-        plan.add("dcgm:gpu_util", f'{DCGM_GPU_UTIL_METRIC}{{{ns}, pod!=""}}')
+        # The last sample within the staleness bound: a GPU whose series has none that recent is absent
+        # (a gap is bridged, a configuration problem shows). Series are per GPU; de-duplicated per pod
+        # and GPU in Python.
+        gpu = (*ns, Matcher("pod", "!=", ""))
+        plan.add_spec(
+            "dcgm:gpu_util", QuerySpec(Op.LAST_OVER_TIME, (DCGM_GPU_UTIL_METRIC,), gpu, window=gpu_lookback)
+        )
     return plan
 
 
-def pod_pattern(deployment: str) -> re.Pattern[str]:
-    """Pods of a Deployment are ``<deployment>-<pod-template-hash>-<suffix>``.
+def _engine_specs(
+    prof: BackendProfile, ns: tuple[Matcher, ...], by: tuple[str, ...], rate_window: str
+) -> list[tuple[str, QuerySpec]]:
+    """(kind, spec) of the engine's own numbers: running and waiting per pod, and the rates of requests
+    finished and of the step histogram's sum and count (the prompt and generated tokens are throughput
+    counters already). Empty for a backend without them. Per pod, with ``by``: history regroups them."""
+    once = once_per_pod(by, prof.series_labels)
+    out: list[tuple[str, QuerySpec]] = []
+    for kind, gauge in (("running", prof.running_metric), ("waiting", prof.waiting_metric)):
+        if gauge is not None:
+            out.append((kind, QuerySpec(Op.SUM, (gauge,), ns, by, dedupe=once)))
+    counters = [("requests", prof.requests_counter)]
+    if prof.step_histogram is not None:
+        counters += [
+            ("step:sum", f"{prof.step_histogram}_sum"),
+            ("step:count", f"{prof.step_histogram}_count"),
+        ]
+    for kind, counter in counters:
+        if counter is not None:
+            out.append((kind, QuerySpec(Op.SUM_RATE, (counter,), ns, by, window=rate_window, dedupe=once)))
+    return out
 
-    Anchored with exactly two segments after the name, so Deployment ``llama`` does not claim the pods
-    of Deployment ``llama-8b`` (``llama-8b-6f9c7b8d5-x2kqp`` has three segments after ``llama-``).
-    """
-    return re.compile(rf"{re.escape(deployment)}-[a-z0-9]+-[a-z0-9]+")
+
+def _latency_specs(
+    src: LatencySource, ns: tuple[Matcher, ...], by: tuple[str, ...], ids: tuple[str, ...], rate_window: str
+) -> list[tuple[str, QuerySpec]]:
+    """(kind suffix, spec) of one latency source: bucket rates, summary quantiles, or the two mean rates."""
+    if src.kind == LatencyKind.HISTOGRAM:
+        once = once_per_pod(by, (*ids, "le"))
+        return [("", QuerySpec(Op.HISTOGRAM_RATE, (src.metric,), ns, by, window=rate_window, dedupe=once))]
+    if src.kind == LatencyKind.SUMMARY:
+        return [("", QuerySpec(Op.MAX, (src.metric,), ns, (*by, "quantile")))]
+    assert src.count_metric is not None  # a MEAN source names its request counter
+    once = once_per_pod(by, ids)
+    return [
+        ("", QuerySpec(Op.SUM_RATE, (src.metric,), ns, by, window=rate_window, dedupe=once)),
+        (":count", QuerySpec(Op.SUM_RATE, (src.count_metric,), ns, by, window=rate_window, dedupe=once)),
+    ]
 
 
 def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float | None:
@@ -136,36 +225,97 @@ def _finite(samples: Iterable[Sample]) -> list[Sample]:
     return [s for s in samples if math.isfinite(s.value)]
 
 
-InstantIndex = dict[tuple[str, str], dict[str, list[Sample]]]
+# A generated pod name is its ReplicaSet's prefix (at most MAX_GENERATED_BASE characters) and SUFFIX_LEN
+# random ones. Shorter than this, the prefix was not cut: ``<deployment>-<hash>-<suffix>``.
+_CUT_POD_CHARS = MAX_GENERATED_BASE + SUFFIX_LEN
+# Deployments this long may have pods of _CUT_POD_CHARS (``<deployment>-<10 hash chars>-`` is 58 at 46).
+_CUT_DEPLOYMENT_CHARS = MAX_GENERATED_BASE - MAX_HASH_CHARS - 2
+
+
+@dataclass(frozen=True)
+class InstantIndex:
+    """One refresh's instant results grouped so each ScaledObject reads its own few samples: scanning
+    every sample for each of 2,000 ScaledObjects was most of a refresh's CPU in `make bench` (54,000
+    scans of 50 pods' samples per three collects). ``samples_for`` gives a superset of what
+    ``reduce_signals`` keeps, which still matches every sample itself.
+
+    ``by_name``: by (namespace, Deployment the pod's name says): a pod named
+    ``<deployment>-<hash>-<suffix>`` (``pod_pattern``) belongs to ``pod.rsplit("-", 2)[0]`` and to no
+    other Deployment, as neither segment after it holds a '-'. Pods of 63 characters may have had their
+    prefix cut (``llama-...-west4b-5d4f8b7c`` + 5 random, no hyphen before the suffix): ``cut``, by
+    namespace, read by the Deployments long enough to have such pods. ``by_pod``: by (namespace, pod),
+    for pods known by ownership, whatever their names. Samples without a namespace or pod label are
+    dropped, as ``reduce_signals`` would drop them."""
+
+    by_name: dict[tuple[str, str], dict[str, list[Sample]]]
+    cut: dict[str, dict[str, list[Sample]]]
+    by_pod: dict[tuple[str, str], dict[str, list[Sample]]]
+
+    def samples_for(self, target: Target, pods: PodStates | None) -> Mapping[str, Sequence[Sample]]:
+        """A superset of the samples ``reduce_signals(target, ..., pods)`` keeps, by query kind."""
+        ns = target.namespace
+        if pods is not None:
+            parts = [self.by_pod.get((ns, pod), {}) for pod in sorted(pods.pods)]
+        else:
+            named = self.by_name.get((ns, target.config.deployment), {})
+            if len(target.config.deployment) < _CUT_DEPLOYMENT_CHARS or ns not in self.cut:
+                return named
+            parts = [named, self.cut[ns]]
+        out: dict[str, list[Sample]] = defaultdict(list)
+        for part in parts:
+            for kind, samples in part.items():
+                out[kind].extend(samples)
+        return out
 
 
 def index_instant(results: Mapping[str, Sequence[Sample]]) -> InstantIndex:
-    """One refresh's results grouped by (namespace, Deployment of the pod), so each ScaledObject reads
-    its own few samples: scanning every sample for each of 2,000 ScaledObjects was most of a refresh's
-    CPU in `make bench` (54,000 scans of 50 pods' samples per three collects). A pod named
-    ``<deployment>-<hash>-<suffix>`` (``pod_pattern``) belongs to ``pod.rsplit("-", 2)[0]`` and to no
-    other Deployment, as neither segment after it holds a '-'; samples without a namespace or pod
-    label are dropped, as ``reduce_signals`` would drop them."""
-    index: InstantIndex = defaultdict(lambda: defaultdict(list))
+    """``results`` as an ``InstantIndex``."""
+    by_name: dict[tuple[str, str], dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
+    cut: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
+    by_pod: dict[tuple[str, str], dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
     for kind, samples in results.items():
         for s in samples:
             ns, pod = s.labels.get("namespace"), s.labels.get("pod")
-            if ns and pod and pod.count("-") >= 2:
-                index[(ns, pod.rsplit("-", 2)[0])][kind].append(s)
-    return {k: dict(v) for k, v in index.items()}
+            if not ns or not pod:
+                continue
+            by_pod[(ns, pod)][kind].append(s)
+            if len(pod) >= _CUT_POD_CHARS:
+                cut[ns][kind].append(s)
+            elif pod.count("-") >= 2:
+                by_name[(ns, pod.rsplit("-", 2)[0])][kind].append(s)
+    return InstantIndex(
+        by_name={k: dict(v) for k, v in by_name.items()},
+        cut={k: dict(v) for k, v in cut.items()},
+        by_pod={k: dict(v) for k, v in by_pod.items()},
+    )
 
 
-def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> Signals:
-    """Turn one refresh's query results (all of them, or the Deployment's entry of ``index_instant``)
-    into the ``Signals`` of one ScaledObject."""
+def reduce_signals(
+    target: Target,
+    results: Mapping[str, Sequence[Sample]],
+    pods: PodStates | None = None,
+    window_s: float = 60.0,
+) -> Signals:
+    """Turn one refresh's query results (all of them, or ``InstantIndex.samples_for`` the target) into
+    the ``Signals`` of one ScaledObject.
+
+    ``pods``: its pods by ownership (Kubernetes API or kube-state-metrics); without them its pods are
+    matched by name. A pod that is not Ready and cannot be scraped is loading (vLLM binds its port before
+    it listens, so a loading pod shows ``up == 0``): warming, not unreadable. A Ready pod whose scrape
+    fails is unreadable. By name, readiness is unknown: pods that fail while none of the Deployment's
+    pods answers are taken to be loading (the first step from zero), otherwise unreadable."""
     cfg = target.config
     prof = profile_for(cfg.backend)
-    pods = pod_pattern(cfg.deployment)
+    pattern = pod_pattern(cfg.deployment) if pods is None else None
+    members = pods.pods if pods is not None else frozenset()
+
+    def member(pod: str) -> bool:
+        return pattern.fullmatch(pod) is not None if pattern is not None else pod in members
 
     def mine(kind: str, model_filter: bool = True) -> list[Sample]:
         out = []
         for s in results.get(kind, ()):
-            if s.labels.get("namespace") != target.namespace or not pods.fullmatch(s.labels.get("pod", "")):
+            if s.labels.get("namespace") != target.namespace or not member(s.labels.get("pod", "")):
                 continue
             if model_filter and cfg.model is not None and s.labels.get(prof.model_label) != cfg.model:
                 continue
@@ -175,8 +325,14 @@ def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> S
     backend = cfg.backend.value
     up = {s.labels["pod"]: s.value for s in mine("up", model_filter=False)}
     presence = {s.labels["pod"] for s in _finite(mine(f"{backend}:presence"))}
-    failed = {p for p, v in up.items() if v != 1}
-    ready_pods = presence - failed
+    down = {p for p, v in up.items() if v != 1}
+    if pods is not None:
+        failed = down & pods.ready_pods
+        ready_pods = set(pods.ready_pods)
+    else:
+        answering = (set(up) - down) | presence
+        failed = down if answering else set()
+        ready_pods = presence - down
     # A pod reporting NaN/Inf demand has unknown load, not zero load: it counts as unreadable, which
     # holds the fleet (summing it as 0 would let 3 pods with 1 NaN look like 2 idle ones and shrink).
     demand_kinds = [f"{backend}:queue", "dcgm:gpu_util"]
@@ -191,6 +347,7 @@ def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> S
     current = len(set(up) | presence)
     notes: dict[str, str] = {}
     no_traffic: set[SignalName] = set()
+    unconfigured: set[SignalName] = set()
 
     def total(kind: str) -> float | None:
         samples = _finite(mine(kind))
@@ -203,19 +360,41 @@ def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> S
     if cfg.backend == Backend.TRITON:
         notes["tokens"] = "inferences/s (nv_inference_count)"
 
+    def counter_rate(name: str | None) -> float | None:
+        return next((r for c, r in zip(prof.throughput_counters, rates, strict=True) if c == name), None)
+
+    step_sum, step_count = total(f"{backend}:step:sum"), total(f"{backend}:step:count")
+    step = step_sum / step_count if step_sum is not None and step_count else None
+
     gpu: float | None = None
     if cfg.target_gpu_util_percent is not None:
-        gpus = _finite(mine("dcgm:gpu_util", model_filter=False))
-        if gpus:
-            # Average over the Deployment's GPUs (a TP=4 pod has four series), as the HPA would.
-            gpu = sum(s.value for s in gpus) / len(gpus)
-            notes["gpu"] = f"average of {len(gpus)} GPU(s)"
+        # Over the Ready pods' GPUs only: a loading pod's GPU idles at 0 % and the HPA formula multiplies
+        # by the Ready count. One value per pod and GPU, however many jobs scrape dcgm-exporter.
+        per_gpu = {
+            (s.labels["pod"], s.labels.get("UUID") or s.labels.get("gpu", "")): s.value
+            for s in _finite(mine("dcgm:gpu_util", model_filter=False))
+            if s.labels["pod"] in ready_pods
+        }
+        if per_gpu:
+            gpu = sum(per_gpu.values()) / len(per_gpu)
+            notes["gpu"] = f"average of {len(per_gpu)} GPU(s) of Ready pods"
+        elif ready_pods:
+            # No sample within the staleness bound (the query's lookback) for any Ready pod: not a gap but
+            # dcgm-exporter not mapping these pods (no -k, or scraped without honorLabels).
+            unconfigured.add(SignalName.GPU)
+            notes["gpu"] = (
+                f"no {DCGM_GPU_UTIL_METRIC} series for this Deployment's Ready pods within the staleness "
+                "bound: is dcgm-exporter running with pod mapping (-k) and scraped with honorLabels?"
+            )
 
     latency: float | None = None
+    attained = seen = None
     if cfg.latency_slo_s is not None:
-        latency, note, idle = _latency(
+        latency, note, idle, buckets = _latency(
             cfg.latency_metric, cfg.latency_quantile, prof.latency[cfg.latency_metric], backend, mine
         )
+        if buckets is not None:
+            attained, seen = attainment(buckets, cfg.latency_slo_s, window_s)
         if note:
             notes["latency"] = note
         if idle:
@@ -235,7 +414,39 @@ def reduce_signals(target: Target, results: Mapping[str, Sequence[Sample]]) -> S
         notes=notes,
         unreadable_pods=len(unreadable),
         no_traffic=frozenset(no_traffic),
+        unconfigured=frozenset(unconfigured),
+        running_requests=total(f"{backend}:running"),
+        waiting_requests=total(f"{backend}:waiting"),
+        requests_per_s=total(f"{backend}:requests"),
+        prompt_tokens_per_s=counter_rate(prof.prompt_counter),
+        generation_tokens_per_s=counter_rate(prof.generation_counter),
+        step_s=step,
+        latency_attainment=attained,
+        latency_requests=seen,
     )
+
+
+def attainment(buckets: Mapping[float, float], slo_s: float, window_s: float) -> tuple[float | None, float]:
+    """(fraction of the observations at most ``slo_s``, how many there were) from bucket rates keyed by
+    ``le`` in seconds over a ``window_s`` rate window; linear inside the bucket as histogram_quantile, and
+    never within any bound in the +Inf bucket. Worked example: {0.5: 2, 1: 8, +Inf: 10} per second over
+    60 s with an SLO of 0.75 s: (2 + 6 / 2) / 10 = 50 % of 600 requests."""
+    bounds = sorted(buckets)
+    counts = [buckets[b] for b in bounds]
+    for i in range(1, len(counts)):
+        counts[i] = max(counts[i], counts[i - 1])
+    total = counts[-1] if counts else 0.0
+    if not total > 0 or bounds[-1] != math.inf:
+        return None, 0.0
+    below_b, below_c = 0.0, 0.0
+    for b, c in zip(bounds, counts, strict=True):
+        if b == math.inf:
+            break
+        if slo_s <= b:
+            inside = below_c + (c - below_c) * (slo_s - below_b) / (b - below_b) if b > below_b else c
+            return inside / total, total * window_s
+        below_b, below_c = b, c
+    return below_c / total, total * window_s
 
 
 def _latency(
@@ -244,8 +455,9 @@ def _latency(
     sources: Sequence[LatencySource],
     backend: str,
     mine: Callable[[str], list[Sample]],
-) -> tuple[float | None, str, bool]:
-    """(seconds, note, no_traffic) from the first source with data."""
+) -> tuple[float | None, str, bool, dict[float, float] | None]:
+    """(seconds, note, no_traffic, bucket rates keyed by ``le`` in seconds when a histogram) from the first
+    source with data."""
     for i, src in enumerate(sources):
         kind = f"{backend}:latency:{metric}:{i}"
         samples = _finite(mine(kind))
@@ -258,56 +470,91 @@ def _latency(
             buckets.pop(math.nan, None)
             value = histogram_quantile(quantile, buckets)
             if value is None:
-                return None, f"p{quantile * 100:g} of {src.metric}: no requests in the window", True
-            return value * src.to_seconds, f"p{quantile * 100:g} from {src.metric}", False
+                return None, f"p{quantile * 100:g} of {src.metric}: no requests in the window", True, None
+            in_seconds = {le * src.to_seconds: rate for le, rate in buckets.items()}
+            return value * src.to_seconds, f"p{quantile * 100:g} from {src.metric}", False, in_seconds
         if src.kind == LatencyKind.SUMMARY:
             by_q: dict[float, list[float]] = defaultdict(list)
             for s in samples:
                 by_q[float(s.labels.get("quantile", "nan"))].append(s.value)
             usable = sorted(q for q in by_q if q >= quantile) or sorted(by_q)[-1:]
             q = usable[0]
-            return max(by_q[q]) * src.to_seconds, f"summary quantile {q:g}, max over pods", False
+            return max(by_q[q]) * src.to_seconds, f"summary quantile {q:g}, max over pods", False, None
         counts = _finite(mine(kind + ":count"))
         requests_per_s = sum(s.value for s in counts)
         if requests_per_s <= 0:
-            return None, "mean request duration: no requests in the window", True
+            return None, "mean request duration: no requests in the window", True, None
         mean = sum(s.value for s in samples) / requests_per_s
-        return mean * src.to_seconds, "mean request duration (enable summary_latencies for a quantile)", False
-    return None, "", False
+        note = "mean request duration (enable summary_latencies for a quantile)"
+        return mean * src.to_seconds, note, False, None
+    return None, "", False, None
 
 
 # -- history (range queries) ---------------------------------------------------------------------------
-# Pods are `<deployment>-<hash>-<suffix>`; label_replace derives the Deployment in Prometheus so history
-# comes back one series per Deployment (and model), not per pod: 2,000 ScaledObjects with 240 points
-# each stay a few hundred thousand samples per history read. Same rule as pod_pattern.
-_DEPLOYMENT_FROM_POD = '"deployment", "$1", "pod", "(.+)-[a-z0-9]+-[a-z0-9]+"'
+# History comes back one series per ReplicaSet (and model), not per pod, so 2,000 ScaledObjects with 240
+# points each stay a few hundred thousand samples per history read: label_replace cuts the 5 random
+# characters Kubernetes appends to a pod's generateName, leaving the ReplicaSet's generated prefix
+# (``membership.generated_prefix``), and Python maps ReplicaSets to Deployments (by ownership, else by
+# name). A Deployment has one such series, two during a rolling update. A pod named otherwise (a
+# StatefulSet's ``<name>-0``) gets no prefix and is no Deployment's.
+_PREFIX_FROM_POD = Relabel("pod_prefix", "$1", "pod", f"(.+){SUFFIX_CHARS}{{{SUFFIX_LEN}}}")
 
 
-def _by_deployment(expr: str, by: str) -> str:
-    return f"sum by ({by}) (label_replace({expr}, {_DEPLOYMENT_FROM_POD}))"
+def _by_replicaset(spec: QuerySpec, *by: str) -> QuerySpec:
+    return replace(spec, regroup=Regroup(("namespace", "pod_prefix", *by), _PREFIX_FROM_POD))
+
+
+# The latency history is read in whole windows of this length, one point each: the histogram's rates over a
+# minute, a minute apart (60 points an hour, not 240 overlapping ones), for the headroom floor.
+LATENCY_WINDOW_S = 60.0
 
 
 def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
-    """Range queries for the demand history (queue, tokens) and the replica history of ``targets``."""
+    """Range queries for the history of ``targets``: demand (queue, tokens), Ready replicas, the engine's
+    own numbers (running, waiting, requests finished, the step histogram's sum and count), and the latency
+    histogram in whole windows (``LATENCY_WINDOW_S`` apart) for ScaledObjects with a latency SLO."""
     plan = QueryPlan()
     if not targets:
         return plan
-    ns = _namespace_matcher(targets)
-    plan.add(
-        "history:replicas", _by_deployment(f"max by (namespace, pod) (up{{{ns}}})", "namespace, deployment")
-    )
+    ns = (_namespaces(targets),)
+    up = QuerySpec(Op.MAX, ("up",), ns, by=("namespace", "pod"))
+    plan.add_spec("history:replicas", _by_replicaset(up))
     for backend in sorted({t.config.backend for t in targets}):
         prof = profile_for(backend)
-        by = f"namespace, deployment, {prof.model_label}"
-        plan.add(
-            f"history:{backend}:queue", _by_deployment(f"{{{_names_matcher(prof.queue_metrics)}, {ns}}}", by)
-        )
+        per_pod = ("namespace", "pod", prof.model_label)
+        once = once_per_pod(per_pod, prof.series_labels, True)
+        queue = QuerySpec(Op.SELECT, prof.queue_metrics, ns, metric_set=True, dedupe=once)
+        plan.add_spec(f"history:{backend}:queue", _by_replicaset(queue, prof.model_label))
         for i, counter in enumerate(prof.throughput_counters):
-            plan.add(
-                f"history:{backend}:throughput:{i}",
-                _by_deployment(f"rate({counter}{{{ns}}}[{rate_window}])", by),
+            once = once_per_pod(per_pod, prof.series_labels)
+            rate = QuerySpec(Op.RATE, (counter,), ns, window=rate_window, dedupe=once)
+            plan.add_spec(f"history:{backend}:throughput:{i}", _by_replicaset(rate, prof.model_label))
+        for kind, spec in _engine_specs(prof, ns, per_pod, rate_window):
+            plan.add_spec(f"history:{backend}:{kind}", _by_replicaset(spec, prof.model_label))
+        metrics = {
+            t.config.latency_metric for t in targets if t.config.backend == backend and t.config.latency_slo_s
+        }
+        for metric in sorted(metrics):
+            src = next((x for x in prof.latency[metric] if x.kind == LatencyKind.HISTOGRAM), None)
+            if src is None:
+                continue
+            window = f"{LATENCY_WINDOW_S:.0f}s"
+            once = once_per_pod(per_pod, (*prof.series_labels, "le"))
+            buckets = QuerySpec(Op.HISTOGRAM_RATE, (src.metric,), ns, per_pod, window=window, dedupe=once)
+            plan.add_spec(
+                f"history:{backend}:latency:{metric}",
+                _by_replicaset(buckets, prof.model_label, "le"),
+                step_s=LATENCY_WINDOW_S,
             )
     return plan
+
+
+def history_range(now_s: float, history_s: float, step_s: float) -> tuple[float, float]:
+    """(start, end) of the history range query at ``now_s``: the end aligned down to the step, so every
+    scaler replica (and the simulator) asks for the same points. Worked example: now 1,000,007 s, 1 h at
+    15 s: end 1,000,005 (1,000,007 - 1,000,007 mod 15), start 996,405."""
+    end_s = now_s - now_s % step_s
+    return end_s - history_s, end_s
 
 
 @dataclass(frozen=True)
@@ -342,96 +589,247 @@ HistoryIndex = dict[tuple[str, str], dict[str, list[RangeSample]]]
 
 
 def index_history(results: Mapping[str, Sequence[RangeSample]]) -> HistoryIndex:
-    """The history results grouped by (namespace, deployment), so each ScaledObject reads its own few
-    series instead of scanning every series of every Deployment (2,000 ScaledObjects x 8,000 series
-    would be 16 M label lookups per refresh)."""
+    """The history results grouped by (namespace, ``deployment_key``) of every Deployment whose ReplicaSet
+    could have made the series' prefix, so each ScaledObject reads its own few series instead of scanning
+    every series of every Deployment (2,000 ScaledObjects x 8,000 series would be 16 M label lookups per
+    refresh). ``reduce_history`` then keeps the prefixes that are really its own."""
     index: HistoryIndex = defaultdict(lambda: defaultdict(list))
     for kind, series in results.items():
         for s in series:
-            ns, dep = s.labels.get("namespace"), s.labels.get("deployment")
-            if ns is not None and dep is not None:
-                index[(ns, dep)][kind].append(s)
+            ns, prefix = s.labels.get("namespace"), s.labels.get("pod_prefix")
+            if ns is None or prefix is None:
+                continue
+            for key in deployment_keys(prefix):
+                index[(ns, key)][kind].append(s)
     return {k: dict(v) for k, v in index.items()}
 
 
+def history_key(target: Target) -> tuple[str, str]:
+    """The ``index_history`` key of ``target``'s Deployment."""
+    return (target.namespace, deployment_key(target.config.deployment))
+
+
 def reduce_history(
-    target: Target, results: Mapping[str, Sequence[RangeSample]]
-) -> tuple[dict[SignalName, Series], Series | None]:
-    """(demand history by signal, replica history) of one ScaledObject from the history queries (all of
-    them, or its Deployment's entry of ``index_history``)."""
+    target: Target, results: Mapping[str, Sequence[RangeSample]], prefixes: frozenset[str] | None = None
+) -> tuple[dict[Measure, Series], tuple[LatencyWindow, ...]]:
+    """The history of one ScaledObject, from the history queries (all of them, or its Deployment's entry of
+    ``index_history``): each measure's series, and its latency windows. ``prefixes``: its ReplicaSets'
+    generated prefixes, by ownership; None matches them by name."""
     cfg = target.config
     prof = profile_for(cfg.backend)
+    pattern = prefix_pattern(cfg.deployment)
+
+    def own(prefix: str) -> bool:
+        return prefix in prefixes if prefixes is not None else pattern.fullmatch(prefix) is not None
 
     def mine(kind: str, model_filter: bool = True) -> list[RangeSample]:
         return [
             s
             for s in results.get(kind, ())
             if s.labels.get("namespace") == target.namespace
-            and s.labels.get("deployment") == cfg.deployment
+            and own(s.labels.get("pod_prefix", ""))
             and (not model_filter or cfg.model is None or s.labels.get(prof.model_label) == cfg.model)
         ]
 
     backend = cfg.backend.value
-    demand: dict[SignalName, Series] = {}
-    queue = _sum_series(mine(f"history:{backend}:queue"))
-    if queue is not None:
-        demand[SignalName.QUEUE] = queue
+    history: dict[Measure, Series] = {}
+    summed = {
+        Measure.QUEUE: f"history:{backend}:queue",
+        Measure.RUNNING: f"history:{backend}:running",
+        Measure.WAITING: f"history:{backend}:waiting",
+        Measure.REQUESTS: f"history:{backend}:requests",
+    }
+    for i, counter in enumerate(prof.throughput_counters):
+        if counter == prof.prompt_counter:
+            summed[Measure.PROMPT_TOKENS] = f"history:{backend}:throughput:{i}"
+        if counter == prof.generation_counter:
+            summed[Measure.GENERATION_TOKENS] = f"history:{backend}:throughput:{i}"
+    for measure, kind in summed.items():
+        series = _sum_series(mine(kind))
+        if series is not None:
+            history[measure] = series
     tokens = _sum_series(
         s for i in range(len(prof.throughput_counters)) for s in mine(f"history:{backend}:throughput:{i}")
     )
     if tokens is not None:
-        demand[SignalName.TOKENS] = tokens
+        history[Measure.TOKENS] = tokens
+    step = _ratio(
+        _sum_series(mine(f"history:{backend}:step:sum")), _sum_series(mine(f"history:{backend}:step:count"))
+    )
+    if step is not None:
+        history[Measure.STEP_S] = step
+    # Pods that answered their scrape: the Ready replicas (a loading pod's scrape fails, up == 0).
     replicas = _sum_series(mine("history:replicas", model_filter=False))
-    return demand, replicas
+    if replicas is not None:
+        history[Measure.REPLICAS] = replicas
+        history[Measure.READY] = replicas
+    windows: tuple[LatencyWindow, ...] = ()
+    src = next((x for x in prof.latency[cfg.latency_metric] if x.kind == LatencyKind.HISTOGRAM), None)
+    if cfg.latency_slo_s is not None and src is not None:
+        windows = latency_windows(
+            mine(f"history:{backend}:latency:{cfg.latency_metric}"), replicas, src.to_seconds
+        )
+    return history, windows
 
 
-# -- kube-state-metrics (replicas, warming pods, start-up times when the Kubernetes API is not readable) --
+def _ratio(num: Series | None, den: Series | None) -> Series | None:
+    """``num / den`` at the steps where both have a value and ``den`` is positive."""
+    if num is None or den is None:
+        return None
+    d = dict(zip(den.times_s, den.values, strict=True))
+    pairs = [(t, v / d[t]) for t, v in zip(num.times_s, num.values, strict=True) if d.get(t, 0.0) > 0]
+    return Series(tuple(t for t, _ in pairs), tuple(v for _, v in pairs)) if pairs else None
+
+
+def latency_windows(
+    series: Sequence[RangeSample], ready: Series | None, to_seconds: float, window_s: float = LATENCY_WINDOW_S
+) -> tuple[LatencyWindow, ...]:
+    """One ``LatencyWindow`` per point of the latency history: the bucket rates (summed over the
+    Deployment's series, keyed by ``le``) times the window are the requests and their spread; the Ready
+    replicas are the mean of the replica history over the window. Windows with no request are left out."""
+    by_time: dict[float, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    for s in series:
+        try:
+            le = float(s.labels.get("le", "nan")) * to_seconds
+        except ValueError:
+            continue
+        if math.isnan(le):
+            continue
+        for t, v in zip(s.times_s, s.values, strict=True):
+            if math.isfinite(v):
+                by_time[t][le] += v * window_s
+    rt = list(ready.times_s) if ready is not None else []
+    rv = list(ready.values) if ready is not None else []
+    out = []
+    for t in sorted(by_time):
+        buckets = by_time[t]
+        bounds = tuple(sorted(buckets))
+        if not bounds or bounds[-1] != math.inf or buckets[math.inf] <= 0:
+            continue
+        inside = [v for x, v in zip(rt, rv, strict=True) if t - window_s < x <= t]
+        if not inside:
+            continue
+        cumulative = tuple(buckets[b] for b in bounds)
+        out.append(LatencyWindow(t, sum(inside) / len(inside), buckets[math.inf], bounds, cumulative))
+    return tuple(out)
+
+
+# -- kube-state-metrics (pods by ownership, replicas, warming pods, start-up times without the API) -------
+_KSM_POD_METRICS = (
+    "kube_pod_created",
+    "kube_pod_status_ready",
+    "kube_pod_status_ready_time",
+    "kube_pod_status_phase",
+    "kube_pod_deletion_timestamp",
+    "kube_pod_container_status_restarts_total",
+)
+
+
+def _owner(metric: str, kind: str, ns: str, as_label: str) -> str:
+    return f'label_replace({metric}{{{ns}, owner_kind="{kind}"}}, "{as_label}", "$1", "owner_name", "(.+)")'
+
+
 def plan_kube_state(targets: Sequence[Target]) -> QueryPlan:
-    """Instant queries on kube-state-metrics series: pod creation time, Ready time and Ready state."""
+    """Three instant queries on kube-state-metrics series, whatever the number of ScaledObjects.
+
+    ``ksm:owners`` joins in PromQL each pod to the Deployment that owns its ReplicaSet (``kube_pod_owner``
+    x ``kube_replicaset_owner``), and adds every ReplicaSet of a Deployment (for the history grouped by
+    ReplicaSet) and the pods StatefulSets own (to refuse a StatefulSet by name). ``ksm:pods`` holds each
+    pod's creation, Ready state and time, phase, deletion and restarts, once per pod however many
+    kube-state-metrics replicas are scraped; ``ksm:deployments`` each Deployment's spec.replicas."""
     plan = QueryPlan()
     if not targets:
         return plan
     ns = _namespace_matcher(targets)
-    plan.add("ksm:created", f"max by (namespace, pod) (kube_pod_created{{{ns}}})")
-    plan.add("ksm:ready_time", f"max by (namespace, pod) (kube_pod_status_ready_time{{{ns}}})")
-    plan.add("ksm:ready", f'max by (namespace, pod) (kube_pod_status_ready{{{ns}, condition="true"}})')
+    rs_owner = _owner("kube_replicaset_owner", "Deployment", ns, "deployment")
+    rs_of_deployment = f"max by (namespace, replicaset, deployment) ({rs_owner})"
+    pod_owner = _owner("kube_pod_owner", "ReplicaSet", ns, "replicaset")
+    pods_of_deployment = (
+        f"max by (namespace, pod, replicaset, deployment) ({pod_owner}"
+        f" * on (namespace, replicaset) group_left (deployment) {rs_of_deployment})"
+    )
+    sts_owner = f'kube_pod_owner{{{ns}, owner_kind="StatefulSet"}}'
+    statefulset_pods = f"max by (namespace, pod, owner_kind, owner_name) ({sts_owner})"
+    plan.add("ksm:owners", f"{pods_of_deployment} or {rs_of_deployment} or {statefulset_pods}")
+    plan.add(
+        "ksm:pods",
+        f"max by (__name__, namespace, pod, condition, phase) ({{{_names_matcher(_KSM_POD_METRICS)}, {ns}}})",
+    )
+    plan.add("ksm:deployments", f"max by (namespace, deployment) (kube_deployment_spec_replicas{{{ns}}})")
     return plan
 
 
-@dataclass(frozen=True)
-class PodStates:
-    """Pods of one Deployment as the Kubernetes API or kube-state-metrics sees them."""
+@dataclass
+class KubeState:
+    """The kube-state-metrics results of one refresh, indexed once for every ScaledObject."""
 
-    total: int
-    ready: int
-    warming_ages_s: tuple[float, ...]
-    cold_starts_s: tuple[float, ...]
+    namespaces: set[str] = field(default_factory=set)  # namespaces kube-state-metrics reports at all
+    pods_of: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+    replicasets_of: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+    statefulsets: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    spec_replicas: dict[tuple[str, str], int] = field(default_factory=dict)
+    pod_values: dict[tuple[str, str], dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
 
 
-def reduce_kube_state(
-    target: Target, results: Mapping[str, Sequence[Sample]], now_s: float
-) -> PodStates | None:
-    """Pod states from kube-state-metrics; None when it has no pod of this Deployment."""
-    pods = pod_pattern(target.config.deployment)
+def index_kube_state(results: Mapping[str, Sequence[Sample]]) -> KubeState:
+    ksm = KubeState()
+    for s in results.get("ksm:owners", ()):
+        ns, pod, dep = s.labels.get("namespace", ""), s.labels.get("pod"), s.labels.get("deployment")
+        ksm.namespaces.add(ns)
+        if pod is not None and dep is not None:
+            ksm.pods_of[(ns, dep)].add(pod)
+            ksm.replicasets_of[(ns, dep)].add(s.labels.get("replicaset", ""))
+        elif dep is not None:
+            ksm.replicasets_of[(ns, dep)].add(s.labels.get("replicaset", ""))
+        elif s.labels.get("owner_kind") == "StatefulSet":
+            ksm.statefulsets[ns].add(s.labels.get("owner_name", ""))
+    for s in results.get("ksm:pods", ()):
+        ns, pod, name = s.labels.get("namespace", ""), s.labels.get("pod", ""), s.labels.get("__name__", "")
+        ksm.namespaces.add(ns)
+        if not math.isfinite(s.value):
+            continue
+        if name == "kube_pod_status_ready":
+            name = f"{name}:{s.labels.get('condition', '')}"
+        elif name == "kube_pod_status_phase":
+            name = f"{name}:{s.labels.get('phase', '')}"
+        ksm.pod_values[(ns, pod)][name] = s.value
+    for s in results.get("ksm:deployments", ()):
+        ns = s.labels.get("namespace", "")
+        ksm.namespaces.add(ns)
+        if math.isfinite(s.value):
+            ksm.spec_replicas[(ns, s.labels.get("deployment", ""))] = int(s.value)
+    return ksm
 
-    def by_pod(kind: str) -> dict[str, float]:
-        return {
-            s.labels["pod"]: s.value
-            for s in results.get(kind, ())
-            if s.labels.get("namespace") == target.namespace
-            and pods.fullmatch(s.labels.get("pod", ""))
-            and math.isfinite(s.value)
-        }
 
-    created, ready_time, ready = by_pod("ksm:created"), by_pod("ksm:ready_time"), by_pod("ksm:ready")
-    if not created:
-        return None
-    ready_pods = {p for p in created if ready.get(p, 0.0) == 1.0}
-    warming = tuple(max(0.0, now_s - created[p]) for p in sorted(created) if p not in ready_pods)
-    starts = sorted((created[p], ready_time[p] - created[p]) for p in ready_pods if p in ready_time)
-    return PodStates(
-        total=len(created),
-        ready=len(ready_pods),
-        warming_ages_s=warming,
-        cold_starts_s=tuple(d for _, d in starts if d > 0),
+def reduce_kube_state(target: Target, ksm: KubeState, now_s: float) -> PodStates:
+    """One Deployment's pods by ownership from kube-state-metrics (its namespace must be in ``ksm``)."""
+    ns, name = target.namespace, target.config.deployment
+    key = (ns, name)
+    if key not in ksm.spec_replicas and key not in ksm.replicasets_of:
+        return not_a_deployment(ns, name, frozenset(ksm.statefulsets.get(ns, ())), "kube-state-metrics")
+    facts = []
+    for pod in sorted(ksm.pods_of.get(key, ())):
+        v = ksm.pod_values.get((ns, pod), {})
+        finished = (
+            v.get("kube_pod_status_phase:Succeeded", 0.0) == 1
+            or v.get("kube_pod_status_phase:Failed", 0.0) == 1
+        )
+        if "kube_pod_deletion_timestamp" in v or finished or "kube_pod_created" not in v:
+            continue
+        ready = v.get("kube_pod_status_ready:true", 0.0) == 1.0
+        facts.append(
+            PodFacts(
+                name=pod,
+                created_s=v["kube_pod_created"],
+                ready=ready,
+                ready_at_s=v.get("kube_pod_status_ready_time") if ready else None,
+                restarts=int(v.get("kube_pod_container_status_restarts_total", 0.0)),
+            )
+        )
+    return count_pods(
+        facts,
+        ksm.spec_replicas.get(key),
+        frozenset(generated_prefix(rs) for rs in ksm.replicasets_of.get(key, ()) if rs),
+        now_s,
+        target.config.cold_start_s,
     )

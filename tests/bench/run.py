@@ -62,6 +62,7 @@ SERVERS = ("empty", "scaler-memory", "scaler-prometheus")
 EXTRA_SERVERS = ("empty-sync", "empty-health-reflection")
 PARTS = ("rpc", "queries", "history", "soak", "simulator")
 SCALER_SD_FILE = "scaler-sd.json"  # in the work directory: the scaler the world's Prometheus scrapes
+_SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
 # -- servers (each runs in its own process: ``--serve KIND``) -------------------------------------------
@@ -259,7 +260,7 @@ def _refs(pb: ModuleType, n: int) -> list[Any]:
     out = []
     for i in range(n):
         ns, d = f"bench-{i % NAMESPACES}", f"d{i // NAMESPACES}"
-        meta = {"backend": "vllm", "deployment": d, "targetQueuePerReplica": "4"}
+        meta = {"backend": "vllm", "deployment": d, "targetQueuePerReplica": "4", "scaleToZero": "false"}
         out.append(pb.ScaledObjectRef(name=f"so-{i}", namespace=ns, scalerMetadata=meta))
     return out
 
@@ -465,7 +466,12 @@ def bench_queries(prometheus: Any) -> dict[str, Any]:
     for n in (10, 100, 2000):
         targets = []
         for i in range(n):
-            meta = {"backend": "vllm", "deployment": f"d{i // NAMESPACES}", "targetQueuePerReplica": "4"}
+            meta = {
+                "backend": "vllm",
+                "deployment": f"d{i // NAMESPACES}",
+                "targetQueuePerReplica": "4",
+                "scaleToZero": "false",
+            }
             targets.append(target_from_ref(f"bench-{i % NAMESPACES}", f"so-{i}", meta))
         source = PrometheusSource(prometheus.url, rate_window="10s", history_step_s=15.0, timeout_s=10.0)
         row: dict[str, Any] = {}
@@ -494,7 +500,7 @@ def bench_history_memory(prometheus: Any) -> dict[str, Any]:
     from scaler.core.target import target_from_ref
     from scaler.sources.prometheus import PrometheusSource
 
-    meta = {"backend": "vllm", "targetQueuePerReplica": "4"}
+    meta = {"backend": "vllm", "targetQueuePerReplica": "4", "scaleToZero": "false"}
     targets = [
         target_from_ref(f"bench-{ns}", f"so-{ns}-{d}", {**meta, "deployment": f"d{d}"})
         for ns in range(NAMESPACES)
@@ -638,7 +644,8 @@ def _world(workdir: Path) -> Any:
                 fleet.add(
                     FakePod(
                         f"bench-{ns}",
-                        f"d{d}-5d4f8b7c9-p{ns}x{d}",
+                        # named as Kubernetes names pods: 5 random characters without vowels, 0, 1 or 3
+                        f"d{d}-5d4f8b7c9-p{_SUFFIX_CHARS[ns]}x{_SUFFIX_CHARS[d]}z",
                         waiting=3,
                         running=2,
                         generation_tokens_per_s=300,
@@ -817,7 +824,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("simulator", flush=True)
         from tests.bench import bench_simulator
 
-        results["simulator"] = bench_simulator.run(args.out)
+        results["simulator"] = bench_simulator.run(args.out, scorecard=not args.quick)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     (args.out / "results.md").write_text(_markdown(results))

@@ -19,7 +19,7 @@ import pytest
 from scaler.serve.server import ScalerThread, ServeOptions
 from tests.deploy.support import of_kind, render
 from tests.harness.exporter import FakeFleet, FakePod
-from tests.harness.kube_api import FakeKubeAPI, FakeKubePod
+from tests.harness.kube_api import FakeKubeAPI
 from tests.harness.prometheus import PrometheusProcess, free_port, require_prometheus
 
 NS = "dash"
@@ -63,7 +63,11 @@ class DashboardWorld:
 def _shipped_metadata(name: str) -> dict[str, str]:
     """The trigger metadata of deploy/scaling/<name>: the dashboards are tested against what we ship."""
     (so,) = [o for o in of_kind(render("scaling"), "ScaledObject") if o["metadata"]["name"] == name]
-    return dict(so["spec"]["triggers"][0]["metadata"])
+    metadata = dict(so["spec"]["triggers"][0]["metadata"])
+    if "activationQuery" in metadata:  # pinned to the shipped namespace; here the ScaledObject is in NS
+        shipped = so["metadata"]["namespace"]
+        metadata["activationQuery"] = metadata["activationQuery"].replace(f'="{shipped}"', f'="{NS}"')
+    return metadata
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +79,7 @@ def dashboard_world(
     now = time.time()
     fleet = FakeFleet(workdir / "targets.json")
     # llama: two loaded vLLM pods; triton: one Triton pod with the summary latencies on.
-    for suffix, gpu in (("aaaaa", 90.0), ("bbbbb", 60.0)):
+    for suffix, gpu in (("hhhhh", 90.0), ("bbbbb", 60.0)):
         fleet.add(
             FakePod(
                 NS,
@@ -93,7 +97,7 @@ def dashboard_world(
     fleet.add(
         FakePod(
             NS,
-            "triton-7c9d8e6f5-ccccc",
+            "triton-7c9d8b6f5-ccccc",
             backend="triton",
             model="ensemble",
             waiting=9,
@@ -107,12 +111,14 @@ def dashboard_world(
     # cold: no pods, but requests wait at a gateway (the activationQuery): scale from zero.
     fleet.extra_series.append(f'gateway_pending_requests{{namespace="{NS}",deployment="cold"}} 12')
     kube = FakeKubeAPI()
-    kube.pods = [
-        FakeKubePod(NS, "llama-5d4f8b7c9-aaaaa", now - 600, now - 510),
-        FakeKubePod(NS, "llama-5d4f8b7c9-bbbbb", now - 400, now - 320),
-        FakeKubePod(NS, "llama-5d4f8b7c9-wwwww", now - 20),  # warming: created, not Ready yet
-        FakeKubePod(NS, "triton-7c9d8e6f5-ccccc", now - 900, now - 700),
-    ]
+    llama = kube.add_deployment(NS, "llama", 3).replicasets[0]
+    kube.add_pod(llama, "hhhhh", now - 600, now - 510)
+    kube.add_pod(llama, "bbbbb", now - 400, now - 320)
+    kube.add_pod(llama, "wwwww", now - 20)  # warming: created, not Ready yet
+    kube.add_pod(
+        kube.add_deployment(NS, "triton", 1, "7c9d8b6f5").replicasets[0], "ccccc", now - 900, now - 700
+    )
+    kube.add_deployment(NS, "cold", 0)
     kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig")
     prom_port = free_port()
     scaler = ScalerThread(
@@ -166,6 +172,7 @@ def dashboard_world(
                 "backend": "vllm",
                 "deployment": "orphan",
                 "targetQueuePerReplica": "4",
+                "scaleToZero": "false",
                 "serverAddress": f"http://127.0.0.1:{dead.getsockname()[1]}",
             },
         }

@@ -15,6 +15,7 @@ import kubernetes_validate
 import pytest
 
 from scaler.core.config import parse_metadata
+from scaler.core.target import target_from_ref
 from tests.deploy.support import (
     DEPLOY,
     REPO,
@@ -39,11 +40,13 @@ CRD_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
     ("monitoring.coreos.com/v1", "PodMonitor"),
     ("serving.kserve.io/v1beta1", "InferenceService"),
+    ("http.keda.sh/v1alpha1", "HTTPScaledObject"),
     ("cert-manager.io/v1", "Certificate"),
     ("cert-manager.io/v1", "ClusterIssuer"),
 }
 EXPECTED_DIRS = {
     "cert-manager",
+    "http-add-on",
     "dcgm",
     "grafana",
     "kserve",
@@ -188,6 +191,9 @@ def test_every_scaledobject_is_one_external_push_trigger_the_scaler_accepts(
         assert trigger.get("metricType", "AverageValue") == "AverageValue", name
         metadata = trigger["metadata"]
         config = parse_metadata(metadata)  # raises ConfigError naming the key if the contract is broken
+        # ... and the whole trigger as the scaler validates it over gRPC: a ScaledObject that may reach zero
+        # has an activationQuery, confined to its own namespace.
+        target_from_ref(so["metadata"]["namespace"], so["metadata"]["name"], metadata)
         assert config.deployment == spec["scaleTargetRef"]["name"], name
         assert spec["scaleTargetRef"]["kind"] == "Deployment", name
         # KEDA dials scalerAddress and checks the scaler's certificate against that host name.
@@ -201,6 +207,48 @@ def test_every_scaledobject_is_one_external_push_trigger_the_scaler_accepts(
         # minReplicaCount and scaleToZero agree: 0 lets the scaler release the last replica, >= 1 never.
         min_replicas = spec.get("minReplicaCount", 0)
         assert config.scale_to_zero == (min_replicas == 0), name
+
+
+INTERCEPTOR_QUERY = re.compile(
+    r"sum\(interceptor_request_concurrency\{"
+    r'route_namespace="(?P<ns>[a-z0-9-]+)", route_name="(?P<name>[a-z0-9-]+)"\}\)'
+)
+
+
+def test_scaledobjects_that_reach_zero_wake_on_the_http_add_ons_queue(rendered: dict[str, list[Obj]]) -> None:
+    """At zero no pod reports a series: each ScaledObject that may reach zero reads the requests the KEDA
+    HTTP add-on's interceptor holds for a route to its own Deployment, a route that leaves the
+    ScaledObject to us, and the interceptor's metrics are scraped."""
+    objects = _all(rendered)
+    routes = {
+        (o["metadata"]["namespace"], o["metadata"]["name"]): o for o in of_kind(objects, "HTTPScaledObject")
+    }
+    reaching_zero = [so for so in _scaledobjects(rendered) if so["spec"].get("minReplicaCount", 0) == 0]
+    assert {so["metadata"]["name"] for so in reaching_zero} == {"llama", "llama-kserve"}
+    for so in reaching_zero:
+        query = so["spec"]["triggers"][0]["metadata"]["activationQuery"]
+        m = INTERCEPTOR_QUERY.fullmatch(query)
+        assert m, f"{ident(so)}: {query}"
+        assert m["ns"] == so["metadata"]["namespace"], ident(so)
+        route = routes[(m["ns"], m["name"])]
+        assert route["spec"]["scaleTargetRef"]["name"] == so["spec"]["scaleTargetRef"]["name"], ident(so)
+        # KEDA admits one ScaledObject per Deployment: the add-on must not write its own.
+        assert (
+            route["metadata"]["annotations"]["httpscaledobject.keda.sh/skip-scaledobject-creation"] == "true"
+        )
+    (monitor,) = [o for o in of_kind(objects, "ServiceMonitor") if o["metadata"]["namespace"] == "keda"]
+    assert monitor["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/component": "interceptor"}
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]  # the chart's 2223 Service
+
+
+def test_the_fallback_comment_counts_errors_as_keda_does() -> None:
+    """KEDA's fallback starts once NumberOfFailures > FailureThreshold: the 4th error with threshold 3."""
+    text = (DEPLOY / "scaling" / "vllm.yaml").read_text()
+    so = _one(render("scaling"), "ScaledObject", "llama")
+    threshold = so["spec"]["fallback"]["failureThreshold"]
+    ordinal = {3: "3rd", 4: "4th", 5: "5th"}[threshold + 1]
+    assert f"the {ordinal} error with {threshold}" in text
+    assert "After 3 consecutive scaler errors" not in text
 
 
 def test_the_scaler_owns_stabilisation_and_scale_to_zero(rendered: dict[str, list[Obj]]) -> None:
@@ -405,7 +453,7 @@ def test_scaler_rbac_is_read_only_and_namespaced(rendered: dict[str, list[Obj]])
     objects = _all(rendered)
     role = _one(objects, "ClusterRole", "llm-keda-scaler-read")
     granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
-    assert granted == {("apps", "deployments"), ("", "pods")}
+    assert granted == {("apps", "deployments"), ("apps", "replicasets"), ("", "pods")}
     for rule in role["rules"]:
         assert set(rule["verbs"]) == {"get", "list", "watch"}
     assert not of_kind(objects, "ClusterRoleBinding"), "the scaler must not read every namespace"

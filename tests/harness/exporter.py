@@ -7,7 +7,9 @@ PodMonitor would. GPU series come from one ``/dcgm/metrics`` target with ``names
 payload (dcgm-exporter ``-k``), scraped with ``honor_labels``.
 
 Counters and histograms are generated from *rates* against the wall clock, so ``rate()`` in Prometheus
-returns exactly the configured tokens/s and the configured latency distribution.
+returns exactly the configured tokens/s and the configured latency distribution. A pod may be listed
+under further scrape jobs (``extra_jobs``), as a ServiceMonitor beside a PodMonitor scrapes it again.
+``kube_state_metrics`` renders kube-state-metrics' series for the Kubernetes stand-in's world.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from scaler.sources.profile import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S
+from tests.harness.kube_api import FakeKubeAPI, uid
 
 TRITON_FIRST_RESPONSE_MS_BUCKETS = (100.0, 500.0, 2000.0, 5000.0)
 
@@ -43,6 +46,9 @@ class FakePod:
     ttft_s: float = 0.05
     gpu_util_percent: tuple[float, ...] = (0.0,)
     scrape_ok: bool = True  # False: /metrics answers 500, so Prometheus records up == 0
+    # Further scrape jobs for the same pod, as a ServiceMonitor beside the PodMonitor makes: each has its
+    # own job/service/endpoint labels, so every series of the pod is in Prometheus once per job.
+    extra_jobs: tuple[str, ...] = ()
     summary_latencies: bool = False  # Triton --metrics-config summary_latencies=true
     _t0: float = field(default_factory=time.time)
     _base: dict[str, float] = field(default_factory=dict)
@@ -233,10 +239,16 @@ class FakeFleet:
                         "__metrics_path__": f"/pods/{p.namespace}/{p.name}/metrics",
                         "namespace": p.namespace,
                         "pod": p.name,
-                        "job": f"{p.namespace}/{p.backend}",
+                        "job": job,
+                        **(
+                            {}
+                            if job == f"{p.namespace}/{p.backend}"
+                            else {"service": job, "endpoint": "http"}
+                        ),
                     },
                 }
                 for p in self.pods.values()
+                for job in (f"{p.namespace}/{p.backend}", *p.extra_jobs)
             ]
         tmp = self.sd_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(groups))
@@ -245,3 +257,53 @@ class FakeFleet:
     def close(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def kube_state_metrics(kube: FakeKubeAPI) -> str:
+    """kube-state-metrics' series for the stand-in's world, named and labelled as kube-state-metrics
+    exposes them (docs/metrics/workload/{pod,replicaset,deployment}-metrics.md upstream): pods with their
+    owner, creation, Ready state and time, phase, restarts and deletion; ReplicaSets with their owner;
+    Deployments with spec and status replicas."""
+    out = [
+        "# TYPE kube_pod_created gauge",
+        "# TYPE kube_pod_owner gauge",
+        "# TYPE kube_pod_status_ready gauge",
+        "# TYPE kube_pod_status_ready_time gauge",
+        "# TYPE kube_pod_status_phase gauge",
+        "# TYPE kube_pod_container_status_restarts_total counter",
+        "# TYPE kube_pod_deletion_timestamp gauge",
+    ]
+    for p in kube.pods:
+        lb = f'namespace="{p.namespace}",pod="{p.name}",uid="{uid("Pod", p.namespace, p.name)}"'
+        out.append(f"kube_pod_created{{{lb}}} {p.created_s:.3f}")
+        if p.owner is not None:
+            out.append(
+                f'kube_pod_owner{{{lb},owner_kind="{p.owner[0]}",owner_name="{p.owner[1]}",'
+                f'owner_is_controller="true"}} 1'
+            )
+        for condition in ("true", "false", "unknown"):
+            value = int((p.ready_s is not None) == (condition == "true") and condition != "unknown")
+            out.append(f'kube_pod_status_ready{{{lb},condition="{condition}"}} {value}')
+        if p.ready_s is not None:
+            out.append(f"kube_pod_status_ready_time{{{lb}}} {p.ready_s:.3f}")
+        for phase in ("Pending", "Running", "Succeeded", "Failed", "Unknown"):
+            out.append(f'kube_pod_status_phase{{{lb},phase="{phase}"}} {int(p.phase == phase)}')
+        out.append(f'kube_pod_container_status_restarts_total{{{lb},container="vllm"}} {p.restarts}')
+        if p.deleting:
+            out.append(f"kube_pod_deletion_timestamp{{{lb}}} {p.created_s + 1:.3f}")
+    out.append("# TYPE kube_replicaset_owner gauge")
+    for d in kube.deployments:
+        for rs in d.replicasets:
+            out.append(
+                f'kube_replicaset_owner{{namespace="{rs.namespace}",replicaset="{rs.name}",'
+                f'owner_kind="Deployment",owner_name="{d.name}",owner_is_controller="true"}} 1'
+            )
+    for d in kube.deployments:
+        status = d.to_json(kube.pods)["status"]
+        assert isinstance(status, dict)
+        lb = f'namespace="{d.namespace}",deployment="{d.name}"'
+        out.append(f"kube_deployment_spec_replicas{{{lb}}} {d.replicas}")
+        out.append(f"kube_deployment_status_replicas{{{lb}}} {status['replicas']}")
+        out.append(f"kube_deployment_status_replicas_updated{{{lb}}} {status['updatedReplicas']}")
+        out.append(f"kube_deployment_status_replicas_ready{{{lb}}} {status['readyReplicas']}")
+    return "\n".join(out) + "\n"

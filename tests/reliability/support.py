@@ -44,7 +44,9 @@ class MemorySource:
         for t in targets:
             q = self.per_deployment.get(t.config.deployment, self.queue)
             signals = Signals(current_replicas=self.replicas, ready_replicas=self.replicas, queue_requests=q)
-            out[(t.namespace, t.name, t.config.deployment)] = Observation(signals, State())
+            # The gateway in front (activationQuery) holds the same demand.
+            state = State(activation_value=q if t.config.activation_query is not None else None)
+            out[(t.namespace, t.name, t.config.deployment)] = Observation(signals, state)
         return out
 
 

@@ -35,6 +35,7 @@ META = {
     "deployment": "llama",
     "targetQueuePerReplica": "4",
     "targetTokensPerSecondPerReplica": "400",
+    "scaleToZero": "false",
 }
 
 
@@ -57,7 +58,7 @@ def _options(url: str, **changes: Any) -> ServeOptions:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeFleet, PrometheusProcess]]:
     with private_prometheus(tmp_path_factory.mktemp("faults")) as (fleet, prom):
         # llama: queue 2 x (3 + 5) = 16 -> 16 / 4 = 4 replicas; tokens 2 x 400 = 800/s -> 2
-        for suffix in ("aaaaa", "bbbbb"):
+        for suffix in ("hhhhh", "bbbbb"):
             fleet.add(
                 FakePod(
                     NS,
@@ -230,7 +231,7 @@ def test_nan_from_one_pod_never_shrinks_the_fleet(
     scaler, keda = partial
     meta = {**META, "deployment": "nanq", "targetTokensPerSecondPerReplica": "1000"}
     pods = [
-        FakePod(NS, "nanq-5d4f8b7c9-aaaaa", waiting=math.nan, running=math.nan),
+        FakePod(NS, "nanq-5d4f8b7c9-hhhhh", waiting=math.nan, running=math.nan),
         FakePod(NS, "nanq-5d4f8b7c9-bbbbb", waiting=0, running=0),
         FakePod(NS, "nanq-5d4f8b7c9-ccccc", waiting=0, running=0),
     ]
@@ -259,8 +260,9 @@ def test_counter_reset_is_a_restart_not_a_spike(
         "deployment": "reset",
         "targetTokensPerSecondPerReplica": "400",
         "predictive": "false",
+        "scaleToZero": "false",
     }
-    pod = FakePod(NS, "reset-5d4f8b7c9-aaaaa", generation_tokens_per_s=600, requests_per_s=1)
+    pod = FakePod(NS, "reset-5d4f8b7c9-hhhhh", generation_tokens_per_s=600, requests_per_s=1)
     _add_and_wait(fleet, prom, [pod], "reset")
     prom.wait_until(
         f'count_over_time(vllm:generation_tokens_total{{pod="{pod.name}"}}[{RATE_WINDOW}]) >= 10', bool
@@ -298,7 +300,7 @@ def test_series_that_stop_drop_the_pod_and_keep_answering(
     fleet, prom = world
     scaler, keda = partial
     meta = {**META, "deployment": "gone", "targetTokensPerSecondPerReplica": "1000"}
-    pods = [FakePod(NS, f"gone-5d4f8b7c9-{s}", waiting=4, running=0) for s in ("aaaaa", "bbbbb", "ccccc")]
+    pods = [FakePod(NS, f"gone-5d4f8b7c9-{s}", waiting=4, running=0) for s in ("hhhhh", "bbbbb", "ccccc")]
     _add_and_wait(fleet, prom, pods, "gone")
     try:
         assert keda.metrics("gone-so", metadata=meta) == 3.0  # 12 / 4
@@ -375,6 +377,8 @@ def test_kubernetes_api_unreachable_decisions_continue(
             "-m",
             "scaler",
             "explain",
+            "-o",
+            "json",
             "--prometheus-url",
             prom.url,
             "--rate-window",

@@ -152,7 +152,12 @@ def metadata(draw: st.DrawFn, allow_server: bool = True) -> dict[str, str]:
     """Half: a valid trigger with at most one key spoiled. Half: any keys with any values."""
     keys = [k for k in KNOWN if allow_server or k != "serverAddress"]
     if draw(st.booleans()):
-        out = {"backend": draw(st.sampled_from(["vllm", "triton"])), "deployment": "llama"}
+        # scaleToZero "true" (the default, or drawn) needs an activationQuery (also drawn) or is refused
+        out = {
+            "backend": draw(st.sampled_from(["vllm", "triton"])),
+            "deployment": "llama",
+            "scaleToZero": "false",
+        }
         for key in draw(st.lists(st.sampled_from(sorted(GOOD)), unique=True, max_size=5)):
             out[key] = draw(st.sampled_from(GOOD[key]))
         out.setdefault(draw(st.sampled_from(TARGET_KEYS)), draw(st.sampled_from(["4", "50", "0.5"])))
@@ -185,6 +190,7 @@ def _named_keys(meta: dict[str, str]) -> set[str]:
         "name",
         "backend",
         "deployment",
+        "activationQuery",  # named when scale to zero has none
         TARGETS_KEY,
     }
 
@@ -210,12 +216,20 @@ LOADED = Signals(
     tokens_per_s=700.0,
     gpu_util_percent=80.0,
     latency_s=2.0,
+    # the engine's own numbers, which an SLO-only trigger sizes from (no engine metrics: no-data)
+    running_requests=5.0,
+    waiting_requests=4.0,
+    requests_per_s=3.0,
+    prompt_tokens_per_s=400.0,
+    generation_tokens_per_s=300.0,
+    step_s=0.03,
 )
 
 
 def _asks(config: ScalerConfig, s: Signals) -> list[int]:
-    """What each configured signal asks for under ``s``, by the README's table (the decision is the
-    largest ask, so it is never below any of these); latency's ask is capped as decision.py caps it."""
+    """What each configured target asks for under ``s``, by the README's table (the decision is the
+    largest ask, so it is never below any of these). Latency asks only once misses persist over windows
+    of history (decision.py), which a stateless check has not got: it asks nothing here."""
     assert s.ready_replicas is not None
 
     def ceil(x: float) -> int:
@@ -228,10 +242,6 @@ def _asks(config: ScalerConfig, s: Signals) -> list[int]:
         asks.append(ceil(s.tokens_per_s / config.target_tokens_per_s_per_replica))
     if config.target_gpu_util_percent is not None and s.gpu_util_percent is not None:
         asks.append(ceil(s.ready_replicas * s.gpu_util_percent / config.target_gpu_util_percent))
-    if config.latency_slo_s is not None and s.latency_s is not None and s.latency_s > config.latency_slo_s:
-        # in proportion, at least one more, at most double the ready replicas (decision.LATENCY_MAX_STEP)
-        proportional = ceil(s.ready_replicas * s.latency_s / config.latency_slo_s)
-        asks.append(max(s.ready_replicas + 1, min(proportional, 2 * s.ready_replicas)))
     return asks
 
 
@@ -272,7 +282,7 @@ def test_every_metadata_gets_a_decision_or_an_error_naming_a_key(
 
 
 def test_oversized_maps_and_values_are_refused() -> None:
-    base = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4"}
+    base = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4", "scaleToZero": "false"}
     big = {**base, **{f"k{i}": "1" for i in range(MAX_METADATA_KEYS)}}
     with pytest.raises(ConfigError) as info:
         target_from_ref(NS, "so", big)
@@ -366,7 +376,7 @@ def test_hostile_metadata_never_reaches_prometheus(
     prometheus: PrometheusProcess, stub: Any, keda_pb: tuple[ModuleType, ModuleType]
 ) -> None:
     pb = keda_pb[0]
-    base = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4"}
+    base = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4", "scaleToZero": "false"}
     for key in (
         "deployment",
         "model",
@@ -407,7 +417,7 @@ def test_empty_name_or_namespace_and_unknown_metric_names(
     stub: Any, keda_pb: tuple[ModuleType, ModuleType]
 ) -> None:
     pb = keda_pb[0]
-    meta = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4"}
+    meta = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4", "scaleToZero": "false"}
     cases = [
         (pb.ScaledObjectRef(name="", namespace=NS, scalerMetadata=meta), "'name'"),
         (pb.ScaledObjectRef(name="so", namespace="", scalerMetadata=meta), "'namespace'"),

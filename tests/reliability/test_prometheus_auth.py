@@ -25,7 +25,13 @@ from tests.reliability.certs import CA
 from tests.reliability.support import HeaderCheckingProxy, SecuredPrometheus, wait_for
 
 NS = "authns"
-META = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4", "predictive": "false"}
+META = {
+    "backend": "vllm",
+    "deployment": "llama",
+    "targetQueuePerReplica": "4",
+    "predictive": "false",
+    "scaleToZero": "false",
+}
 PASSWORD = "s3cret-Pa55word-7f1d"
 TOKEN = "tok-9c2f81e0d7b44a4e8d1f"
 ROTATED_TOKEN = "tok-rotated-52aa10c3e9"
@@ -34,7 +40,7 @@ ROTATED_TOKEN = "tok-rotated-52aa10c3e9"
 @pytest.fixture(scope="module")
 def pods(fleet: FakeFleet) -> Iterator[None]:
     # queue 2 x 6 = 12 -> 3 replicas
-    names = [f"llama-5d4f8b7c9-{s}" for s in ("aaaaa", "bbbbb")]
+    names = [f"llama-5d4f8b7c9-{s}" for s in ("hhhhh", "bbbbb")]
     for n in names:
         fleet.add(FakePod(NS, n, waiting=6))
     yield

@@ -22,7 +22,12 @@ SOS = 20  # distinct ScaledObjects the streams spread over
 
 
 def _meta(i: int) -> dict[str, str]:
-    return {"backend": "vllm", "deployment": f"d{i}", "targetQueuePerReplica": "4"}
+    return {
+        "backend": "vllm",
+        "deployment": f"d{i}",
+        "targetQueuePerReplica": "4",
+        "activationQuery": f'sum(gateway_pending_requests{{namespace="{NS}"}})',
+    }
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from tests.harness.prometheus import free_port
 from tests.reliability.certs import CA, Issued, serial_of
 from tests.reliability.support import MemorySource, wait_for
 
-META = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4"}
+META = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4", "scaleToZero": "false"}
 
 
 @pytest.fixture(scope="module")

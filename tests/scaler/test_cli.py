@@ -9,7 +9,7 @@ import pytest
 from scaler.cli import EXIT_SOURCE, EXIT_USAGE, main
 from tests.harness.prometheus import free_port
 
-GOOD = ["backend=vllm", "deployment=llama", "targetQueuePerReplica=4"]
+GOOD = ["backend=vllm", "deployment=llama", "targetQueuePerReplica=4", "scaleToZero=false"]
 
 
 def explain(*extra: str, metadata: list[str] = GOOD) -> list[str]:
@@ -25,7 +25,12 @@ def explain(*extra: str, metadata: list[str] = GOOD) -> list[str]:
         (explain(metadata=[*GOOD, "targetQueuePerReplica"]), ["--metadata", "KEY=VALUE"]),
         (explain(metadata=["backend=tgi", *GOOD[1:]]), ["'backend'", "vllm", "triton"]),
         (explain(metadata=[*GOOD, "coldStartSeconds=-5"]), ["'coldStartSeconds'", "(0, 3600]"]),
-        (explain(metadata=[*GOOD, "scaleToZero=maybe"]), ["'scaleToZero'", "true or false"]),
+        (explain(metadata=[*GOOD[:3], "scaleToZero=maybe"]), ["'scaleToZero'", "true or false"]),
+        (explain(metadata=GOOD[:3]), ["'activationQuery'", "is required", 'scaleToZero: "false"']),
+        (
+            explain("--activation-namespace-labels", "tenant,__name__"),
+            ["--activation-namespace-labels", "'__name__'"],
+        ),
         (explain(metadata=[*GOOD, "activationQuery=up"]), ["'activationQuery'", 'namespace="ml"']),
         # every problem in one line: the bad backend and the missing target (issue 12)
         (

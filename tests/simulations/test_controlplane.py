@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from simulations.controlplane import Hpa, HpaBehavior, Keda, Kpa
+from simulations.controlplane import Fallback, Hpa, HpaBehavior, HpaPolicy, Keda, Kpa
 from simulations.fleet import Fleet, FleetConfig
 from simulations.policies import make_policy
 from simulations.policy import SimSettings
@@ -106,15 +107,16 @@ def test_stream_is_active_push_wakes_from_zero_before_the_poll() -> None:
     activated_at = None
     for k in range(int(40 / sim.dt_s)):
         t = k * sim.dt_s
-        if k % round(sim.scrape_s / sim.dt_s) == 0:
-            store.add(f.scrape(t))
+        store.collect(f, t)
         pol.tick(k, t)
         f.step(t, sim.dt_s)
         if activated_at is None and f.replicas > 0:
             activated_at = t
     assert activated_at is not None
-    # The scrape at 15 s shows the gateway queue, the refresh at 16 s (every 2 s) decides and pushes;
-    # KEDA's polls are at 0 and 30 s, so without the push it would have been 30 s.
+    gateway = next(tg for tg in store.targets if tg.job == "gateway")
+    assert gateway.times[:2] == [0.5, 15.5]  # its scrape offset (a hash of the target, seed 0) is 0.5 s
+    # The scrape at 15.5 s is the first to show the gateway queue (arrivals start at 5 s), the refresh at 16 s
+    # (every 2 s) decides and pushes; KEDA's polls are at 0 and 30 s, so without the push it would be 30 s.
     assert activated_at == 16.0
     assert pol.pushes >= 1  # type: ignore[attr-defined]
 
@@ -149,3 +151,61 @@ def test_kpa_scale_to_zero_waits_for_the_grace_period() -> None:
     assert f.replicas == 1
     kpa.tick(f, 150.0)
     assert f.replicas == 0
+
+
+@pytest.mark.parametrize(
+    ("up", "down", "value", "current", "want"),
+    [
+        (0.1, 0.1, 11.0, 10, 10),  # ratio 1.1: within the default 10 %
+        (0.0, 0.0, 11.0, 10, 11),  # tolerance 0 (deploy/scaling): +1 above 10 replicas acts
+        (0.0, 0.0, 9.0, 10, 9),
+        (0.0, 0.2, 9.0, 10, 10),  # ratio 0.9 within the scale-down tolerance only
+        (0.0, 0.2, 10.5, 10, 11),  # ratio 1.05 outside the scale-up one
+    ],
+)
+def test_per_direction_tolerance(up: float, down: float, value: float, current: int, want: int) -> None:
+    hpa = Hpa(1, 100, HpaBehavior(up_tolerance=up, down_tolerance=down))
+    assert hpa.external_desired(value, 1.0, current) == want
+
+
+@pytest.mark.parametrize(
+    ("select", "want"),
+    [
+        ("Max", 6),  # from 2: Percent 100 -> 4, Pods 4 -> 6: the larger change
+        ("Min", 4),
+        ("Disabled", 2),
+    ],
+)
+def test_scale_up_select_policy(select: str, want: int) -> None:
+    hpa = Hpa(1, 100, HpaBehavior(up_select=select))
+    assert hpa.normalize(50, 2, 0.0) == want
+
+
+def test_policy_period_counts_replicas_added_and_removed() -> None:
+    # Percent 1000 per 15 s (deploy/scaling's scale-up): 2 went to 10 at t=0, then down to 4 at t=5: the
+    # period started at 4 - 8 + 6 = 2 replicas, so the limit is 2 x 11 = 22, not 4 x 11 = 44.
+    hpa = Hpa(1, 100, HpaBehavior(up_policies=(HpaPolicy("Percent", 1000, 15.0),), down_window_s=0.0))
+    hpa.record(0.0, 8)
+    hpa.record(5.0, -6)
+    assert hpa.normalize(100, 4, 10.0) == 22
+    assert hpa.normalize(100, 4, 25.0) == 44  # both events left the period
+
+
+def test_scale_down_select_min_takes_the_smaller_change() -> None:
+    b = HpaBehavior(
+        down_window_s=0.0,
+        down_policies=(HpaPolicy("Percent", 50), HpaPolicy("Pods", 1)),
+        down_select="Min",
+    )
+    assert Hpa(1, 100, b).normalize(1, 10, 0.0) == 9  # Pods 1 (-> 9) rather than Percent 50 (-> 5)
+
+
+def test_keda_fallback_after_failure_threshold() -> None:
+    keda = Keda(Hpa(1, 10), fallback=Fallback(3, 2, "currentReplicasIfHigher"))
+    # Three errors reach the HPA as errors (it holds); the fourth is past the threshold: fallback.
+    assert [keda.metric(None, 1) for _ in range(3)] == [None, None, None]
+    assert keda.metric(None, 1) == 2.0  # max(current 1, replicas 2)
+    assert keda.metric(None, 5) == 5.0  # a loaded fleet is never shrunk by the fallback
+    assert keda.metric(3.0, 5) == 3.0 and keda.failures == 0  # a success resets the count
+    assert Keda(Hpa(1, 10), fallback=Fallback(0, 4, "static")).metric(None, 9) == 4.0
+    assert Keda(Hpa(1, 10)).metric(None, 9) is None  # no fallback: the error reaches the HPA

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from simulations.engine import simulate
+from simulations.exposition import vllm_schema
 from simulations.fleet import DRAINING, LOADING, READY, Fleet, FleetConfig
 from simulations.policies import make_policy
 from simulations.policy import POLICIES, SimSettings
@@ -97,7 +98,7 @@ def test_triton_dynamic_batching_serves_items_in_batches() -> None:
     assert np.array_equal(f.ttft, f.e2e)  # one response per request: first token = completion
     # 200 items in batches of at most 64 at 4 ms + 0.5 ms per item: ~0.1 s of work, all done within 1.5 s.
     assert float(np.max(trace.arrival_s + f.e2e)) < 1.5
-    assert f.fleet_gen_total == n
+    assert f.gen_total.sum() == n
 
 
 def test_average_concurrency_is_time_weighted_like_knatives_queue_proxy() -> None:
@@ -111,3 +112,68 @@ def test_average_concurrency_is_time_weighted_like_knatives_queue_proxy() -> Non
     f.dropped[1] = True  # dropped at the gateway timeout (300 s): counted until then, never NaN
     assert f.average_concurrency(2.0) == pytest.approx(1.0)
     assert f.average_concurrency(400.0) == pytest.approx(0.0)
+
+
+def test_an_arrival_reaches_the_engine_at_its_own_time_not_the_next_step() -> None:
+    # One request at 0.1 s on an idle Ready 8B replica: its TTFT is its prefill iteration alone,
+    # 6.2 ms + 200 x 35 us = 13.2 ms, not that plus the 0.15 s to the next 0.25 s step boundary.
+    p = profile_named("llama8b-h100")
+    f = Fleet(_trace([0.1]), FleetConfig(p), initial_replicas=1)
+    for k in range(8):
+        f.step(k * 0.25, 0.25)
+    assert f.ttft[0] == pytest.approx(p.base_s + 200 * p.prefill_token_s, abs=1e-9)
+    # Two prompts arriving inside one step are served one after the other from their own arrival:
+    # the second (at 0.2 s) waits for nothing, the first (at 0.05 s) finished long before.
+    g = Fleet(_trace([0.05, 0.2]), FleetConfig(p), initial_replicas=1)
+    for k in range(8):
+        g.step(k * 0.25, 0.25)
+    assert g.ttft == pytest.approx([0.0132, 0.0132], abs=1e-6)
+
+
+def test_pods_export_consistent_vllm_metrics(conv_short: Trace) -> None:
+    p = profile_named("llama70b-h100x4")
+    trace = conv_short.slice(0, 120)
+    f = Fleet(trace, FleetConfig(p), initial_replicas=2)
+    for k in range(int(300 / 0.25)):  # everything finishes within 300 s
+        f.step(k * 0.25, 0.25)
+    assert np.isfinite(f.e2e).all()
+    slots = np.flatnonzero(f.status == READY)
+    rows = f.vllm_rows(slots)
+    schema = vllm_schema(p.name, p.max_model_len)
+
+    def col(name: str, **labels: str) -> np.ndarray:
+        i = next(
+            c
+            for c in schema.by_name[name]
+            if all(dict(schema.columns[c].labels).get(k) == v for k, v in labels.items())
+        )
+        return rows[:, i]
+
+    n = len(trace)
+    assert col("vllm:request_success_total", finished_reason="stop").sum() == n
+    assert col("vllm:request_success_total", finished_reason="abort").sum() == 0
+    per_request = (
+        "time_to_first_token_seconds",
+        "e2e_request_latency_seconds",
+        "request_prefill_time_seconds",
+        "request_time_per_output_token_seconds",
+        "request_prompt_tokens",
+        "request_generation_tokens",
+    )
+    for h in per_request:
+        assert col(f"vllm:{h}_count").sum() == n, h
+        assert col(f"vllm:{h}_bucket", le="+Inf").sum() == n, h
+    assert col("vllm:request_prompt_tokens_sum").sum() == trace.input_tokens.sum()
+    assert col("vllm:request_generation_tokens_sum").sum() == trace.output_tokens.sum()
+    assert col("vllm:prompt_tokens_total").sum() == pytest.approx(trace.input_tokens.sum())
+    assert col("vllm:generation_tokens_total").sum() == pytest.approx(trace.output_tokens.sum())
+    # One inter-token sample per output token after the first (fluid counts, so approximately).
+    itl = col("vllm:inter_token_latency_seconds_count").sum()
+    assert itl == pytest.approx(trace.output_tokens.sum() - n, rel=1e-6)
+    # Prefill (scheduled -> first token) is part of the TTFT, so its sum is at most the TTFT's.
+    assert (
+        col("vllm:request_prefill_time_seconds_sum").sum()
+        <= col("vllm:time_to_first_token_seconds_sum").sum()
+    )
+    assert (col("vllm:num_requests_running") == 0).all() and (col("vllm:kv_cache_usage_perc") == 0).all()
+    assert (rows[:, schema.by_name["up"][0]] == 1).all()

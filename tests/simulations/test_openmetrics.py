@@ -47,6 +47,22 @@ def test_export_is_accepted_by_promtool(tmp_path: Path) -> None:
         "vllm:time_to_first_token_seconds_sum",
         "vllm:e2e_request_latency_seconds_count",
         'DCGM_FI_DEV_GPU_UTIL{namespace="sim-hpa-gpu",pod="llm-',
+        # Everything vLLM exports that the simulated pods model, with vLLM's labels and bucket text.
+        'vllm:num_requests_running{namespace="sim-scaler",pod="llm-5f7b8c9d4-b',
+        'model_name="llama8b-h100",engine="0"}',
+        "vllm:kv_cache_usage_perc",
+        'vllm:request_success_total{namespace="sim-scaler"',
+        'finished_reason="stop"}',
+        'vllm:request_prefill_time_seconds_bucket{namespace="sim-scaler"',
+        'vllm:inter_token_latency_seconds_bucket{namespace="sim-scaler"',
+        'le="0.025"}',
+        "vllm:request_time_per_output_token_seconds_count",
+        'vllm:request_prompt_tokens_bucket{namespace="sim-scaler"',
+        'le="5000.0"}',
+        "vllm:request_generation_tokens_sum",
+        'up{namespace="sim-scaler",pod="llm-',
+        'gateway_pending_requests{namespace="sim-scaler"',
+        "# TYPE vllm:request_success counter",
     ):
         assert name in text, name
     proc = subprocess.run(

@@ -40,22 +40,22 @@ def test_grpc_answers_equal_decide_for_the_same_observation(keda_pb: tuple[Modul
             steps = int(600 / sim.dt_s)
             for k in range(steps):
                 t = k * sim.dt_s
-                if k % 60 == 0:
-                    store.add(fleet.scrape(t))
+                store.collect(fleet, t)
                 pol.tick(k, t)
-                fleet.step(t, sim.dt_s)
-                if k % 120 == 0 and k % 8 == 0:  # right after a refresh tick
-                    obs = pol.source.observe(t)
+                # Right after a refresh (every 2 s) that no KEDA poll or HPA sync (every 15 s, at k % 60 == 0)
+                # followed, so the fleet is as the refresh saw it.
+                if k % 120 == 8:
+                    obs = pol.source.observe(pol.target, t)
                     want = decide(obs.signals, obs.state, pol.config, t)
-                    if not want.valid:
-                        continue
-                    got = stub.GetMetrics(
-                        pb.GetMetricsRequest(scaledObjectRef=ref, metricName=pol.metric_name)
-                    )
-                    active = stub.IsActive(ref)
-                    assert got.metricValues[0].metricValueFloat == float(want.desired_replicas), t
-                    assert active.result == want.active, t
-                    compared += 1
+                    if want.valid:
+                        got = stub.GetMetrics(
+                            pb.GetMetricsRequest(scaledObjectRef=ref, metricName=pol.metric_name)
+                        )
+                        active = stub.IsActive(ref)
+                        assert got.metricValues[0].metricValueFloat == float(want.desired_replicas), t
+                        assert active.result == want.active, t
+                        compared += 1
+                fleet.step(t, sim.dt_s)
     finally:
         pol.close()
     assert compared >= 5

@@ -68,3 +68,14 @@ def test_idle_gaps_really_are_idle() -> None:
     t = GENERATORS["idle-gaps"](5.0, 2400.0, seed=1)  # type: ignore[operator]
     gaps = np.diff(t.arrival_s)
     assert gaps.max() > 800  # 900 s idle between 300 s busy periods
+
+
+def test_flash_crowds_are_eight_times_the_base_an_hour_apart() -> None:
+    t = GENERATORS["flash-crowd"](1.0, 9000.0, seed=1)  # type: ignore[operator]
+    per_min = np.bincount((t.arrival_s // 60).astype(np.int64), minlength=150)
+    base = float(np.median(per_min))
+    crowds = np.flatnonzero(per_min > 4 * base)
+    # Crowds of 5 minutes (plus 30 s ramps) from minutes 15, 75 and 135; about 60/min elsewhere.
+    assert set(crowds // 60) == {0, 1, 2} and set(crowds % 60) <= set(range(15, 21))
+    assert 50 < base < 70
+    assert 7 * base < per_min[crowds].mean() < 9 * base

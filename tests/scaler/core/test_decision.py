@@ -1,4 +1,4 @@
-"""Table tests of the pure core: each row is signals + metadata -> desired replicas, reason, asks."""
+"""Table tests of the pure core: signals + metadata -> verdicts, asks, floors and the decision."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 
 from scaler.core.config import parse_metadata
-from scaler.core.decision import Reason, Status, ceil_ratio, decide
-from scaler.core.signals import SignalName, Signals
-from scaler.core.state import ReplicaSource, State
+from scaler.core.decision import FloorKind, Phase, Reason, Status, ceil_ratio, decide, evaluate_signals
+from scaler.core.signals import Measure, SignalName, Signals
+from scaler.core.state import ReplicaSource, Series, State
 
 NOW_S = 1_700_000_000.0
 ALL = {
@@ -30,28 +30,54 @@ BUSY = Signals(
 )
 
 
+def series(values: list[float], step_s: float = 15.0, end_s: float = NOW_S) -> Series:
+    n = len(values)
+    return Series(tuple(end_s - (n - 1 - i) * step_s for i in range(n)), tuple(values))
+
+
+# An hour of low demand: every target asks 1 at every step, so each replica above 1 has been idle an hour.
+QUIET = State(
+    history={Measure.QUEUE: series([1.0] * 240), Measure.TOKENS: series([10.0] * 240)},
+    replica_source=ReplicaSource.KUBERNETES,
+)
+
+
 @pytest.mark.parametrize(
-    ("name", "signals", "metadata", "desired", "reason", "asks"),
+    ("name", "signals", "metadata", "state", "desired", "reason", "asks"),
     [
         # queue 35 / 10 -> 4; tokens 2500 / 1000 -> 3; gpu ceil(4 x 90 / 80) = 5; latency 1 s < 1.6 s: none
-        ("gpu wins", BUSY, ALL, 5, "gpu", {"queue": 4, "tokens": 3, "gpu": 5, "latency": None}),
+        ("gpu wins", BUSY, ALL, QUIET, 5, Reason.GPU, {"queue": 4, "tokens": 3, "gpu": 5, "latency": None}),
         (
             "queue alone",
             BUSY,
             {**ALL, "targetGpuUtilization": "100", "targetQueuePerReplica": "5"},
+            QUIET,
             7,
-            "queue",
+            Reason.QUEUE,
             {"queue": 7},
         ),
-        # p99 3 s over a 2 s SLO with 4 ready: ceil(4 x 3 / 2) = 6
-        ("latency over slo", replace(BUSY, latency_s=3.0), ALL, 6, "latency", {"latency": 6}),
-        # p99 just over: proportional ask is ceil(4 x 2.01 / 2) = 5, i.e. at least one more replica
+        # p99 3 s over a 2 s SLO with 4 ready and no histogram: ceil(4 x 3 / 2) = 6
+        ("latency over slo", replace(BUSY, latency_s=3.0), ALL, QUIET, 6, Reason.LATENCY, {"latency": 6}),
+        # p99 just over: the proportional ask ceil(4 x 2.01 / 2) = 5 is at least one more replica
         (
             "latency barely over",
             replace(BUSY, latency_s=2.01, gpu_util_percent=10.0, queue_requests=1.0, tokens_per_s=1.0),
             ALL,
+            QUIET,
             5,
-            "latency",
+            Reason.LATENCY,
+            {"latency": 5},
+        ),
+        # 80 % of 500 requests within the SLO against 0.99: ceil(4 x 0.99 / 0.8) = 5
+        (
+            "latency attainment below target",
+            replace(
+                BUSY, latency_s=2.5, latency_attainment=0.8, latency_requests=500.0, gpu_util_percent=10.0
+            ),
+            ALL,
+            QUIET,
+            5,
+            Reason.LATENCY,
             {"latency": 5},
         ),
         # everything low but p99 at 85 % of the SLO: hold at current
@@ -59,38 +85,37 @@ BUSY = Signals(
             "latency guard holds",
             replace(BUSY, queue_requests=1.0, tokens_per_s=10.0, gpu_util_percent=5.0, latency_s=1.7),
             ALL,
+            QUIET,
             4,
             Reason.LATENCY_GUARD,
             {"latency": None},
         ),
+        # every ask 1 and each replica above it idle for an hour: down to 1 (no halving steps)
         (
             "all low scales down",
             replace(BUSY, queue_requests=1.0, tokens_per_s=10.0, gpu_util_percent=5.0, latency_s=0.2),
             ALL,
-            2,  # asks 1, but a scale-down at most halves: 4 -> 2
-            Reason.STABILISED,
+            QUIET,
+            1,
+            Reason.QUEUE,
             {"queue": 1, "gpu": 1},
         ),
+        # the same without any history: how long each replica has been idle is unknown, so none goes
         (
-            "all zero goes idle",
-            replace(
-                BUSY,
-                queue_requests=0.0,
-                tokens_per_s=0.0,
-                gpu_util_percent=0.0,
-                latency_s=None,
-                no_traffic=frozenset({SignalName.LATENCY}),
-            ),
+            "no history keeps the fleet",
+            replace(BUSY, queue_requests=1.0, tokens_per_s=10.0, gpu_util_percent=5.0, latency_s=0.2),
             ALL,
-            2,  # no demand: halve towards the one warm replica; no history, so never release
-            Reason.STABILISED,
-            {"queue": 0, "tokens": 0, "gpu": 0, "latency": None},
+            State(),
+            4,
+            Reason.KEEP_WARM,
+            {"queue": 1},
         ),
         # one signal missing: the others may ask for more, never for less than current
         (
             "missing holds",
             replace(BUSY, queue_requests=None, tokens_per_s=0.0, gpu_util_percent=0.0, latency_s=0.1),
             ALL,
+            QUIET,
             4,
             Reason.HOLD_MISSING,
             {"queue": None, "tokens": 0},
@@ -99,8 +124,9 @@ BUSY = Signals(
             "missing does not cap growth",
             replace(BUSY, queue_requests=None, tokens_per_s=9000.0),
             ALL,
+            QUIET,
             9,
-            "tokens",
+            Reason.TOKENS,
             {"tokens": 9},
         ),
         # unreadable pods make totals lower bounds: no scale-down
@@ -115,17 +141,27 @@ BUSY = Signals(
                 unreadable_pods=1,
             ),
             ALL,
+            QUIET,
             4,
             Reason.HOLD_MISSING,
             {"queue": 1},
         ),
-        ("zero pods, no demand", Signals(current_replicas=0, ready_replicas=0), ALL, 0, Reason.AT_ZERO, {}),
+        (
+            "zero pods, no demand",
+            Signals(current_replicas=0, ready_replicas=0),
+            ALL,
+            State(),
+            0,
+            Reason.AT_ZERO,
+            {},
+        ),
         (
             "gpu with no ready pods is missing",
             Signals(current_replicas=2, ready_replicas=0, gpu_util_percent=50.0),
             {"backend": "vllm", "deployment": "x", "targetGpuUtilization": "50"},
+            State(),
             2,
-            "no-data",
+            Reason.NO_DATA,
             {"gpu": None},
         ),
     ],
@@ -134,18 +170,28 @@ def test_decide_table(
     name: str,
     signals: Signals,
     metadata: dict[str, str],
+    state: State,
     desired: int,
-    reason: str,
+    reason: Reason,
     asks: dict[str, int | None],
 ) -> None:
-    decision = decide(signals, State(), parse_metadata(metadata), NOW_S)
-    assert decision.desired_replicas == desired, name
-    assert decision.reason.startswith(reason), (name, decision.reason)
+    decision = decide(signals, state, parse_metadata(metadata), NOW_S)
+    assert (decision.desired_replicas, decision.reason) == (desired, reason), (name, decision.to_dict())
     for signal, ask in asks.items():
         verdict = decision.verdict(SignalName(signal))
         assert verdict is not None and verdict.desired_replicas == ask, (name, signal, verdict)
     assert decision.active == (decision.valid and desired > 0)
     assert decision.now_s == NOW_S
+
+
+def test_a_scale_down_reports_every_floor_it_met() -> None:
+    signals = replace(BUSY, queue_requests=1.0, tokens_per_s=None, gpu_util_percent=5.0, latency_s=1.7)
+    d = decide(signals, QUIET, parse_metadata(ALL), NOW_S)
+    assert d.reason == Reason.HOLD_MISSING and d.desired_replicas == 4
+    kinds = {f.kind for f in d.floors}
+    assert {FloorKind.MISSING_DATA, FloorKind.LATENCY_GUARD} <= kinds
+    guard = d.floor(FloorKind.LATENCY_GUARD)
+    assert guard is not None and guard.replicas == 4
 
 
 @pytest.mark.parametrize(
@@ -161,17 +207,19 @@ def test_zero_inferred_from_absent_series_says_so(source: ReplicaSource, warned:
     state = State(replica_source=source)
     decision = decide(Signals(current_replicas=0, ready_replicas=0), state, parse_metadata(ALL), NOW_S)
     assert (decision.desired_replicas, decision.reason) == (0, Reason.AT_ZERO)
-    assert ("at_zero" in decision.details) == warned
+    notes = dict(decision.notes)
+    assert ("at_zero" in notes) == warned
     if warned:
-        assert "PodMonitor" in decision.details["at_zero"]
+        assert "PodMonitor" in notes["at_zero"]
 
 
 def test_no_usable_signal_is_not_a_decision() -> None:
     signals = Signals(current_replicas=3, ready_replicas=3)
     decision = decide(signals, State(), parse_metadata(ALL), NOW_S)
     assert not decision.valid and not decision.active
-    assert decision.reason == "no-data: queue, tokens, gpu, latency missing"
+    assert (decision.reason, decision.reason_note) == (Reason.NO_DATA, "queue, tokens, gpu, latency missing")
     assert all(v.status == Status.MISSING for v in decision.signals)
+    assert decision.desired_replicas == 3  # what KEDA's fallback sees is never a scale-down
 
 
 def test_unknown_pod_count_with_no_data_is_not_a_decision() -> None:
@@ -182,17 +230,43 @@ def test_unknown_pod_count_with_no_data_is_not_a_decision() -> None:
 
 
 def test_decision_carries_every_configured_signal_in_order() -> None:
-    decision = decide(BUSY, State(), parse_metadata(ALL), NOW_S)
+    decision = decide(BUSY, QUIET, parse_metadata(ALL), NOW_S)
     assert [v.signal.value for v in decision.signals] == ["queue", "tokens", "gpu", "latency"]
     assert [v.value for v in decision.signals] == [35.0, 2500.0, 90.0, 1.0]
     out = decision.to_dict()
     assert out["signals"]["gpu"] == {"value": 90.0, "target": 80.0, "desired_replicas": 5, "status": "ok"}
-    assert out["desired_replicas"] == 5 and out["reason"] == "gpu"
+    assert (out["desired_replicas"], out["reason"], out["phase"]) == (5, "gpu", "serving")
+    assert out["details"]["replica_source"] == "kubernetes"
+    assert out["capacity"]["source"] == "prior"
 
 
 def test_decide_is_deterministic_and_pure() -> None:
     config = parse_metadata(ALL)
-    assert decide(BUSY, State(), config, NOW_S) == decide(BUSY, State(), config, NOW_S)
+    assert decide(BUSY, QUIET, config, NOW_S) == decide(BUSY, QUIET, config, NOW_S)
+
+
+def test_phases() -> None:
+    config = parse_metadata({**ALL, "activationQuery": 'sum(gateway{namespace="ml"})'})
+    at_zero = decide(Signals(0, 0), State(activation_value=0.0), config, NOW_S)
+    starting = decide(Signals(3, 0), State(warming_replicas=3, warming_ages_s=(10.0,) * 3), config, NOW_S)
+    warming = decide(
+        replace(BUSY, current_replicas=6),
+        State(warming_replicas=2, warming_ages_s=(10.0, 10.0)),
+        config,
+        NOW_S,
+    )
+    serving = decide(BUSY, QUIET, config, NOW_S)
+    assert [d.phase for d in (at_zero, starting, warming, serving)] == [
+        Phase.AT_ZERO,
+        Phase.STARTING,
+        Phase.WARMING,
+        Phase.SERVING,
+    ]
+
+
+def test_verdicts_without_state() -> None:
+    verdicts = evaluate_signals(BUSY, parse_metadata(ALL))
+    assert [v.desired_replicas for v in verdicts] == [4, 3, 5, None]
 
 
 @pytest.mark.parametrize(
@@ -201,3 +275,41 @@ def test_decide_is_deterministic_and_pure() -> None:
 )
 def test_ceil_ratio(total: float, per: float, want: int) -> None:
     assert ceil_ratio(total, per) == want
+
+
+GPU_AND_QUEUE = {
+    "backend": "vllm",
+    "deployment": "llama",
+    "targetQueuePerReplica": "4",
+    "targetGpuUtilization": "50",
+}
+
+
+@pytest.mark.parametrize(
+    ("unconfigured", "queue", "desired", "gpu_status"),
+    [
+        # GPU missing for a moment: it holds the 4 replicas the queue (8 at 4 -> 2) would shrink
+        (frozenset(), 8.0, 4, Status.MISSING),
+        # GPU absent longer than the staleness bound while the queue is measured: a configuration problem,
+        # reported; it holds nothing, and the fleet follows the queue (an hour at 2: 4 -> 2)
+        (frozenset({SignalName.GPU}), 8.0, 2, Status.UNCONFIGURED),
+        # ... but with nothing else measured it stays missing: no data is never zero
+        (frozenset({SignalName.GPU}), None, 4, Status.MISSING),
+    ],
+)
+def test_a_signal_absent_for_good_is_a_configuration_problem_not_a_hold(
+    unconfigured: frozenset[SignalName], queue: float | None, desired: int, gpu_status: Status
+) -> None:
+    signals = Signals(current_replicas=4, ready_replicas=4, queue_requests=queue, unconfigured=unconfigured)
+    quiet = State(history={Measure.QUEUE: series([8.0] * 240)})
+    decision = decide(signals, quiet, parse_metadata(GPU_AND_QUEUE), NOW_S)
+    gpu = decision.verdict(SignalName.GPU)
+    assert gpu is not None and gpu.status == gpu_status
+    if queue is None:
+        assert not decision.valid  # all missing: UNAVAILABLE, KEDA's fallback
+        return
+    assert decision.desired_replicas == desired
+    if gpu_status == Status.UNCONFIGURED:
+        assert (
+            decision.to_dict()["details"]["unconfigured"] == ["gpu"] and "configuration problem" in gpu.note
+        )

@@ -2,8 +2,8 @@
 queue and kube-state-metrics series), the scaler over real gRPC, two scaler processes side by side.
 
 The Kubernetes API is the one stand-in: tests/harness/kube_api.py, a loopback HTTP server answering the
-single endpoint the scaler reads (list pods in a namespace) with real-shaped PodList objects, because no
-kube-apiserver can be installed here.
+list calls the scaler makes (Deployments, ReplicaSets, pods in a namespace) with real-shaped objects,
+because no kube-apiserver can be installed here.
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ import grpc
 import pytest
 
 from scaler.serve.server import ScalerThread, ServeOptions
-from tests.harness.exporter import FakeFleet, FakePod
-from tests.harness.kube_api import FakeKubeAPI, FakeKubePod, TextExporter
+from tests.harness.exporter import FakeFleet, FakePod, kube_state_metrics
+from tests.harness.kube_api import FakeKubeAPI, TextExporter
 from tests.harness.prometheus import PrometheusProcess, free_port, require_prometheus
 
 NS = "cold"
 RATE_WINDOW = "10s"
 GATEWAY = f'sum(gateway_pending_requests{{namespace="{NS}", service="llama"}})'
 BASE = {"backend": "vllm", "targetQueuePerReplica": "4", "coldStartSeconds": "60"}
+# Deployments read without a gateway in front keep one replica: at zero nothing could wake them.
+WARM = {**BASE, "scaleToZero": "false"}
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +46,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         Path(d) / "prom", fleet.address, fleet.sd_file, extra_scrape=text.scrape_config()
     )
     prom.start()
-    now = time.time()
-    # "warm": three Ready pods that started in 40, 45 and 50 s, and two created 20 s ago, still loading.
-    ready = [
-        (f"warm-5d4f8b7c9-r{i}aaa", now - 300 + i, now - 300 + i + start)
-        for i, start in enumerate((40, 45, 50))
-    ]
-    kube.pods = [FakeKubePod(NS, name, created, ready_at) for name, created, ready_at in ready]
-    kube.pods += [FakeKubePod(NS, f"warm-5d4f8b7c9-w{i}bbb", now - 20) for i in range(2)]
-    kube.pods.append(FakeKubePod(NS, "warm-5d4f8b7c9-oldxx", now - 900, now - 800, deleting=True))
-    for name, _, _ in ready:
-        fleet.add(FakePod(NS, name, waiting=2, running=2))  # 3 x 4 = 12 in flight
-    fleet.add(FakePod(NS, "steady-6b5c4d3e2-aaaaa", waiting=1, running=3, generation_tokens_per_s=50))
+    now = float(int(time.time()))  # whole seconds, as the API's timestamps are
+    # "warm" (spec 5): three Ready pods that started in 40, 45 and 50 s, and two created 20 s ago, still
+    # loading (scraped: vLLM binds its port before it listens, so Prometheus records up == 0).
+    warm = kube.add_deployment(NS, "warm", 5).replicasets[0]
+    for i, start in enumerate((40, 45, 50)):
+        pod = kube.add_pod(warm, f"r{'bcd'[i]}hhh", now - 300 + i, now - 300 + i + start)
+        fleet.add(FakePod(NS, pod.name, waiting=2, running=2))  # 3 x 4 = 12 in flight
+    for i in range(2):
+        fleet.add(FakePod(NS, kube.add_pod(warm, f"w{'bcd'[i]}kkk", now - 20).name, scrape_ok=False))
+    kube.add_pod(warm, "vldxx", now - 900, now - 800, deleting=True)
+    steady = kube.add_deployment(NS, "steady", 1).replicasets[0]
+    pod = kube.add_pod(steady, "hhhhh", now - 900, now - 800)
+    fleet.add(FakePod(NS, pod.name, waiting=1, running=3, generation_tokens_per_s=50))
+    kube.add_deployment(NS, "gone", 0)
     prom.wait_until(f'count(up{{namespace="{NS}"}} == 1) == 4', lambda r: bool(r))
     prom.wait_until(GATEWAY, lambda r: bool(r))
     kubeconfig = kube.write_kubeconfig(Path(d) / "kubeconfig")
@@ -141,7 +145,7 @@ def test_warming_pods_and_cold_start_come_from_the_kubernetes_api(
     scaler = ScalerThread(_options(world["prometheus"], kubernetes=str(world["kubeconfig"]))).start()
     try:
         stub = keda_pb[1].ExternalScalerStub(grpc.insecure_channel(scaler.address))
-        ref = _ref(keda_pb, "warm-so", {**BASE, "deployment": "warm"})
+        ref = _ref(keda_pb, "warm-so", {**WARM, "deployment": "warm"})
         # 12 in flight at 4 per replica: 3, and the 2 warming pods are capacity already coming, so the
         # answer stays at the 5 that exist (stabilised: no scale-down of pods still loading).
         assert _value(stub, keda_pb, ref) == 5
@@ -164,14 +168,16 @@ def test_warming_pods_and_cold_start_come_from_the_kubernetes_api(
 def test_kube_state_metrics_are_the_fallback(
     world: dict[str, Any], keda_pb: tuple[ModuleType, ModuleType]
 ) -> None:
+    # kube-state-metrics' view of "warm": spec 2, one pod Ready after 30 s, one loading.
     now = time.time()
-    ksm = (
-        f'kube_pod_created{{namespace="{NS}",pod="warm-5d4f8b7c9-r0aaa"}} {now - 300:.0f}\n'
-        f'kube_pod_status_ready_time{{namespace="{NS}",pod="warm-5d4f8b7c9-r0aaa"}} {now - 270:.0f}\n'
-        f'kube_pod_status_ready{{namespace="{NS}",pod="warm-5d4f8b7c9-r0aaa",condition="true"}} 1\n'
-        f'kube_pod_created{{namespace="{NS}",pod="warm-5d4f8b7c9-w0bbb"}} {now - 20:.0f}\n'
-        f'kube_pod_status_ready{{namespace="{NS}",pod="warm-5d4f8b7c9-w0bbb",condition="true"}} 0\n'
-    )
+    seen = FakeKubeAPI()
+    try:
+        rs = seen.add_deployment(NS, "warm", 2).replicasets[0]
+        seen.add_pod(rs, "rbhhh", now - 300, now - 270)
+        seen.add_pod(rs, "wbkkk", now - 20)
+        ksm = kube_state_metrics(seen)
+    finally:
+        seen.close()
     text: TextExporter = world["text"]
     saved = text.body
     text.body = saved + ksm
@@ -207,9 +213,9 @@ def test_unreachable_kubernetes_api_falls_back_and_says_why(world: dict[str, Any
 
 def _explain(world: dict[str, Any], *flags: str) -> dict[str, Any]:
     args = [
-        sys.executable, "-m", "scaler", "explain", "--prometheus-url", world["prometheus"].url,
+        sys.executable, "-m", "scaler", "explain", "-o", "json", "--prometheus-url", world["prometheus"].url,
         "--rate-window", RATE_WINDOW, "--history-step-seconds", "1", "--namespace", NS, "--name", "warm-so",
-        *flags, "--metadata", *(f"{k}={v}" for k, v in {**BASE, "deployment": "warm"}.items()),
+        *flags, "--metadata", *(f"{k}={v}" for k, v in {**WARM, "deployment": "warm"}.items()),
     ]  # fmt: skip
     out = subprocess.run(
         args, capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONWARNINGS": ""}
@@ -259,8 +265,8 @@ def test_two_scaler_processes_give_the_same_answers(
             grpc.channel_ready_future(channel).result(timeout=30)
             stubs.append(keda_pb[1].ExternalScalerStub(channel))
         refs = [
-            _ref(keda_pb, "warm-so", {**BASE, "deployment": "warm"}),
-            _ref(keda_pb, "steady-so", {**BASE, "deployment": "steady", "coldStartSeconds": "5"}),
+            _ref(keda_pb, "warm-so", {**WARM, "deployment": "warm"}),
+            _ref(keda_pb, "steady-so", {**WARM, "deployment": "steady", "coldStartSeconds": "5"}),
             _ref(keda_pb, "gone-so", {**BASE, "deployment": "gone", "activationQuery": GATEWAY}),
         ]
         for ref in refs:

@@ -45,7 +45,9 @@ def _refresher(source: CountingSource) -> Refresher:
 
 def _target(i: int) -> Target:
     return target_from_ref(
-        "ns", f"so-{i}", {"backend": "vllm", "deployment": f"d{i}", "targetQueuePerReplica": "4"}
+        "ns",
+        f"so-{i}",
+        {"backend": "vllm", "deployment": f"d{i}", "targetQueuePerReplica": "4", "scaleToZero": "false"},
     )
 
 

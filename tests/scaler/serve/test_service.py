@@ -11,11 +11,19 @@ from typing import Any
 import grpc
 import pytest
 
+from scaler.core.config import ConfigError
+from scaler.core.target import target_from_ref
 from scaler.serve.server import ScalerThread, ServeOptions
 from tests.reliability.support import MemorySource
 
 NS = "answers"
-META = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4"}
+# Scale to zero allowed, and the gateway in front of it (the MemorySource's activation value) wakes it.
+META = {
+    "backend": "vllm",
+    "deployment": "llama",
+    "targetQueuePerReplica": "4",
+    "activationQuery": f'sum(gateway_waiting{{namespace="{NS}"}})',
+}
 STALENESS_S = 60.0
 
 
@@ -109,3 +117,36 @@ def test_changed_metadata_is_answered_for_the_new_target_at_once(
     assert _value(stub, pb, META) == ("llm-llama", 2, 2.0)  # and back
     assert _value(stub, pb, {**META, "deployment": "other"}) == ("llm-other", 5, 5.0)  # ceil(20 / 4)
     assert _value(stub, pb, META) == ("llm-llama", 2, 2.0)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"backend": "foo", "deployment": "llama"},  # the issue's case: the backend and the missing target
+        {**META, "backend": "tgi", "latencyQuantile": "2", "colour": "blue"},
+        {"backend": "vllm", "deployment": "Llama", "latencySloSeconds": "0", "coldStartSeconds": "-1"},
+        {**META, "activationQuery": 'sum(q{namespace="kube-system"})', "minIdleSeconds": "-1"},
+    ],
+)
+def test_invalid_argument_lists_every_problem_of_the_map(
+    stub: Any, keda_pb: tuple[ModuleType, ModuleType], metadata: dict[str, str]
+) -> None:
+    pb = keda_pb[0]
+    with pytest.raises(ConfigError) as expected:
+        target_from_ref(NS, "so", metadata)
+    assert len(expected.value.problems) >= 2
+    r = pb.ScaledObjectRef(name="so", namespace=NS, scalerMetadata=metadata)
+    for call in (
+        lambda: stub.GetMetricSpec(r, timeout=5),
+        lambda: stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=r, metricName=""), timeout=5),
+        lambda: stub.IsActive(r, timeout=5),
+        lambda: next(stub.StreamIsActive(r, timeout=5)),
+    ):
+        for _ in range(2):  # refused afresh each time: bad maps are not cached
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            details = info.value.details() or ""
+            assert details == str(expected.value)  # the one line, every key in it
+            for p in expected.value.problems:
+                assert f"key '{p.key}': " in details, (p, details)

@@ -30,7 +30,10 @@ VLLM = {
     "targetTokensPerSecondPerReplica": "400",
     "targetGpuUtilization": "50",
     "latencySloSeconds": "5",
+    "scaleToZero": "false",
 }
+# Deployments that may reach zero read the demand waiting in front of them (no such gateway here: no demand).
+TO_ZERO = {"scaleToZero": "true", "activationQuery": f'sum(gateway_pending_requests{{namespace="{NS}"}})'}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def pods(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[dict[str, 
         # llama: queue 2 x (3 + 5) = 16, tokens 2 x 500 = 1000/s, GPUs (90 + 60) / 2 = 75 %, e2e 1.2 s each
         "llama-a": FakePod(
             NS,
-            "llama-5d4f8b7c9-aaaaa",
+            "llama-5d4f8b7c9-hhhhh",
             waiting=3,
             running=5,
             generation_tokens_per_s=400,
@@ -61,7 +64,7 @@ def pods(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[dict[str, 
         ),
         "tri": FakePod(
             NS,
-            "tri-7c9d8e6f5-ccccc",
+            "tri-7c9d8b6f5-ccccc",
             backend="triton",
             model="ensemble",
             waiting=9,
@@ -70,9 +73,9 @@ def pods(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[dict[str, 
             summary_latencies=True,
             gpu_util_percent=(40.0,),
         ),
-        "quiet": FakePod(NS, "quiet-6b5c4d3e2-ddddd"),
-        "hold-a": FakePod(NS, "hold-6b5c4d3e2-eeeee"),
-        "hold-b": FakePod(NS, "hold-6b5c4d3e2-fffff", scrape_ok=False),
+        "quiet": FakePod(NS, "quiet-6b5c4d9f8-ddddd"),
+        "hold-a": FakePod(NS, "hold-6b5c4d9f8-jjjjj"),
+        "hold-b": FakePod(NS, "hold-6b5c4d9f8-fffff", scrape_ok=False),
     }
     for pod in added.values():
         fleet.add(pod)
@@ -168,6 +171,7 @@ def test_triton_queue_and_summary_latency(stub: Any, keda_pb: tuple[ModuleType, 
         "model": "ensemble",
         "targetQueuePerReplica": "2",
         "latencySloSeconds": "0.5",
+        "scaleToZero": "false",
     }
     r = ref(keda_pb, "tri-so", meta)
     value = stub.GetMetrics(metrics_request(keda_pb, r, "llm-tri"), timeout=10).metricValues[0].metricValue
@@ -176,7 +180,7 @@ def test_triton_queue_and_summary_latency(stub: Any, keda_pb: tuple[ModuleType, 
 
 
 def test_zero_pods_is_inactive_with_value_zero(stub: Any, keda_pb: tuple[ModuleType, ModuleType]) -> None:
-    r = ref(keda_pb, "gone-so", {**VLLM, "deployment": "gone"})
+    r = ref(keda_pb, "gone-so", {**VLLM, **TO_ZERO, "deployment": "gone"})
     assert (
         stub.GetMetrics(metrics_request(keda_pb, r, "llm-gone"), timeout=10).metricValues[0].metricValue == 0
     )
@@ -212,7 +216,7 @@ def test_stream_pushes_current_state_then_changes(
     quiet = pods["quiet"]
     # An idle Deployment goes inactive once releasing its replica pays: a 1 s cold start makes the
     # penalty 2 s, and the quiet pod has been idle since Prometheus started.
-    r = ref(keda_pb, "quiet-so", {**VLLM, "deployment": "quiet", "coldStartSeconds": "1"})
+    r = ref(keda_pb, "quiet-so", {**VLLM, **TO_ZERO, "deployment": "quiet", "coldStartSeconds": "1"})
     stream = stub.StreamIsActive(r, timeout=60)
     try:
         first = next(stream)
@@ -330,6 +334,8 @@ def test_explain_prints_the_same_decision(prometheus: PrometheusProcess, pods: d
         "-m",
         "scaler",
         "explain",
+        "-o",
+        "json",
         "--prometheus-url",
         prometheus.url,
         "--rate-window",

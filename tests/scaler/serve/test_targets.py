@@ -8,7 +8,13 @@ from scaler._generated import externalscaler_pb2 as pb
 from scaler.core.config import ConfigError
 from scaler.serve.targets import TargetCache
 
-META = {"backend": "vllm", "deployment": "llama", "targetQueuePerReplica": "4", "model": "m"}
+META = {
+    "backend": "vllm",
+    "deployment": "llama",
+    "targetQueuePerReplica": "4",
+    "model": "m",
+    "scaleToZero": "false",
+}
 
 
 def _ref(metadata: dict[str, str], name: str = "so", namespace: str = "ns") -> pb.ScaledObjectRef:

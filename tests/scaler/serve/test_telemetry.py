@@ -9,8 +9,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scaler.core.config import parse_metadata
-from scaler.core.decision import decide
-from scaler.core.signals import SignalName, Signals
+from scaler.core.decision import Floor, FloorKind, decide
+from scaler.core.headroom import Headroom
+from scaler.core.projection import Projection
+from scaler.core.signals import Measure, Signals
 from scaler.core.state import ReplicaSource, Series, State
 from scaler.serve.telemetry import Telemetry
 
@@ -30,7 +32,7 @@ def _decision(queue: float | None) -> tuple[Telemetry, CollectorRegistry]:
         warming_ages_s=(10.0,),
         replica_source=ReplicaSource.KUBERNETES,
         cold_start_samples_s=(40.0, 50.0, 60.0),
-        demand_history={SignalName.QUEUE: Series((0.0, 15.0, 30.0, 45.0), (20.0, 22.0, 24.0, 26.0))},
+        history={Measure.QUEUE: Series((0.0, 15.0, 30.0, 45.0), (20.0, 22.0, 24.0, 26.0))},
     )
     t.record(KEY, decide(signals, state, CONFIG, 45.0), 45.0)
     return t, registry
@@ -39,9 +41,8 @@ def _decision(queue: float | None) -> tuple[Telemetry, CollectorRegistry]:
 def test_record_publishes_the_decision() -> None:
     _, r = _decision(queue=26.0)
     get = r.get_sample_value
-    # queue 26 growing 2 per 15 s with one replica 10 s into a 58 s start: at Ready it is
-    # 26 + 0.133 x 48 = 32.4 -> ceil(32.4 / 8) = 5; gpu ceil(2 x 90 / 80) = 3
-    assert get("llm_scaler_desired_replicas", LABELS) == 5
+    # queue ceil(26 / 8) = 4; gpu ceil(2 x 90 / 80) = 3: the queue target asks 4
+    assert get("llm_scaler_desired_replicas", LABELS) == 4
     assert get("llm_scaler_signal_value", {**LABELS, "signal": "queue"}) == 26.0
     assert get("llm_scaler_signal_desired_replicas", {**LABELS, "signal": "gpu"}) == 3
     assert get("llm_scaler_signal_missing", {**LABELS, "signal": "queue"}) == 0
@@ -51,6 +52,9 @@ def test_record_publishes_the_decision() -> None:
     assert get("llm_scaler_cold_start_samples", LABELS) == 3
     assert get("llm_scaler_replica_source_info", {**LABELS, "source": "kubernetes"}) == 1
     assert get("llm_scaler_decisions_total", {**LABELS, "reason": "queue"}) == 1
+    # the capacity estimate (the prior here), and each floor under the answer
+    assert get("llm_scaler_capacity_requests_per_second", LABELS) is not None
+    assert get("llm_scaler_floor_replicas", {**LABELS, "floor": "loading"}) is None  # 4 > 3: nothing held
 
 
 def test_a_missing_signal_has_no_value_series_not_a_zero() -> None:
@@ -128,3 +132,55 @@ def test_the_exposition_is_what_prometheus_client_would_write() -> None:
     assert ours == theirs
     assert len({s for s in ours if s[0] == "llm_scaler_desired_replicas"}) == 4
     assert ("llm_scaler_rpc_duration_seconds_count", (("method", "GetMetrics"),), 1.0) in ours
+
+
+def test_the_cores_capacity_projection_headroom_and_floors_are_served() -> None:
+    # The decision core's own numbers reach the scrape (both writers): capacity, the projection's two
+    # forecasts, the headroom, and one series per floor kind, equal to the Decision's fields.
+    registry = CollectorRegistry()
+    t = Telemetry(registry)
+    decision = decide(
+        Signals(current_replicas=3, ready_replicas=2, queue_requests=26.0, gpu_util_percent=90.0),
+        State(replica_source=ReplicaSource.KUBERNETES, warming_replicas=1, warming_ages_s=(10.0,)),
+        CONFIG,
+        45.0,
+    )
+    assert decision.capacity is not None
+    projection = Projection(
+        horizon_s=90.0, arrivals_per_s=3.0, forecast_per_s=4.5, backlog_requests=6.0, source="engine",
+        replicas=2.25,
+    )  # fmt: skip
+    floors = (
+        Floor(FloorKind.HEADROOM, 3, "bursts"),
+        Floor(FloorKind.KEEP_WARM, 2, "idle is cheap"),
+        Floor(FloorKind.KEEP_WARM, 1, "the last of a kind is served"),
+    )
+    headroom = Headroom(
+        replicas=3, target_attainment=0.99, requests=100.0, misses_reactive=5.0, misses_at_floor=0.0,
+        windows=4, why="bursts",
+    )  # fmt: skip
+    decision = replace(decision, projection=projection, headroom=headroom, floors=floors)
+    t.record(KEY, decision, 45.0)
+
+    def served(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k not in LABELS))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.labels.get("scaledobject") == KEY[1]
+        }
+
+    for text in (t.exposition().decode(), generate_latest(registry).decode()):
+        got = served(text)
+        capacity = decision.capacity.requests_per_s_per_replica
+        assert got[("llm_scaler_capacity_requests_per_second", ())] == capacity
+        assert (
+            got[("llm_scaler_forecast_value", (("signal", "arrivals"),))]
+            == decision.projection.forecast_per_s
+        )
+        assert got[("llm_scaler_forecast_value", (("signal", "replicas"),))] == decision.projection.replicas
+        assert got[("llm_scaler_headroom_replicas", ())] == 3
+        floor_series = {k[1]: v for k, v in got.items() if k[0] == "llm_scaler_floor_replicas"}
+        assert floor_series == {(("floor", "headroom"),): 3, (("floor", "keep-warm"),): 1}
+    t.forget(KEY)
+    assert served(t.exposition().decode()) == {}

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from scaler.core.config import parse_metadata
-from scaler.core.signals import SignalName
+from scaler.core.signals import Measure
 from scaler.core.target import Target
 from scaler.sources.prometheus import PrometheusSource
+from scaler.sources.query import plan_history
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess
 
@@ -20,7 +21,7 @@ NS = "histmemo"
 
 @pytest.fixture(scope="module")
 def targets(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[list[Target]]:
-    pod = fleet.add(FakePod(NS, "llm-5d4f8b7c9-aaaaa", waiting=3, running=1, generation_tokens_per_s=100))
+    pod = fleet.add(FakePod(NS, "llm-5d4f8b7c9-hhhhh", waiting=3, running=1, generation_tokens_per_s=100))
     # three scrapes at least, so the 10 s rate has points inside a 15 s history step
     prometheus.wait_until(f'count_over_time(vllm:num_requests_waiting{{namespace="{NS}"}}[1m]) >= 3', bool)
     meta = {"backend": "vllm", "deployment": "llm", "targetQueuePerReplica": "4"}
@@ -41,25 +42,26 @@ def test_history_is_read_and_reduced_once_per_step(
     prometheus: PrometheusProcess, targets: list[Target]
 ) -> None:
     src, now = _stepped_source(prometheus)
+    history_queries = len(plan_history(targets, "10s").queries)
 
     first = src.collect(targets)
     queries_first = src.queries_last_collect
-    queue = first[(NS, "llm", "llm")].state.demand_history[SignalName.QUEUE]
+    queue = first[(NS, "llm", "llm")].state.history[Measure.QUEUE]
     assert len(queue) >= 1 and set(queue.values) == {4.0}  # waiting 3 + running 1
     assert isinstance(queue.values, array) and queue.values.typecode == "d"
 
     now[0] += 2.0
     second = src.collect(targets)
-    assert src.queries_last_collect == queries_first - 4  # the 4 history range queries are not re-sent
+    assert src.queries_last_collect == queries_first - history_queries  # history ranges are not re-sent
     # the same Series objects: nothing is re-reduced or re-allocated between history steps
-    assert second[(NS, "llm", "llm")].state.demand_history[SignalName.QUEUE] is queue
+    assert second[(NS, "llm", "llm")].state.history[Measure.QUEUE] is queue
     # two ScaledObjects on one Deployment share its reduction
-    assert second[(NS, "other", "llm")].state.demand_history[SignalName.QUEUE] is queue
+    assert second[(NS, "other", "llm")].state.history[Measure.QUEUE] is queue
 
     now[0] += 15.0
     third = src.collect(targets)
     assert src.queries_last_collect == queries_first
-    assert third[(NS, "llm", "llm")].state.demand_history[SignalName.QUEUE] is not queue
+    assert third[(NS, "llm", "llm")].state.history[Measure.QUEUE] is not queue
 
 
 def test_a_batch_inside_the_last_history_read_reuses_it(
@@ -70,7 +72,7 @@ def test_a_batch_inside_the_last_history_read_reuses_it(
     full = src.queries_last_collect
     # a first fetch of one newly registered ScaledObject, in a namespace the last read covered
     src.collect(targets[:1])
-    assert src.queries_last_collect == full - 4
+    assert src.queries_last_collect == full - len(plan_history(targets[:1], "10s").queries)
     # one in a namespace it did not cover: history is read again
     meta = {"backend": "vllm", "deployment": "llm", "targetQueuePerReplica": "4"}
     src.collect([Target("elsewhere", "llm", parse_metadata(meta))])

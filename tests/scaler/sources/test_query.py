@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
 from scaler.core.config import parse_metadata
-from scaler.core.signals import SignalName
+from scaler.core.signals import Measure, SignalName
 from scaler.core.state import Series
 from scaler.core.target import Target
+from scaler.sources.membership import PodStates
 from scaler.sources.query import (
     RangeSample,
     Sample,
+    attainment,
     histogram_quantile,
+    history_range,
     index_history,
     index_instant,
+    index_kube_state,
     plan_history,
+    plan_kube_state,
     plan_queries,
-    pod_pattern,
     reduce_history,
     reduce_kube_state,
     reduce_signals,
 )
+from scaler.sources.spec import render
+from tests.harness.kube_api import generated_pod_name
 
 INF = math.inf
 
@@ -51,21 +59,6 @@ def test_histogram_quantile(q: float, buckets: dict[float, float], want: float |
         assert got == pytest.approx(want)
 
 
-@pytest.mark.parametrize(
-    ("deployment", "pod", "matches"),
-    [
-        ("llama", "llama-6f9c7b8d5-x2kqp", True),
-        ("llama", "llama-8b-6f9c7b8d5-x2kqp", False),  # another Deployment's pod
-        ("llama-8b", "llama-8b-6f9c7b8d5-x2kqp", True),
-        ("llama", "llama-x2kqp", False),  # a bare pod or StatefulSet-like name
-        ("llama.v2", "llamaxv2-6f9c7b8d5-x2kqp", False),  # '.' is literal
-        ("llama", "llama-6f9c7b8d5-x2kqp-extra", False),
-    ],
-)
-def test_pod_pattern(deployment: str, pod: str, matches: bool) -> None:
-    assert bool(pod_pattern(deployment).fullmatch(pod)) is matches
-
-
 def _target(ns: str, name: str, **meta: str) -> Target:
     return Target(
         ns,
@@ -79,7 +72,9 @@ def test_query_count_does_not_grow_with_scaledobjects() -> None:
     many = [
         _target(f"ns{i % 7}", f"m{i}", latencySloSeconds="1", targetGpuUtilization="70") for i in range(500)
     ]
-    assert len(plan_queries(few, "1m").queries) == len(plan_queries(many, "1m").queries) == 7
+    # up, presence, queue, 2 throughput, latency, gpu; the engine's running, waiting, requests, step sum
+    # and count: 12 for 2 ScaledObjects or 500
+    assert len(plan_queries(few, "1m").queries) == len(plan_queries(many, "1m").queries) == 12
 
 
 def test_queries_are_confined_to_the_namespaces_served() -> None:
@@ -87,6 +82,32 @@ def test_queries_are_confined_to_the_namespaces_served() -> None:
     assert plan.queries
     for q in plan.queries:
         assert 'namespace=~"team-a|team-b"' in q.promql, q.promql
+
+
+# The PromQL each plan sends (promql_golden.json), as main's plans wrote it as text (commit ae66b29) before
+# queries became QuerySpecs: rendering the specs must not change a character Prometheus receives
+# (tests/scaler/sources and tests/reliability run these against a real Prometheus).
+GOLDEN = json.loads((Path(__file__).parent / "promql_golden.json").read_text())
+
+
+def test_rendered_promql_is_unchanged() -> None:
+    targets = [
+        _target("team-a", "m1", latencySloSeconds="1", latencyMetric="ttft"),
+        _target("team-b", "m2", latencySloSeconds="1", targetGpuUtilization="70"),
+        _target("team-b", "tri", backend="triton", latencySloSeconds="2"),
+        _target("team-a", "tri2", backend="triton", latencySloSeconds="2", latencyMetric="ttft"),
+    ]
+    got = [(q.kind, q.promql) for plan in (plan_queries, plan_history) for q in plan(targets, "1m").queries]
+    assert [list(g) for g in got] == GOLDEN
+    for plan in (plan_queries, plan_history):
+        for q in plan(targets, "1m").queries:
+            assert q.spec is not None and render(q.spec) == q.promql, q.kind
+
+
+def test_history_range_is_aligned_to_the_step() -> None:
+    # The docstring's worked example, and a time already on the step.
+    assert history_range(1_000_007.0, 3600.0, 15.0) == (996_405.0, 1_000_005.0)
+    assert history_range(30.0, 3600.0, 15.0) == (-3570.0, 30.0)
 
 
 def test_no_metadata_value_other_than_namespace_enters_promql() -> None:
@@ -112,38 +133,38 @@ def _s(value: float, **labels: str) -> Sample:
 
 RESULTS = {
     "up": [
-        _s(1, namespace="ns", pod="llama-abc12-aaaaa"),
-        _s(1, namespace="ns", pod="llama-abc12-bbbbb"),
-        _s(0, namespace="ns", pod="llama-abc12-ccccc"),
-        _s(1, namespace="other", pod="llama-abc12-zzzzz"),
+        _s(1, namespace="ns", pod="llama-bc4d5-hhhhh"),
+        _s(1, namespace="ns", pod="llama-bc4d5-bbbbb"),
+        _s(0, namespace="ns", pod="llama-bc4d5-ccccc"),
+        _s(1, namespace="other", pod="llama-bc4d5-zzzzz"),
     ],
     "vllm:presence": [
-        _s(1, namespace="ns", pod="llama-abc12-aaaaa", model_name="m"),
-        _s(1, namespace="ns", pod="llama-abc12-bbbbb", model_name="m"),
-        _s(1, namespace="other", pod="llama-abc12-zzzzz", model_name="m"),
+        _s(1, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m"),
+        _s(1, namespace="ns", pod="llama-bc4d5-bbbbb", model_name="m"),
+        _s(1, namespace="other", pod="llama-bc4d5-zzzzz", model_name="m"),
     ],
     "vllm:queue": [
-        _s(5, namespace="ns", pod="llama-abc12-aaaaa", model_name="m"),
-        _s(7, namespace="ns", pod="llama-abc12-bbbbb", model_name="m"),
-        _s(1000, namespace="other", pod="llama-abc12-zzzzz", model_name="m"),
-        _s(500, namespace="ns", pod="llama-8b-abc12-aaaaa", model_name="m"),
+        _s(5, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m"),
+        _s(7, namespace="ns", pod="llama-bc4d5-bbbbb", model_name="m"),
+        _s(1000, namespace="other", pod="llama-bc4d5-zzzzz", model_name="m"),
+        _s(500, namespace="ns", pod="llama-8b-bc4d5-hhhhh", model_name="m"),
     ],
     "vllm:throughput:0": [
-        _s(100.0, namespace="ns", pod="llama-abc12-aaaaa", model_name="m"),
-        _s(math.nan, namespace="ns", pod="llama-abc12-bbbbb", model_name="m"),
+        _s(100.0, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m"),
+        _s(math.nan, namespace="ns", pod="llama-bc4d5-bbbbb", model_name="m"),
     ],
     "vllm:latency:e2e:0": [
-        _s(0, namespace="ns", pod="llama-abc12-aaaaa", model_name="m", le="1.0"),
-        _s(4, namespace="ns", pod="llama-abc12-aaaaa", model_name="m", le="2.0"),
-        _s(4, namespace="ns", pod="llama-abc12-aaaaa", model_name="m", le="+Inf"),
-        _s(0, namespace="ns", pod="llama-abc12-bbbbb", model_name="m", le="1.0"),
-        _s(6, namespace="ns", pod="llama-abc12-bbbbb", model_name="m", le="2.0"),
-        _s(6, namespace="ns", pod="llama-abc12-bbbbb", model_name="m", le="+Inf"),
+        _s(0, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m", le="1.0"),
+        _s(4, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m", le="2.0"),
+        _s(4, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m", le="+Inf"),
+        _s(0, namespace="ns", pod="llama-bc4d5-bbbbb", model_name="m", le="1.0"),
+        _s(6, namespace="ns", pod="llama-bc4d5-bbbbb", model_name="m", le="2.0"),
+        _s(6, namespace="ns", pod="llama-bc4d5-bbbbb", model_name="m", le="+Inf"),
     ],
     "dcgm:gpu_util": [
-        _s(90, namespace="ns", pod="llama-abc12-aaaaa", gpu="0"),
-        _s(70, namespace="ns", pod="llama-abc12-aaaaa", gpu="1"),
-        _s(50, namespace="ns", pod="llama-abc12-bbbbb", gpu="2"),
+        _s(90, namespace="ns", pod="llama-bc4d5-hhhhh", gpu="0"),
+        _s(70, namespace="ns", pod="llama-bc4d5-hhhhh", gpu="1"),
+        _s(50, namespace="ns", pod="llama-bc4d5-bbbbb", gpu="2"),
         _s(100, namespace="", pod="", gpu="3"),
     ],
 }
@@ -156,7 +177,7 @@ def test_reduce_signals_sums_only_this_deployments_pods() -> None:
     assert (s.current_replicas, s.ready_replicas, s.unreadable_pods) == (3, 2, 2)
     assert s.queue_requests == 12  # 5 + 7; other namespace and llama-8b excluded
     assert s.tokens_per_s == 100.0  # the NaN pod is not summed (as zero or otherwise)
-    assert "llama-abc12-bbbbb" in s.notes["pods_nan"]
+    assert "llama-bc4d5-bbbbb" in s.notes["pods_nan"]
     assert s.gpu_util_percent == pytest.approx(70.0)  # (90 + 70 + 50) / 3 GPUs
     # buckets summed over pods: {1: 0, 2: 10, +Inf: 10}: p99 = 1 + 1 x 9.9/10
     assert s.latency_s == pytest.approx(1.99)
@@ -168,15 +189,62 @@ def test_the_deployments_entry_of_the_instant_index_gives_the_same_signals() -> 
     for deployment in ("llama", "llama-8b"):
         for extra in ({}, {"latencySloSeconds": "5", "targetGpuUtilization": "80"}, {"model": "other-model"}):
             t = _target("ns", deployment, **extra)
-            assert reduce_signals(t, index.get(("ns", deployment), {})) == reduce_signals(t, RESULTS), t
+            assert reduce_signals(t, index.samples_for(t, None)) == reduce_signals(t, RESULTS), t
     # llama's pods and llama-8b's are told apart by the two segments after the name; no pod, no entry
-    pods = {k: {x.labels["pod"] for x in v["vllm:queue"]} for k, v in index.items() if "vllm:queue" in v}
+    by_name = index.by_name
+    pods = {k: {x.labels["pod"] for x in v["vllm:queue"]} for k, v in by_name.items() if "vllm:queue" in v}
     assert pods == {
-        ("ns", "llama"): {"llama-abc12-aaaaa", "llama-abc12-bbbbb"},
-        ("ns", "llama-8b"): {"llama-8b-abc12-aaaaa"},
-        ("other", "llama"): {"llama-abc12-zzzzz"},
+        ("ns", "llama"): {"llama-bc4d5-hhhhh", "llama-bc4d5-bbbbb"},
+        ("ns", "llama-8b"): {"llama-8b-bc4d5-hhhhh"},
+        ("other", "llama"): {"llama-bc4d5-zzzzz"},
     }
-    assert all(ns and dep for ns, dep in index)
+    assert all(ns and dep for ns, dep in by_name)
+
+
+@pytest.mark.parametrize("length", [45, 46, 47, 49, 53])
+def test_long_deployments_read_their_cut_pod_names_from_the_index(length: int) -> None:
+    # Kubernetes cuts a ReplicaSet's generateName base to 58 characters: a 49-character Deployment's pods
+    # are <deployment>-<8 hash chars><5 random>, no hyphen before the suffix (membership's worked example).
+    long, longer = "l" * (length - 2) + "-x", "l" * (length - 2) + "-xy"
+    pods = [
+        generated_pod_name(f"{d}-{h}", sfx)
+        for d in (long, longer)
+        for h in ("5d4f8b7c9f", "bc4")
+        for sfx in ("x2kqp", "bbbbb")
+    ]
+    results = {
+        "up": [_s(1, namespace="ns", pod=p) for p in pods],
+        "vllm:queue": [_s(i + 1, namespace="ns", pod=p, model_name="m") for i, p in enumerate(pods)],
+    }
+    index = index_instant(results)
+    for d in (long, longer):
+        t = _target("ns", d)
+        full = reduce_signals(t, results)
+        assert full.current_replicas == 4
+        assert reduce_signals(t, index.samples_for(t, None)) == full, d
+
+
+def test_pods_known_by_ownership_read_their_samples_from_the_index_whatever_their_names() -> None:
+    # Ownership is the truth: a pod the Kubernetes API says is the Deployment's counts even when its name
+    # does not follow <deployment>-<hash>-<suffix>, and one named like it but not owned does not.
+    index = index_instant(RESULTS)
+    t = _target("ns", "llama")
+    for members in (
+        frozenset({"llama-bc4d5-hhhhh", "llama-8b-bc4d5-hhhhh"}),  # llama-8b's pod, not its own bbbbb
+        frozenset({"llama-bc4d5-hhhhh", "llama-bc4d5-bbbbb", "llama-bc4d5-ccccc", "canary-0"}),
+        frozenset(),
+    ):
+        pods = PodStates(
+            total=len(members),
+            ready=len(members),
+            warming_ages_s=(),
+            cold_starts_s=(),
+            pods=members,
+            ready_pods=members,
+        )
+        assert reduce_signals(t, index.samples_for(t, pods), pods) == reduce_signals(t, RESULTS, pods), (
+            members
+        )
 
 
 def test_reduce_signals_model_filter() -> None:
@@ -188,7 +256,7 @@ def test_reduce_signals_no_requests_is_no_traffic_not_missing() -> None:
     results = {
         **RESULTS,
         "vllm:latency:e2e:0": [
-            _s(0, namespace="ns", pod="llama-abc12-aaaaa", model_name="m", le=le) for le in ("1.0", "+Inf")
+            _s(0, namespace="ns", pod="llama-bc4d5-hhhhh", model_name="m", le=le) for le in ("1.0", "+Inf")
         ],
     }
     s = reduce_signals(_target("ns", "llama", latencySloSeconds="5"), results)
@@ -199,7 +267,7 @@ def test_reduce_signals_triton_summary_and_mean() -> None:
     t = Target(
         "ns", "tri", parse_metadata({"backend": "triton", "deployment": "tri", "latencySloSeconds": "1"})
     )
-    pod = {"namespace": "ns", "pod": "tri-abc12-aaaaa", "model": "m"}
+    pod = {"namespace": "ns", "pod": "tri-bc4d5-hhhhh", "model": "m"}
     with_summary = {
         "triton:latency:e2e:0": [_s(800_000, **pod, quantile="0.99"), _s(300_000, **pod, quantile="0.5")]
     }
@@ -214,15 +282,20 @@ def test_reduce_signals_triton_summary_and_mean() -> None:
 def test_history_is_one_series_per_deployment_and_bounded() -> None:
     few = [_target("a", "m1")]
     many = [_target(f"ns{i % 7}", f"m{i}") for i in range(500)]
-    assert len(plan_history(few, "1m").queries) == len(plan_history(many, "1m").queries) == 4
+    # replicas, queue, 2 throughput, and the engine's running, waiting, requests, step sum and count
+    assert len(plan_history(few, "1m").queries) == len(plan_history(many, "1m").queries) == 9
     text = " ".join(q.promql for q in plan_history(few, "1m").queries)
-    assert "label_replace(" in text and '"(.+)-[a-z0-9]+-[a-z0-9]+"' in text and 'namespace=~"a"' in text
+    # grouped by the ReplicaSet's generated prefix: the pod name less its 5 random characters
+    assert (
+        '"pod_prefix", "$1", "pod", "(.+)[bcdfghjklmnpqrstvwxz2456789]{5}"' in text
+        and 'namespace=~"a"' in text
+    )
 
 
 def test_reduce_history_sums_the_deployment_and_filters_namespace_and_model() -> None:
     t = Target("ns", "so", parse_metadata({"backend": "vllm", "deployment": "dep", "model": "m",
                                              "targetQueuePerReplica": "1"}))  # fmt: skip
-    mine = {"namespace": "ns", "deployment": "dep", "model_name": "m"}
+    mine = {"namespace": "ns", "pod_prefix": "dep-5d4f8b7c9-", "model_name": "m"}
     results = {
         "history:vllm:queue": [
             RangeSample(mine, (0.0, 15.0), (1.0, 2.0)),
@@ -230,35 +303,143 @@ def test_reduce_history_sums_the_deployment_and_filters_namespace_and_model() ->
             RangeSample({**mine, "namespace": "x"}, (0.0, 15.0), (50.0, 50.0)),
         ],
         "history:vllm:throughput:0": [RangeSample(mine, (0.0, 15.0), (10.0, 20.0))],
-        "history:vllm:throughput:1": [RangeSample(mine, (15.0,), (5.0,))],
-        "history:replicas": [RangeSample({"namespace": "ns", "deployment": "dep"}, (0.0, 15.0), (1.0, 2.0))],
+        "history:replicas": [
+            RangeSample({"namespace": "ns", "pod_prefix": "dep-5d4f8b7c9-"}, (0.0, 15.0), (1.0, 2.0))
+        ],
+        # a ReplicaSet of Deployment dep-2, and a StatefulSet's pods (no prefix): not dep's
+        "history:vllm:throughput:1": [
+            RangeSample(mine, (15.0,), (5.0,)),
+            RangeSample({**mine, "pod_prefix": "dep-2-5d4f8b7c9-"}, (15.0,), (900.0,)),
+        ],
     }
-    demand, replicas = reduce_history(t, results)
-    assert demand[SignalName.QUEUE] == Series((0.0, 15.0), (1.0, 2.0))
-    assert demand[SignalName.TOKENS] == Series((0.0, 15.0), (10.0, 25.0))
-    assert replicas == Series((0.0, 15.0), (1.0, 2.0))
-    # the Deployment's entry of the index gives the same answer as every series
+    history, windows = reduce_history(t, results)
+    assert history[Measure.QUEUE] == Series((0.0, 15.0), (1.0, 2.0))
+    assert history[Measure.TOKENS] == Series((0.0, 15.0), (10.0, 25.0))
+    assert history[Measure.GENERATION_TOKENS] == Series((0.0, 15.0), (10.0, 20.0))  # throughput:0
+    assert history[Measure.PROMPT_TOKENS] == Series((15.0,), (5.0,))  # throughput:1
+    assert history[Measure.REPLICAS] == history[Measure.READY] == Series((0.0, 15.0), (1.0, 2.0))
+    assert windows == ()  # no latency SLO, no latency history
+    # the Deployment's entry of the index gives the same answer as every series, and so do its
+    # ReplicaSets' prefixes by ownership
     index = index_history(results)
-    assert reduce_history(t, index[("ns", "dep")]) == (demand, replicas)
-    assert set(index) == {("ns", "dep"), ("x", "dep")}
+    assert reduce_history(t, index[("ns", "dep")]) == (history, windows)
+    assert reduce_history(t, index[("ns", "dep")], frozenset({"dep-5d4f8b7c9-"})) == (history, windows)
+    assert set(index) == {("ns", "dep"), ("x", "dep"), ("ns", "dep-2")}
     assert len(index[("ns", "dep")]["history:vllm:queue"]) == 2  # the model filter is reduce_history's
 
 
-def test_index_history_drops_series_without_namespace_or_deployment() -> None:
+def test_index_history_drops_series_without_namespace_or_prefix() -> None:
     results = {"history:replicas": [RangeSample({"namespace": "ns"}, (0.0,), (1.0,))]}
     assert index_history(results) == {}
 
 
+def test_kube_state_is_three_queries_joining_pods_to_deployments_in_promql() -> None:
+    plan = plan_kube_state([_target("a", "m1"), _target("b", "m2")])
+    assert [q.kind for q in plan.queries] == ["ksm:owners", "ksm:pods", "ksm:deployments"]
+    owners = plan.queries[0].promql
+    assert (
+        "kube_pod_owner" in owners
+        and "group_left (deployment)" in owners
+        and "kube_replicaset_owner" in owners
+    )
+
+
 def test_reduce_kube_state() -> None:
-    t = _target("ns", "dep")
-    pods = {"namespace": "ns"}
+    ns = {"namespace": "ns"}
     results = {
-        "ksm:created": [_s(900.0, **pods, pod="dep-abc12-aaaaa"), _s(990.0, **pods, pod="dep-abc12-bbbbb"),
-                        _s(100.0, **pods, pod="dep-2-abc12-ccccc")],
-        "ksm:ready_time": [_s(945.0, **pods, pod="dep-abc12-aaaaa")],
-        "ksm:ready": [_s(1.0, **pods, pod="dep-abc12-aaaaa"), _s(0.0, **pods, pod="dep-abc12-bbbbb")],
-    }  # fmt: skip
-    s = reduce_kube_state(t, results, now_s=1000.0)
-    assert s is not None
+        "ksm:owners": [
+            _s(1, **ns, pod="dep-bc4d5-hhhhh", replicaset="dep-bc4d5", deployment="dep"),
+            _s(1, **ns, pod="dep-bc4d5-bbbbb", replicaset="dep-bc4d5", deployment="dep"),
+            _s(1, **ns, pod="dep-bc4d5-ddddd", replicaset="dep-bc4d5", deployment="dep"),
+            _s(1, **ns, replicaset="dep-bc4d5", deployment="dep"),
+            _s(1, **ns, replicaset="dep-9f9f9", deployment="dep"),  # an old ReplicaSet, no pods
+            _s(1, **ns, pod="sts-0", owner_kind="StatefulSet", owner_name="sts"),
+        ],
+        "ksm:pods": [
+            _s(900.0, **ns, __name__="kube_pod_created", pod="dep-bc4d5-hhhhh"),
+            _s(945.0, **ns, __name__="kube_pod_status_ready_time", pod="dep-bc4d5-hhhhh"),
+            _s(1.0, **ns, __name__="kube_pod_status_ready", condition="true", pod="dep-bc4d5-hhhhh"),
+            _s(990.0, **ns, __name__="kube_pod_created", pod="dep-bc4d5-bbbbb"),
+            _s(0.0, **ns, __name__="kube_pod_status_ready", condition="true", pod="dep-bc4d5-bbbbb"),
+            _s(100.0, **ns, __name__="kube_pod_created", pod="dep-bc4d5-ddddd"),
+            _s(1.0, **ns, __name__="kube_pod_status_phase", phase="Failed", pod="dep-bc4d5-ddddd"),  # evicted
+        ],
+        "ksm:deployments": [_s(2, **ns, deployment="dep")],
+    }
+    ksm = index_kube_state(results)
+    s = reduce_kube_state(_target("ns", "dep"), ksm, now_s=1000.0)
     assert (s.total, s.ready, s.warming_ages_s, s.cold_starts_s) == (2, 1, (10.0,), (45.0,))
-    assert reduce_kube_state(_target("ns", "none"), results, now_s=1000.0) is None
+    assert s.prefixes == frozenset({"dep-bc4d5-", "dep-9f9f9-"})
+    assert (
+        reduce_kube_state(_target("ns", "none"), ksm, now_s=1000.0).error
+        == "no Deployment ns/none (kube-state-metrics)"
+    )
+    assert "is a StatefulSet" in (reduce_kube_state(_target("ns", "sts"), ksm, now_s=1000.0).error or "")
+
+
+def test_reduce_signals_engine_numbers_and_attainment() -> None:
+    """The engine's own numbers for the capacity model: running and waiting apart, requests finished,
+    prompt and generated tokens apart, the mean step from the inter-token histogram, and the fraction of
+    the window's requests within the SLO from the latency histogram."""
+    pod = {"namespace": "ns", "pod": "llama-bc4d5-hhhhh", "model_name": "m"}
+    results = {
+        "up": [_s(1, namespace="ns", pod="llama-bc4d5-hhhhh")],
+        "vllm:presence": [_s(1, **pod)],
+        "vllm:running": [_s(20, **pod)],
+        "vllm:waiting": [_s(3, **pod)],
+        "vllm:requests": [_s(4.0, **pod)],
+        "vllm:throughput:0": [_s(800.0, **pod)],  # generation
+        "vllm:throughput:1": [_s(4600.0, **pod)],  # prompt
+        "vllm:step:sum": [_s(0.025 * 800.0, **pod)],  # 800 gaps/s of 25 ms each
+        "vllm:step:count": [_s(800.0, **pod)],
+        # 4 requests/s: 2 within 0.5 s, 3.6 within 1 s, all within 2.5 s
+        "vllm:latency:ttft:0": [
+            _s(v, **pod, le=le) for le, v in (("0.5", 2.0), ("1.0", 3.6), ("2.5", 4.0), ("+Inf", 4.0))
+        ],
+    }
+    t = _target("ns", "llama", latencySloSeconds="0.75", latencyMetric="ttft")
+    s = reduce_signals(t, results, window_s=60.0)
+    assert (s.running_requests, s.waiting_requests, s.requests_per_s) == (20, 3, 4.0)
+    assert (s.prompt_tokens_per_s, s.generation_tokens_per_s) == (4600.0, 800.0)
+    assert s.step_s == pytest.approx(0.025)
+    # at 0.75 s: halfway through (0.5, 1]: (2 + 1.6 / 2) / 4 = 70 % of 240 requests in the 1 m window
+    assert s.latency_attainment == pytest.approx(0.7) and s.latency_requests == pytest.approx(240.0)
+
+
+def test_attainment_worked_example() -> None:
+    assert attainment({0.5: 2.0, 1.0: 8.0, INF: 10.0}, 0.75, 60.0) == (pytest.approx(0.5), 600.0)
+    assert attainment({0.5: 2.0, 1.0: 8.0, INF: 10.0}, 5.0, 60.0) == (
+        pytest.approx(0.8),
+        600.0,
+    )  # +Inf misses
+    assert attainment({0.5: 0.0, INF: 0.0}, 1.0, 60.0) == (None, 0.0)
+
+
+def test_latency_history_in_whole_minutes() -> None:
+    """The latency histogram read a minute apart: each point is a window of requests and their spread, with
+    the mean Ready replicas over the minute."""
+    t = Target("ns", "so", parse_metadata({"backend": "vllm", "deployment": "dep", "latencySloSeconds": "1",
+                                             "latencyMetric": "ttft"}))  # fmt: skip
+    plan = plan_history([t], "1m")
+    latency = next(q for q in plan.queries if q.kind == "history:vllm:latency:ttft")
+    assert latency.step_s == 60.0 and "[60s]" in latency.promql and "le)" in latency.promql
+    mine = {"namespace": "ns", "pod_prefix": "dep-5d4f8b7c9-", "model_name": "m"}
+    results = {
+        "history:replicas": [RangeSample({"namespace": "ns", "pod_prefix": "dep-5d4f8b7c9-"},
+                                         (15.0, 30.0, 45.0, 60.0, 120.0), (2.0, 2.0, 4.0, 4.0, 4.0))],
+        # bucket rates per second: at 60 s, 1 request/s all within 0.5 s; at 120 s, none at all
+        "history:vllm:latency:ttft": [
+            RangeSample({**mine, "le": "0.5"}, (60.0, 120.0), (1.0, 0.0)),
+            RangeSample({**mine, "le": "+Inf"}, (60.0, 120.0), (1.0, 0.0)),
+        ],
+    }  # fmt: skip
+    _, windows = reduce_history(t, results)
+    assert len(windows) == 1  # the minute without a request says nothing
+    w = windows[0]
+    assert (w.end_s, w.ready, w.requests, w.bounds_s, w.cumulative) == (
+        60.0,
+        3.0,
+        60.0,
+        (0.5, INF),
+        (60.0, 60.0),
+    )

@@ -1,0 +1,185 @@
+"""Headroom: the warm replicas bursts shorter than the reaction horizon need, learned from the past hour.
+
+A burst that is over before a replica asked for it can be Ready (scrape + HPA + cold start: 75 s and more)
+is served only by capacity already warm. How much to keep warm is read from the Deployment's own latency
+histogram: for each past window we know how many requests came, how many Ready replicas served them and
+how their latency was spread. Queueing behind a burst drains in proportion to the replicas serving it, so
+with ``k`` replicas instead of the ``k_w`` that were there, a request that took ``x`` seconds would have
+taken about ``x k_w / k``: the window's requests that ``k`` replicas serve within the SLO are those whose
+latency was at most ``SLO x k / k_w`` (read off the histogram). This is conservative: a request's own
+prefill does not shrink with more replicas, so long prompts count as misses at any size.
+
+The floor is the smallest number of warm replicas ``F`` such that, over the recent windows (each weighted
+by its age, so bursts that stop recurring stop counting), a fleet of ``max(F, reactive)`` would have met
+the SLO for the target fraction of requests, ``reactive`` being what the projection alone had Ready in
+that window (its ask one horizon earlier). Worked example: two windows of 100 requests, one calm (8
+replicas, every latency under 0.2 s) and one burst (2 replicas, latencies spread evenly up to 4 s), SLO
+1 s, target 0.99, reactive 2 in both: with F = 2 the burst window misses 75 requests, with F = 8 none
+(4 s x 2 / 8 = 1 s), so F = 8 (F = 7: 4 x 2 / 7 = 1.14 s: 12.5 misses > 2 allowed).
+The same budget prices scale-to-zero: with no warm replica, every request in the first horizon of a
+burst after an idle gap waits for a cold start.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from scaler.core.state import LatencyWindow, Series
+
+# Windows older than this count for e^-1 of a new one: bursts that stopped recurring release their
+# headroom within about an hour.
+AGE_SCALE_S = 1200.0
+# Fewer requests than this over the windows and the floor is anecdote: no headroom.
+MIN_REQUESTS = 50.0
+# The histogram says how queueing behind a burst shrinks with more replicas only within a few times the
+# replicas that served it; beyond, it is extrapolation (and long prompts would seem fixable without end).
+MAX_SCALE_CREDIT = 4.0
+
+
+@dataclass(frozen=True)
+class WindowLoad:
+    """A window's throughput: the replicas its arrivals needed at the target utilisation, and whether the
+    replicas that served it were saturated (a backlog built up, or they ran at full utilisation). A
+    saturated window's latency is backlog, which grows with time, not with the burst: its misses are
+    counted against the throughput it needed, not scaled from its histogram."""
+
+    need: float
+    saturated: bool
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """The warm floor and the evidence for it."""
+
+    replicas: int
+    target_attainment: float
+    requests: float  # weighted requests over the windows
+    misses_reactive: float  # weighted misses with no warm floor
+    misses_at_floor: float
+    windows: int
+    why: str
+
+
+def attainment_at(window: LatencyWindow, replicas: float, slo_s: float, base_s: float = 0.0) -> float:
+    """Fraction of the window's requests ``replicas`` would have served within ``slo_s``.
+
+    Latency above ``base_s`` (a request's own unloaded time: its prefill and an iteration or two) is
+    queueing and scales with ``ready / replicas``; so a request that took ``x`` meets the SLO with
+    ``replicas`` when ``base + (x - base) ready / replicas <= slo``, i.e. ``x <= base + (slo - base)
+    replicas / ready``. Linear inside a bucket, as Prometheus' histogram_quantile; requests in the +Inf
+    bucket never meet it."""
+    if window.requests <= 0:
+        return 1.0
+    if replicas <= 0:
+        return 0.0
+    if window.ready <= 0:
+        return 1.0  # no latency seen while nothing was Ready: nothing to scale
+    base = min(max(base_s, 0.0), 0.9 * slo_s)
+    xs, ys, plateau = _curve(window)
+    threshold = base + (slo_s - base) * replicas / window.ready
+    return plateau if threshold >= xs[-1] else float(np.interp(threshold, xs, ys))
+
+
+def _reactive_at(reactive: Series, t_s: float) -> float:
+    """The reactive ask in force at ``t_s`` (the last step at or before it; 0 before the history)."""
+    if not len(reactive):
+        return 0.0
+    times = np.asarray(reactive.times_s)
+    i = int(np.searchsorted(times, t_s, side="right")) - 1
+    return float(reactive.values[i]) if i >= 0 else 0.0
+
+
+def _served_fraction(
+    w: LatencyWindow, load: WindowLoad | None, replicas: np.ndarray, slo_s: float, base_s: float
+) -> np.ndarray:
+    """Fraction of the window's requests served within the SLO, for each number of ``replicas``."""
+    if load is not None and load.saturated:
+        # Backlog: k replicas serve k / need of what arrived (and with enough of them there is none).
+        met = np.clip(replicas / max(load.need, 1e-9), 0.0, 1.0)
+    else:
+        xs, ys, plateau = _curve(w)
+        credited = np.minimum(replicas, MAX_SCALE_CREDIT * w.ready)
+        threshold = base_s + (slo_s - base_s) * credited / w.ready
+        met = np.where(threshold >= xs[-1], plateau, np.interp(threshold, xs, ys))
+    met[replicas <= 0] = 0.0
+    return np.asarray(met, dtype=float)
+
+
+def _curve(window: LatencyWindow) -> tuple[np.ndarray, np.ndarray, float]:
+    """(finite bounds with 0 first, the cumulative fraction at each, the fraction within the last bound)."""
+    counts = np.maximum.accumulate(np.asarray(window.cumulative, dtype=float))
+    total = counts[-1]
+    finite = np.asarray([math.isfinite(b) for b in window.bounds_s])
+    xs = np.concatenate([[0.0], np.asarray(window.bounds_s, dtype=float)[finite]])
+    ys = np.concatenate([[0.0], counts[finite] / total]) if total > 0 else np.ones(len(xs))
+    return xs, ys, float(ys[-1])
+
+
+def headroom_floor(
+    windows: Sequence[LatencyWindow],
+    reactive: Series,
+    slo_s: float,
+    target: float,
+    horizon_s: float,
+    now_s: float,
+    window_s: float = 60.0,
+    wake_misses: float = 0.0,
+    base_s: float = 0.0,
+    loads: Sequence[WindowLoad] | None = None,
+    cap: int = 256,
+) -> Headroom:
+    """The smallest warm floor that keeps the recent windows' attainment at ``target``.
+
+    ``reactive``: the projection's ask over the history; a window is served by ``max(F, ask one horizon
+    before it started)``. ``wake_misses``: weighted requests that would have waited for a cold start had
+    the Deployment been at zero when their burst began (counted only against F = 0).
+    """
+    keep = [i for i, w in enumerate(windows) if w.requests > 0 and w.ready > 0 and w.end_s <= now_s]
+    usable = [windows[i] for i in keep]
+    load = [loads[i] if loads is not None else None for i in keep]
+    weights = np.array([math.exp(-(now_s - w.end_s) / AGE_SCALE_S) for w in usable])
+    requests = float(sum(wt * w.requests for wt, w in zip(weights, usable, strict=True)))
+    if requests < MIN_REQUESTS:
+        return Headroom(
+            0, target, requests, wake_misses, wake_misses, len(usable), "too few requests to learn from"
+        )
+    base = min(max(base_s, 0.0), 0.9 * slo_s)
+    floors = np.arange(cap + 1, dtype=float)
+    misses = np.zeros(cap + 1)
+    top = 0
+    for wt, w, ld in zip(weights, usable, load, strict=True):
+        alone = _served_fraction(w, ld, floors, slo_s, base)  # by replicas 0..cap
+        react = min(cap, math.ceil(_reactive_at(reactive, w.end_s - window_s - horizon_s) - 1e-9))
+        met = alone[np.maximum(floors.astype(int), react)]
+        misses += wt * w.requests * (1.0 - met)
+        # the replicas this window alone needed at the target: the floor never goes beyond the largest
+        ok = np.flatnonzero(alone >= target)
+        top = max(top, int(ok[0]) if len(ok) else min(cap, math.ceil(MAX_SCALE_CREDIT * w.ready)))
+    misses[0] += wake_misses
+    budget = (1.0 - target) * requests
+    reactive_only = float(misses[0])
+    costs = misses[: top + 1]
+    met_idx = np.flatnonzero(costs <= budget)
+    # Misses that more replicas do not remove (a plateau: prompts whose own prefill exceeds the SLO) must
+    # not buy replicas without end. Price a miss so that the whole budget is worth the fleet that ran: a
+    # replica is worth adding while it removes at least budget / fleet misses. The floor is the smallest
+    # that meets the target, or the priced optimum when that is smaller (the target is out of reach).
+    fleet = max(1.0, float(sum(wt * w.ready for wt, w in zip(weights, usable, strict=True)) / weights.sum()))
+    priced = int(np.argmin(floors[: top + 1] + fleet * costs / max(budget, 1e-9)))
+    floor = min(int(met_idx[0]), priced) if len(met_idx) else priced
+    at_floor = float(costs[floor])
+    if floor == 0:
+        why = f"reactive scaling alone meets {target:g} ({reactive_only:.0f} of {requests:.0f} would miss)"
+    else:
+        why = (
+            f"{floor} warm replica(s): reactive scaling alone would miss {reactive_only:.0f} of "
+            f"{requests:.0f} recent requests, {at_floor:.0f} with them "
+            f"(target {target:g}: {budget:.0f} allowed)"
+        )
+        if not len(met_idx) or met_idx[0] > floor:
+            why += "; more replicas would not pay for the misses they remove"
+    return Headroom(floor, target, requests, reactive_only, at_floor, len(usable), why)

@@ -1,0 +1,150 @@
+"""The capacity model: learned iteration costs, the request mix, and the utilisation the SLO allows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scaler.core.capacity import (
+    PRIOR,
+    RHO_MAX,
+    RHO_MIN,
+    CapacitySource,
+    CostModel,
+    estimate_capacity,
+    learn_costs,
+    request_mix,
+    utilisation_target,
+)
+from scaler.core.config import LatencyMetric
+from scaler.core.signals import Measure, Signals
+from scaler.core.state import Series
+
+NOW_S = 1_700_000_000.0
+STEP_S = 15.0
+# The 70B profile the simulator fits to published figures: a = 14 ms, b = 0.28 ms, c = 70 us.
+TRUE_A, TRUE_B, TRUE_C = 0.014, 0.00028, 70e-6
+
+
+def engine_history(n_steps: int, seed: int = 0, ready: float = 2.0) -> dict[Measure, Series]:
+    """A busy Deployment whose iterations follow T = a / (1 - rho) exactly, at varying load and mix (from
+    light load, where T is near a, to rho 0.8)."""
+    rng = np.random.default_rng(seed)
+    times = tuple(NOW_S - (n_steps - 1 - i) * STEP_S for i in range(n_steps))
+    prompt = rng.uniform(300, 3000, n_steps)  # tokens per request
+    output = rng.uniform(50, 500, n_steps)
+    work = TRUE_C * prompt + TRUE_B * output
+    rho = rng.uniform(0.02, 0.8, n_steps)
+    lam = rho / work  # requests/s per replica
+    step = TRUE_A / (1.0 - rho)
+    running = lam * output * step  # Little's law, sequences per replica
+    return {
+        Measure.READY: Series(times, (ready,) * n_steps),
+        Measure.RUNNING: Series(times, tuple(np.maximum(running, 1.0) * ready)),
+        Measure.REQUESTS: Series(times, tuple(lam * ready)),
+        Measure.PROMPT_TOKENS: Series(times, tuple(lam * prompt * ready)),
+        Measure.GENERATION_TOKENS: Series(times, tuple(lam * output * ready)),
+        Measure.STEP_S: Series(times, tuple(step)),
+    }
+
+
+def test_no_history_is_the_prior() -> None:
+    assert learn_costs({}) == PRIOR
+    assert PRIOR.source == CapacitySource.PRIOR
+
+
+def test_an_hour_of_busy_history_recovers_the_engine_costs() -> None:
+    cost = learn_costs(engine_history(240))
+    # two steps at the lightest load run under one sequence per replica (not busy), and the first four have
+    # no minute of history before them to show the Ready replicas settled: not samples
+    assert cost.source == CapacitySource.LEARNED and cost.samples == 234
+    assert cost.step_base_s == pytest.approx(TRUE_A, rel=0.05)
+    assert cost.decode_s_per_token == pytest.approx(TRUE_B, rel=0.12)  # the prior's pull, conservative
+    assert cost.prefill_s_per_token == pytest.approx(TRUE_C, rel=0.05)
+    assert cost.busy_s == pytest.approx(234 * STEP_S)
+
+
+def test_a_few_samples_stay_between_the_prior_and_the_engine() -> None:
+    cost = learn_costs(engine_history(3))
+    assert cost.source == CapacitySource.PRIOR  # fewer samples than the prior's weight
+    assert TRUE_C < cost.prefill_s_per_token < PRIOR.prefill_s_per_token * 1.01
+
+
+def test_bursty_steps_are_not_samples() -> None:
+    """A replica that idled between bursts: its sequences at the scrape are far from what Little's law
+    gives for its output rate and step time, so its step time is not a measure of its load."""
+    history = engine_history(40)
+    bursty = dict(history)
+    bursty[Measure.RUNNING] = Series(
+        history[Measure.RUNNING].times_s, tuple(5 * v for v in history[Measure.RUNNING].values)
+    )
+    assert learn_costs(bursty) == PRIOR
+
+
+def test_idle_steps_are_not_samples() -> None:
+    history = engine_history(40)
+    idle = dict(history)
+    idle[Measure.RUNNING] = Series(history[Measure.RUNNING].times_s, (1.5,) * 40)  # under 1 per replica
+    assert learn_costs(idle) == PRIOR
+
+
+@pytest.mark.parametrize(
+    ("prompt", "generation", "requests", "want"),
+    [
+        (1155.0 * 5, 211.0 * 5, 5.0, (1155.0, 211.0, True)),
+        (0.0, 0.0, 0.0, (1000.0, 200.0, False)),  # nothing served: the prior mix
+    ],
+)
+def test_request_mix(
+    prompt: float, generation: float, requests: float, want: tuple[float, float, bool]
+) -> None:
+    signals = Signals(
+        1, 1, prompt_tokens_per_s=prompt, generation_tokens_per_s=generation, requests_per_s=requests
+    )
+    assert request_mix(signals, {}, NOW_S) == pytest.approx(want)
+
+
+def test_the_mix_is_averaged_over_recent_history() -> None:
+    times = (NOW_S - 30, NOW_S - 15, NOW_S)
+    history = {
+        Measure.PROMPT_TOKENS: Series(times, (1000.0, 3000.0, 2000.0)),
+        Measure.GENERATION_TOKENS: Series(times, (100.0, 300.0, 200.0)),
+        Measure.REQUESTS: Series(times, (1.0, 1.0, 1.0)),
+    }
+    prompt, output, measured = request_mix(Signals(1, 1), history, NOW_S)
+    assert (prompt, output, measured) == (2000.0, 200.0, True)
+
+
+COST = CostModel(TRUE_A, TRUE_B, TRUE_C, CapacitySource.LEARNED, 100, 1500.0)
+
+
+@pytest.mark.parametrize(
+    ("slo_s", "metric", "output", "rho"),
+    [
+        (1.0, LatencyMetric.TTFT, 211.0, RHO_MAX),  # 1 - 2 x 0.014 / (0.5 - 0.081) = 0.93: capped at 0.8
+        # 1 - 2 x 0.014 / (0.15 - 0.081) = 0.59
+        (0.3, LatencyMetric.TTFT, 211.0, 1 - 2 * 0.014 / (0.15 - 70e-6 * 1155)),
+        # e2e 10 s with 211 output tokens: 1 - 213 x 0.014 / (5 - 0.081) = 0.39
+        (10.0, LatencyMetric.E2E, 211.0, 1 - 213 * 0.014 / (5 - 70e-6 * 1155)),
+        (0.1, LatencyMetric.TTFT, 211.0, RHO_MIN),  # the SLO is below the prompt's own prefill
+        (None, LatencyMetric.TTFT, 211.0, RHO_MAX),
+    ],
+)
+def test_utilisation_target(slo_s: float | None, metric: LatencyMetric, output: float, rho: float) -> None:
+    got, note = utilisation_target(COST, 1155.0, output, slo_s, metric)
+    assert got == pytest.approx(rho)
+    assert (note != "") == (rho == RHO_MIN)
+
+
+def test_capacity_follows_the_mix() -> None:
+    """Longer prompts mean fewer requests per replica: the worked example of the module docstring. (The
+    learned costs come from the history; the mix from the signals, the history having no request counts.)"""
+    history = {m: s for m, s in engine_history(240).items() if m != Measure.REQUESTS}
+    conv = Signals(1, 1, prompt_tokens_per_s=1155.0, generation_tokens_per_s=211.0, requests_per_s=1.0)
+    cap = estimate_capacity(conv, history, 1.0, LatencyMetric.TTFT, NOW_S)
+    assert cap.work_s_per_request == pytest.approx(TRUE_C * 1155 + TRUE_B * 211, rel=0.05)  # 0.14 s
+    assert cap.requests_per_s_per_replica == pytest.approx(0.8 / 0.140, rel=0.05)  # 5.7/s
+    code = Signals(1, 1, prompt_tokens_per_s=4 * 2048.0, generation_tokens_per_s=4 * 28.0, requests_per_s=4.0)
+    longer = estimate_capacity(code, history, 1.0, LatencyMetric.TTFT, NOW_S)
+    assert longer.requests_per_s_per_replica < cap.requests_per_s_per_replica
+    assert cap.replicas_for(11.4) == pytest.approx(2.0, rel=0.05)

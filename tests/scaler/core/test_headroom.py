@@ -1,0 +1,117 @@
+"""The headroom floor: warm replicas for bursts, from past latency windows, against the attainment target."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaler.core.headroom import (
+    MAX_SCALE_CREDIT,
+    WindowLoad,
+    attainment_at,
+    headroom_floor,
+)
+from scaler.core.state import LatencyWindow, Series
+
+NOW_S = 1_700_000_000.0
+BOUNDS = (0.25, 0.5, 1.0, 2.0, 4.0, float("inf"))
+
+
+def window(end_s: float, ready: float, cumulative: tuple[float, ...]) -> LatencyWindow:
+    return LatencyWindow(end_s, ready, cumulative[-1], BOUNDS, cumulative)
+
+
+CALM = (100.0, 100.0, 100.0, 100.0, 100.0, 100.0)  # every request under 0.25 s
+# 100 requests spread evenly up to 4 s: 25 by 1 s, 50 by 2 s, 100 by 4 s
+BURST = (6.25, 12.5, 25.0, 50.0, 100.0, 100.0)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "want"),
+    [
+        (2, 0.25),  # as it was: 25 of 100 within 1 s
+        (4, 0.5),  # twice the replicas: latencies halve, those under 2 s now meet 1 s
+        (8, 1.0),
+        (1, 0.125),  # half: only those under 0.5 s
+        (0, 0.0),
+    ],
+)
+def test_attainment_scales_queueing_with_replicas(replicas: int, want: float) -> None:
+    assert attainment_at(window(NOW_S, 2, BURST), replicas, 1.0) == pytest.approx(want)
+
+
+def test_a_base_latency_does_not_shrink() -> None:
+    # base 0.5 s: a request that took x meets with k replicas if x <= 0.5 + 0.5 k / 2; k = 4: x <= 1.5 s
+    assert attainment_at(window(NOW_S, 2, BURST), 4, 1.0, base_s=0.5) == pytest.approx(0.375)
+
+
+def test_the_worked_example_of_the_module() -> None:
+    """Two windows of 100 requests, one calm on 8 replicas and one burst on 2, reactive asks of 2 all along,
+    target 0.99 (2 misses allowed of 200): F = 8 serves the burst (4 s x 2 / 8 = 1 s); F = 7 leaves 12.5."""
+    windows = [window(NOW_S - 60, 8, CALM), window(NOW_S, 2, BURST)]
+    reactive = Series((NOW_S - 3600,), (2.0,))
+    h = headroom_floor(windows, reactive, 1.0, 0.99, 90.0, NOW_S)
+    assert h.replicas == 8
+    assert h.misses_reactive == pytest.approx(75.0 * _w(0), rel=1e-3)  # the burst window, at F = 0
+    assert h.misses_at_floor == pytest.approx(0.0, abs=1e-6)
+    assert "8 warm replica(s)" in h.why
+
+
+def _w(age_s: float) -> float:
+    import math
+
+    from scaler.core.headroom import AGE_SCALE_S
+
+    return math.exp(-age_s / AGE_SCALE_S)
+
+
+def test_reactive_capacity_that_would_have_been_there_needs_no_floor() -> None:
+    """The projection asked for 8 a horizon before the burst: it was served reactively, no headroom."""
+    windows = [window(NOW_S - 60, 8, CALM), window(NOW_S, 2, BURST)]
+    reactive = Series((NOW_S - 3600,), (8.0,))
+    assert headroom_floor(windows, reactive, 1.0, 0.99, 90.0, NOW_S).replicas == 0
+
+
+def test_bursts_that_stop_recurring_release_their_headroom() -> None:
+    """Old bursts weigh less: an hour later, 40 calm windows outweigh one burst within the 1 % budget."""
+    burst = window(NOW_S - 3600, 2, BURST)
+    calm = [window(NOW_S - 60 * i, 2, CALM) for i in range(40)]
+    reactive = Series((NOW_S - 7200,), (2.0,))
+    fresh = headroom_floor([window(NOW_S, 2, BURST), *calm[1:]], reactive, 1.0, 0.99, 90.0, NOW_S)
+    old = headroom_floor([burst, *calm], reactive, 1.0, 0.99, 90.0, NOW_S)
+    assert fresh.replicas > 2 and old.replicas == 0
+
+
+def test_a_saturated_window_is_counted_against_its_throughput_not_scaled() -> None:
+    """Backlog latency (a fleet too small for a minute) would ask for 30 replicas if scaled as a burst;
+    its arrivals needed 4."""
+    backlog = (0.0, 0.0, 0.0, 0.0, 10.0, 100.0)  # 90 % of requests waited beyond 4 s
+    w = window(NOW_S, 2, backlog)
+    reactive = Series((NOW_S - 3600,), (0.0,))
+    scaled = headroom_floor([w], reactive, 1.0, 0.99, 90.0, NOW_S)
+    loaded = headroom_floor([w], reactive, 1.0, 0.99, 90.0, NOW_S, loads=[WindowLoad(4.0, True)])
+    assert scaled.replicas == MAX_SCALE_CREDIT * 2  # scaled as a burst: as far as the credit goes
+    assert loaded.replicas == 4
+
+
+def test_misses_more_replicas_do_not_remove_buy_nothing() -> None:
+    """A plateau (requests beyond the last bucket never meet): the floor stops where replicas stop paying."""
+    tail = (50.0, 60.0, 70.0, 80.0, 90.0, 100.0)  # 10 % beyond 4 s: never fixed
+    windows = [window(NOW_S - 60 * i, 2, tail) for i in range(10)]
+    h = headroom_floor(windows, Series((NOW_S - 3600,), (2.0,)), 1.0, 0.99, 90.0, NOW_S)
+    assert h.replicas <= MAX_SCALE_CREDIT * 2
+    assert "would not pay" in h.why
+
+
+def test_too_few_requests_is_no_floor() -> None:
+    h = headroom_floor([window(NOW_S, 1, (1.0, 1.0, 1.0, 1.0, 2.0, 2.0))], Series(), 1.0, 0.99, 90.0, NOW_S)
+    assert (h.replicas, h.why) == (0, "too few requests to learn from")
+
+
+def test_scale_to_zero_misses_count_only_against_no_warm_replica() -> None:
+    windows = [window(NOW_S - 60 * i, 1, CALM) for i in range(5)]
+    reactive = Series((NOW_S - 3600,), (0.0,))
+    assert headroom_floor(windows, reactive, 1.0, 0.99, 90.0, NOW_S).replicas == 1  # F = 0 serves nobody
+    # with the reactive path serving every window, only the wake-ups are at stake: 30 misses > 5 allowed
+    reactive = Series((NOW_S - 3600,), (1.0,))
+    assert headroom_floor(windows, reactive, 1.0, 0.99, 90.0, NOW_S, wake_misses=30.0).replicas == 1
+    assert headroom_floor(windows, reactive, 1.0, 0.99, 90.0, NOW_S, wake_misses=2.0).replicas == 0
