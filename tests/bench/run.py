@@ -61,6 +61,8 @@ SERVERS = ("empty", "scaler-memory", "scaler-prometheus")
 # grpcio's thread-pool server, and the asyncio one with the health and reflection services beside it.
 EXTRA_SERVERS = ("empty-sync", "empty-health-reflection")
 PARTS = ("rpc", "queries", "history", "soak", "simulator")
+# --parts may add these: a py-spy profile of the scaler on a real Prometheus under the RPC load.
+EXTRA_PARTS = ("profile",)
 SCALER_SD_FILE = "scaler-sd.json"  # in the work directory: the scaler the world's Prometheus scrapes
 _SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -455,6 +457,85 @@ def _mid_min(values: Sequence[float]) -> tuple[float, float]:
     return statistics.median(values), min(values)
 
 
+# -- where the scaler's CPU goes under the RPC load ----------------------------------------------------------
+
+
+def bench_profile(
+    workdir: Path,
+    keda: tuple[ModuleType, ModuleType],
+    duration_s: float,
+    prometheus_url: str,
+    raw: Path,
+    top: int = 15,
+) -> dict[str, Any]:
+    """py-spy (sampling at 200 Hz, attached to the server process without pausing it, ``--gil``: only
+    the thread holding the GIL, i.e. whatever Python work competes with the RPCs) on the scaler on a real
+    Prometheus while the RPC round's client polls: the functions most on-CPU, by their own time and by
+    the time under them, as shares of all samples (grpc's C core outside the GIL does not show)."""
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if not py_spy.exists():
+        return {"skipped": f"py-spy is not installed next to {sys.executable} (pip install py-spy)"}
+    server = ServerProcess("scaler-prometheus", workdir, prometheus_url)
+
+    async def run() -> dict[str, Any]:
+        async with Client(server.address, keda, N_SO, N_STREAMS) as c:
+            await c.register(600)
+            await c.open_streams()
+            spy = subprocess.Popen(
+                [str(py_spy), "record", "--pid", str(server.proc.pid), "--duration", f"{duration_s:.0f}",
+                 "--rate", "200", "--gil", "--nonblocking", "--format", "raw", "--output", str(raw)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            result = await c.poll(duration_s, "pairs")
+            _, err = await asyncio.to_thread(spy.communicate, timeout=duration_s + 60)
+            result["py_spy"] = err.decode(errors="replace").strip().splitlines()[-2:]
+            return result
+
+    try:
+        poll = asyncio.run(run())
+    finally:
+        server.stop()
+    own: dict[str, int] = {}
+    under: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines() if raw.exists() else ():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        frames = [_frame(f) for f in stack.split(";") if f]
+        total += count
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+        for f in set(frames):
+            under[f] = under.get(f, 0) + count
+
+    def ranked(d: dict[str, int]) -> list[tuple[str, float]]:
+        return [(f, n / total) for f, n in sorted(d.items(), key=lambda kv: -kv[1])[:top]] if total else []
+
+    # The project's own functions by the time under them: what the scaler's code costs, RPC and refresh.
+    ours = {f: n for f, n in under.items() if "(scaler/" in f}
+    return {
+        "duration_s": duration_s,
+        "samples": total,
+        "poll": poll,
+        "raw": str(raw),
+        "self": ranked(own),
+        "total": ranked(under),
+        "project_total": ranked(ours),
+    }
+
+
+def _frame(frame: str) -> str:
+    """``handler (scaler/serve/service.py:171)`` -> ``handler (scaler/serve/service.py)``: one function,
+    whichever line was running; paths from the project or site-packages onwards."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/operating/", "/work/", "python3.11/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{name} ({path})" if path else name
+
+
 # -- queries per refresh -----------------------------------------------------------------------------------
 
 
@@ -703,6 +784,25 @@ def _markdown(results: dict[str, Any]) -> str:
         if "goal" in rpc:
             lines += [f"Goal ({rpc['goal']}): {'met' if rpc['goal_met'] else 'NOT met'}."]
         lines += [f"1-minute load average during the rounds: {min(loads):.2f}-{max(loads):.2f}.", ""]
+    prof = results.get("profile")
+    if prof and "skipped" not in prof:
+        lines += [
+            f"## Profile: the scaler on a real Prometheus under the pairs load (py-spy, {prof['samples']} "
+            f"samples in {prof['duration_s']:g} s, {prof['poll']['polls_per_s']:.0f} pairs/s while sampled)",
+            "",
+            "| function | self | | project function | total |",
+            "|---|---:|---|---|---:|",
+        ]
+        for (fs, ss), (ft, st) in zip(prof["self"], prof["project_total"], strict=False):
+            lines.append(f"| `{fs}` | {ss:.1%} | | `{ft}` | {st:.1%} |")
+        lines += [
+            "",
+            "Self: every function, by the samples it was on top of the stack. Total: the project's own "
+            f"functions, by the samples under them. Raw stacks: `{prof['raw']}`.",
+            "",
+        ]
+    elif prof:
+        lines += ["## Profile", "", prof["skipped"], ""]
     q = results.get("queries")
     if q:
         lines += [
@@ -762,7 +862,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--parts",
         default=",".join(PARTS),
-        help=f"comma-separated subset of {','.join(PARTS)} (default: all)",
+        help=f"comma-separated subset of {','.join(PARTS)} (default: all), may add {','.join(EXTRA_PARTS)}",
     )
     p.add_argument(
         "--servers",
@@ -799,8 +899,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     parts = set(args.parts.split(","))
-    if parts - set(PARTS):
-        p.error(f"--parts: unknown {', '.join(sorted(parts - set(PARTS)))}; known: {', '.join(PARTS)}")
+    if parts - {*PARTS, *EXTRA_PARTS}:
+        known = ", ".join((*PARTS, *EXTRA_PARTS))
+        p.error(f"--parts: unknown {', '.join(sorted(parts - {*PARTS, *EXTRA_PARTS}))}; known: {known}")
     servers = tuple(args.servers.split(","))
     if set(servers) - {*SERVERS, *EXTRA_SERVERS}:
         p.error(f"--servers: known are {', '.join((*SERVERS, *EXTRA_SERVERS))}")
@@ -811,6 +912,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "rpc" in parts:
                 print(f"rpc: {rounds} round(s) x {round_s:g} s per server", flush=True)
                 results["rpc"] = bench_rpc(workdir, keda, rounds, round_s, prom.url, servers)
+            if "profile" in parts:
+                print(f"profile: {round_s:g} s", flush=True)
+                results["profile"] = bench_profile(workdir, keda, round_s, prom.url, args.out / "profile.txt")
             if "queries" in parts:
                 print("queries per refresh", flush=True)
                 results["queries"] = bench_queries(prom)
