@@ -83,3 +83,13 @@ def test_bounded_oldest_dropped_first() -> None:
     assert cache.get(_ref(META, name="so-4")) is firsts[4]  # kept
     again = cache.get(_ref(META, name="so-0"))  # dropped, so validated afresh
     assert again is not firsts[0] and again == firsts[0]
+
+
+def test_the_activation_query_is_confined_with_the_services_labels() -> None:
+    # --activation-namespace-labels reaches the cache: a query pinned by "tenant" is refused by default
+    # and accepted when the service allows that label.
+    meta = {**META, "activationQuery": 'sum(q{tenant="ns"})'}
+    with pytest.raises(ConfigError, match="activationQuery"):
+        TargetCache().get(_ref(meta))
+    cache = TargetCache(("namespace", "tenant"))
+    assert cache.get(_ref(meta)).config.activation_query == 'sum(q{tenant="ns"})'
