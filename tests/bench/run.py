@@ -63,6 +63,7 @@ EXTRA_SERVERS = ("empty-sync", "empty-health-reflection")
 PARTS = ("rpc", "queries", "history", "soak", "simulator")
 # --parts may add these: a py-spy profile of the scaler on a real Prometheus under the RPC load.
 EXTRA_PARTS = ("profile",)
+REFRESH_ENV = "BENCH_SCALER_REFRESH_S"  # how --refresh-seconds reaches the server subprocesses
 SCALER_SD_FILE = "scaler-sd.json"  # in the work directory: the scaler the world's Prometheus scrapes
 _SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -168,7 +169,7 @@ async def _serve_scaler(port_file: Path, prometheus_url: str | None) -> None:
         metrics_port=0,
         bind_address="127.0.0.1",
         prometheus_url=prometheus_url or "http://127.0.0.1:1",
-        refresh_s=2.0,
+        refresh_s=float(os.environ.get(REFRESH_ENV, "2")),  # --refresh-seconds; the scaler's default
         rate_window="10s",
         history_step_s=15.0,
         query_timeout_s=10.0,
@@ -755,7 +756,8 @@ def _markdown(results: dict[str, Any]) -> str:
         "# Benchmark results",
         "",
         f"Command: `{results['command']}`  ",
-        f"Machine: {results['machine']}",
+        f"Machine: {results['machine']}  ",
+        f"The scaler servers refresh every {results.get('refresh_s', 2.0):g} s.",
         "",
     ]
     rpc = results.get("rpc")
@@ -869,6 +871,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=",".join(SERVERS),
         help=f"servers in the RPC rounds (default {','.join(SERVERS)}; may add {','.join(EXTRA_SERVERS)})",
     )
+    p.add_argument(
+        "--refresh-seconds",
+        type=float,
+        default=2.0,
+        help="the scaler servers' refresh period (default 2, the scaler's own default)",
+    )
     p.add_argument("--serve", choices=[*SERVERS, *EXTRA_SERVERS], help=argparse.SUPPRESS)
     p.add_argument("--port-file", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--prometheus-url", help=argparse.SUPPRESS)
@@ -892,11 +900,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     round_s = args.round_s or (3.0 if args.quick else 10.0)
     soak_s = min(3600.0, args.soak_s or (20.0 if args.quick else 600.0))
     args.out.mkdir(parents=True, exist_ok=True)
+    os.environ[REFRESH_ENV] = f"{args.refresh_seconds:g}"
     results: dict[str, Any] = {
         "command": "python -m tests.bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"grpcio {grpc.__version__}",
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "refresh_s": args.refresh_seconds,
     }
     parts = set(args.parts.split(","))
     if parts - {*PARTS, *EXTRA_PARTS}:

@@ -34,7 +34,7 @@ def test_export_is_accepted_by_promtool(tmp_path: Path) -> None:
         "llm_scaler_desired_replicas",
         "llm_scaler_current_replicas",
         "llm_scaler_ready_replicas",
-        'llm_scaler_signal_value{namespace="sim-scaler",scaledobject="llm",deployment="llm",signal="queue"}',
+        'llm_scaler_signal_value{namespace="sim-scaler",scaledobject="llm",deployment="llm",signal="latency"}',
         "llm_scaler_signal_desired_replicas",
         "llm_scaler_active",
         "llm_scaler_warming_replicas",
