@@ -173,7 +173,7 @@ def static_peak_replicas(
     400 x (1,155 x 70 us + 210 x (14 + 0.28 x 32) ms / 32) = 86 s of replica time: 86 / (60 x 0.7) -> 3.
     """
     per_decode = p.decode_step_s(p.target_concurrency) / p.target_concurrency
-    if p.backend == "triton":
+    if p.per_item:
         work = np.full(len(trace), p.prefill_token_s + p.base_s / p.max_num_seqs)
     else:
         work = trace.input_tokens * p.prefill_token_s + (trace.output_tokens - 1) * per_decode

@@ -230,6 +230,64 @@ def triton_rows(
     return np.concatenate(cols, axis=1)
 
 
+TRT_LLM_TOKEN_BUCKETS = (10.0, 50.0, 100.0, 500.0, 1000.0)  # nv_llm_{input,output}_token_len
+TRT_LLM_REQUEST_TYPES = ("active", "max", "scheduled", "context", "waiting")
+TRT_LLM_KV_TYPES = ("max", "free", "used", "tokens_per", "reused", "fraction")
+
+
+def trtllm_schema(model: str) -> Schema:
+    """Row layout of one Triton pod serving through the TensorRT-LLM backend (a later release, with
+    ``waiting`` and ``fraction``; ../shared/metrics/REFERENCE.md): Triton's own families as
+    ``triton_schema`` (the pending count stays 0: requests go to the executor at once), then the executor's
+    request types, the KV-cache blocks, and the input/output token histograms. ``trtllm_rows`` fills it."""
+    base: Labels = (("model", model), ("version", "1"))
+    core = triton_schema(model)
+    b = _Builder()
+    for f in core.families:
+        if f.name != "up":
+            b.family(f.name, f.kind, f.help, list(core.columns[f.start : f.stop]))
+    b.family(
+        "nv_trt_llm_request_metrics",
+        "gauge",
+        "TRT LLM request metrics",
+        [Column("nv_trt_llm_request_metrics", (*base, ("request_type", t))) for t in TRT_LLM_REQUEST_TYPES],
+    )
+    b.family(
+        "nv_trt_llm_kv_cache_block_metrics",
+        "gauge",
+        "TRT LLM KV cache block metrics",
+        [
+            Column("nv_trt_llm_kv_cache_block_metrics", (*base, ("kv_cache_block_type", t)))
+            for t in TRT_LLM_KV_TYPES
+        ],
+    )
+    for name, kind in (
+        ("nv_llm_input_token_len", "total_input_tokens"),
+        ("nv_llm_output_token_len", "total_output_tokens"),
+    ):
+        labels = (*base, ("response_metric_type", kind))
+        les = [le_text(x) for x in TRT_LLM_TOKEN_BUCKETS] + ["+Inf"]
+        cols = [Column(f"{name}_bucket", (*labels, ("le", le))) for le in les]
+        cols += [Column(f"{name}_sum", labels), Column(f"{name}_count", labels)]
+        b.family(name, "histogram", "TRT LLM response metrics", cols)
+    b.family("up", "gauge", "1 if the scrape succeeded.", [Column("up")])
+    return b.schema()
+
+
+def trtllm_rows(
+    core: np.ndarray, requests: np.ndarray, kv: np.ndarray, tokens: list[tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """Rows of ``trtllm_schema`` for n pods: ``triton_rows`` without its ``up`` column, request types [n, 5]
+    and KV blocks [n, 6] in the schema's order, and the input and output token histograms (per-bucket
+    counts, sums)."""
+    parts = [core[:, :-1], requests, kv]
+    for counts, sums in tokens:
+        cumulative = np.cumsum(counts, axis=1)
+        parts += [cumulative, sums[:, None], cumulative[:, -1:]]
+    parts.append(np.ones((len(core), 1)))
+    return np.concatenate(parts, axis=1)
+
+
 def dcgm_schema(gpus: int) -> Schema:
     """dcgm-exporter's GPU utilisation for the GPUs of one pod (with ``-k``: namespace, pod, container)."""
     cols = [

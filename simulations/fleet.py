@@ -28,8 +28,10 @@ import numpy as np
 
 from simulations.exposition import (
     TRITON_FIRST_RESPONSE_MS,
+    TRT_LLM_TOKEN_BUCKETS,
     HistogramFamily,
     triton_rows,
+    trtllm_rows,
     vllm_histograms,
     vllm_rows,
 )
@@ -112,7 +114,7 @@ class Fleet:
         tr = self.trace
         n = len(tr)
         self.arrival = tr.arrival_s.astype(np.float64)
-        if p.backend == "triton":
+        if p.per_item:
             self.prompt = np.ones(n)  # one item per request, no decode
             self.output = np.ones(n)
         else:
@@ -149,6 +151,11 @@ class Fleet:
             "nv_inference_first_response_histogram_ms", TRITON_FIRST_RESPONSE_MS, ""
         )
         self.first_response_ms = HistogramBank(first_response, cap)  # Triton's, in ms
+        # TensorRT-LLM's nv_llm_input_token_len / nv_llm_output_token_len (tokens per finished request).
+        self.trt_tokens = [
+            HistogramBank(HistogramFamily(name, TRT_LLM_TOKEN_BUCKETS, ""), cap)
+            for name in ("nv_llm_input_token_len", "nv_llm_output_token_len")
+        ]
         self._next_pod = 0
         self._used, self._used_version = 1, -1
         self._holding, self._holding_version = 0, -1
@@ -172,7 +179,7 @@ class Fleet:
         self._next_pod += 1
         self.created_at[slot] = t_s
         self.gen_total[slot] = self.prompt_total[slot] = self.success_total[slot] = 0.0
-        for h in (*self.histograms, self.first_response_ms):
+        for h in (*self.histograms, self.first_response_ms, *self.trt_tokens):
             h.reset(slot)
         self.busy[slot] = 0.0
         return slot
@@ -358,6 +365,8 @@ class Fleet:
         h[TPOT].observe(r, tpot)
         h[PROMPT_TOKENS].observe(r, self.prompt[ids])
         h[GENERATION_TOKENS].observe(r, out)
+        self.trt_tokens[0].observe(r, self.prompt[ids])
+        self.trt_tokens[1].observe(r, out)
 
     def finish(self) -> None:
         """At the horizon: whatever has not completed is dropped (it was not served in time)."""
@@ -396,7 +405,10 @@ class Fleet:
 
     def pod_rows(self, slots: np.ndarray) -> np.ndarray:
         """What each pod in ``slots`` exposes on /metrics now, in its backend's schema order."""
-        if self.config.profile.backend == "triton":
+        p = self.config.profile
+        if p.triton_backend == "tensorrtllm":
+            return self.trtllm_rows(slots)
+        if p.backend == "triton":
             waiting = self._waiting_running(slots)[0]
             e2e = self.histograms[E2E]
             return triton_rows(
@@ -408,6 +420,35 @@ class Fleet:
             )
         return self.vllm_rows(slots)
 
+    def trtllm_rows(self, slots: np.ndarray) -> np.ndarray:
+        """What each Triton + TensorRT-LLM pod in ``slots`` exposes now, in ``exposition.trtllm_schema``
+        order. The executor holds every request routed to the pod at once: Triton's pending count is 0, the
+        queue is ``waiting`` (not yet in the batch) and ``active`` (in it)."""
+        p = self.config.profile
+        waiting, running = self._waiting_running(slots)
+        e2e = self.histograms[E2E]
+        core = triton_rows(
+            np.zeros(len(slots)),
+            self.success_total[slots],
+            self.success_total[slots],
+            1e6 * e2e.sums[slots],
+            (self.first_response_ms.counts[slots], self.first_response_ms.sums[slots]),
+        )
+        n = len(slots)
+        # active, max, scheduled, context, waiting
+        requests = np.column_stack(
+            [running, np.full(n, float(p.max_num_seqs)), running, np.zeros(n), waiting]
+        )
+        fraction = self._kv_fraction(slots)
+        tokens_per_block = 64.0
+        blocks = np.full(n, p.kv_cache_tokens / tokens_per_block)
+        used = np.round(fraction * blocks)
+        kv = np.column_stack(
+            [blocks, blocks - used, used, np.full(n, tokens_per_block), np.zeros(n), used / blocks]
+        )
+        tokens = [(h.counts[slots], h.sums[slots]) for h in self.trt_tokens]
+        return trtllm_rows(core, requests, kv, tokens)
+
     def _waiting_running(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(self.active):
             return np.zeros(len(slots)), np.zeros(len(slots))
@@ -417,20 +458,24 @@ class Fleet:
         running = np.bincount(r[adm], minlength=self.cap)[slots].astype(np.float64)
         return waiting, running
 
-    def vllm_rows(self, slots: np.ndarray) -> np.ndarray:
-        """What each vLLM pod in ``slots`` exposes now, in ``exposition.vllm_schema`` order."""
-        p = self.config.profile
-        waiting, running = self._waiting_running(slots)
+    def _kv_fraction(self, slots: np.ndarray) -> np.ndarray:
+        """The fraction of each pod's KV cache in use: KV blocks hold the tokens computed so far (the prompt
+        done, and the output generated)."""
         kv = np.zeros(len(slots))
         if len(self.active):
             a = self.active
             adm = self.admitted[a]
-            # KV blocks hold the tokens computed so far: the prompt done, and the output generated.
             done = a[adm]
             computed = self.prompt[done] - self.prefill_left[done]
             computed += np.where(self.prefill_left[done] > 0, 0.0, self.output[done] - self.decode_left[done])
             held = np.bincount(self.rep[done], weights=computed, minlength=self.cap)[slots]
-            kv = np.minimum(held / p.kv_cache_tokens, 1.0)
+            kv = np.minimum(held / self.config.profile.kv_cache_tokens, 1.0)
+        return kv
+
+    def vllm_rows(self, slots: np.ndarray) -> np.ndarray:
+        """What each vLLM pod in ``slots`` exposes now, in ``exposition.vllm_schema`` order."""
+        waiting, running = self._waiting_running(slots)
+        kv = self._kv_fraction(slots)
         gauges = np.column_stack([running, waiting, kv])
         counters = np.column_stack([self.prompt_total[slots], self.gen_total[slots]])
         success = np.zeros((len(slots), 5))

@@ -162,7 +162,7 @@ def _requests(trace: Trace, sim: SimSettings, h_s: float) -> _Requests:
     p: HardwareProfile = sim.profile
     a = trace.arrival_s.astype(np.float64)
     deadline = a + sim.ttft_deadline_s(trace.input_tokens.astype(np.float64))
-    if p.backend == "triton":
+    if p.per_item:
         inp = np.ones(len(trace))
         out = np.ones(len(trace))
         beta = p.prefill_token_s + p.base_s / p.max_num_batched_tokens

@@ -62,6 +62,14 @@ class HardwareProfile:
     max_model_len: int = 131_072  # vLLM --max-model-len (sets the token histograms' buckets)
     calibration: tuple[Calibration, ...] = ()
     note: str = ""
+    # Triton only: the backend serving the model. None: a generic one (one item per request, no tokens);
+    # "tensorrtllm": TensorRT-LLM's in-flight batching, iteration-level like vLLM, exporting nv_trt_llm_*.
+    triton_backend: str | None = None
+
+    @property
+    def per_item(self) -> bool:
+        """A generic Triton model: one item per request, no prompt or output tokens."""
+        return self.backend == "triton" and self.triton_backend is None
 
     def decode_step_s(self, batch: float) -> float:
         return self.base_s + self.per_seq_s * batch
@@ -298,8 +306,69 @@ LLAMA70B_FP8_H100X4 = HardwareProfile(
     ),
 )
 
+# Llama-3.1-70B-Instruct FP8 on Triton with the TensorRT-LLM backend (in-flight batching), tensor-parallel
+# 4x H100 80GB: the same iteration model as vLLM's (TRT-LLM's executor schedules per iteration, with chunked
+# context up to max_num_tokens). Calibrated to ../shared/metrics/CALIBRATION.md section 2 (TensorRT-LLM's
+# own published figures for this setup; the Triton front end adds no per-token cost there):
+# - 4a (TRT-LLM v0.9.0 perf overview, "Low Latency" table, H100 FP8 TP4, batch 1, 128 input tokens): first
+#   token 19.6 ms. A 128-token pass is mostly the per-iteration cost: base 13 ms (70 GB of FP8 weights over
+#   4 x 3.35 TB/s is 5.2 ms; the rest is all-reduce and launch) + 128 x 55 us = 20.0 ms (the model's 5 ms
+#   clock gives 22 ms);
+# - 2a (TRT-LLM v0.14.0 perf overview, Llama 3.1 70B FP8 TP4, trtllm-bench at infinite rate, fixed ISL/OSL),
+#   three rows: 128/2048 -> 9,017.44 output tok/s fixes the decode cost: a saturated replica decodes
+#   max_num_seqs sequences, 512 / (13 ms + 512 x b) = 9,017 gives b = 85.6 us per sequence; 2048/128 ->
+#   1,001.08 fixes the prompt cost, 55 us per token (512 requests finishing every 128 iterations bring
+#   8,192 prompt tokens per iteration; 44 us, vLLM FP8's, gave 1,242 tok/s, 24 % over); 1000/1000 ->
+#   6,932.88 is checked, not fitted (the model gives 6,027, 13 % under).
+# ESTIMATES, not published: max_num_seqs 512 (trtllm-bench sizes the batch to the engine and the page does
+# not print it) and the KV capacity: FP8 KV (80 layers x 8 KV heads x 128 x 2 x 1 B = 160 KiB per token) in
+# 0.9 x 80 GB less 17.5 GB of weights and ~3 GB of activations per GPU: 4 x 51.5 GB / 160 KiB = 1.3 M tokens.
+# These are offline max-throughput points (CALIBRATION.md caveat 5): upper bounds, not latency-bounded
+# operating points. Knee: ~80 in flight, where the step is 1.5x its one-sequence cost.
+TRITON_TRTLLM_LLAMA70B_FP8_H100X4 = HardwareProfile(
+    name="triton-trtllm-llama70b-fp8-h100x4",
+    backend="triton",
+    triton_backend="tensorrtllm",
+    gpus_per_replica=4,
+    base_s=0.013,
+    per_seq_s=0.0000856,
+    prefill_token_s=55e-6,
+    max_num_seqs=512,
+    max_num_batched_tokens=8192,  # TensorRT-LLM's default max_num_tokens
+    kv_cache_tokens=1_300_000,
+    target_concurrency=80,
+    calibration=(
+        Calibration(1, 128, 2, ttft_s=0.0196, source="TRT-LLM v0.9.0 low latency, H100 FP8 TP4, 128 in"),
+        Calibration(
+            512, 128, 2048, output_tokens_per_s=9017.44, source="TRT-LLM v0.14.0, 70B FP8 TP4, 128/2048"
+        ),
+        Calibration(
+            512,
+            1000,
+            1000,
+            output_tokens_per_s=6932.88,
+            source="TRT-LLM v0.14.0, 70B FP8 TP4, 1000/1000",
+            fitted=False,
+        ),
+        Calibration(
+            512,
+            2048,
+            128,
+            output_tokens_per_s=1001.08,
+            source="TRT-LLM v0.14.0, 70B FP8 TP4, 2048/128",
+        ),
+    ),
+)
+
 PROFILES: dict[str, HardwareProfile] = {
-    p.name: p for p in (LLAMA70B_FP8_H100X4, LLAMA8B_H100, LLAMA70B_H100X4, TRITON_ENCODER_H100)
+    p.name: p
+    for p in (
+        LLAMA70B_FP8_H100X4,
+        LLAMA8B_H100,
+        LLAMA70B_H100X4,
+        TRITON_ENCODER_H100,
+        TRITON_TRTLLM_LLAMA70B_FP8_H100X4,
+    )
 }
 DEFAULT_PROFILE = LLAMA70B_FP8_H100X4.name
 

@@ -35,6 +35,7 @@ from scaler.sources.query import (
     plan_queries,
     reduce_history,
     reduce_signals,
+    shape_of,
 )
 from scaler.sources.spec import Matcher, Op, QuerySpec, duration_s, render
 from simulations.exposition import GATEWAY_METRIC, NAMESPACE, REPLICASET, pod_name
@@ -104,16 +105,17 @@ class MemorySource:
     def observe(self, target: Target, now: float) -> Observation:
         states = self.pod_states(target, now)
         self.reductions += 1
-        signals = REDUCE_SIGNALS(
-            target, self.instant_results(target, now), states, window_s=duration_s(self.rate_window)
-        )
+        instant = self.instant_results(target, now)
+        signals = REDUCE_SIGNALS(target, instant, states, window_s=duration_s(self.rate_window))
         start_s, end_s = history_range(now, self.history_s, self.history_step_s)
         hkey = (target.namespace, target.config.deployment, end_s, states.prefixes)
         if hkey not in self._history:
-            # Like PrometheusSource: history is read and reduced once per history step.
+            # Like PrometheusSource: history is read and reduced once per history step, with the shape
+            # (the Triton backend) the refresh's results show.
             self.reductions += 1
             mine = self.history_results(target, start_s, end_s)
-            self._history = {hkey: REDUCE_HISTORY(target, mine, states.prefixes)}
+            shape = shape_of(target, instant, states)
+            self._history = {hkey: REDUCE_HISTORY(target, mine, states.prefixes, shape)}
         measured, windows = self._history[hkey]
         # As PrometheusSource's _with_pod_counts: replica counts from the pods, not from their metrics.
         signals = replace(signals, current_replicas=states.total, ready_replicas=states.ready)

@@ -44,6 +44,7 @@ from simulations.exposition import (
     pod_id_of,
     pod_name,
     triton_schema,
+    trtllm_schema,
     vllm_schema,
 )
 from simulations.fleet import LOADING, Fleet
@@ -164,7 +165,12 @@ class ScrapeStore:
     def _discover(self, fleet: Fleet, t_s: float) -> None:
         if not self._schemas:
             p = fleet.config.profile
-            pod = triton_schema(p.name) if p.backend == "triton" else vllm_schema(p.name, p.max_model_len)
+            if p.triton_backend == "tensorrtllm":
+                pod = trtllm_schema(p.name)
+            elif p.backend == "triton":
+                pod = triton_schema(p.name)
+            else:
+                pod = vllm_schema(p.name, p.max_model_len)
             self._schemas = {"pod": pod, "dcgm": dcgm_schema(p.gpus_per_replica), "gateway": gateway_schema()}
             self._start("gateway", 0, {"namespace": NAMESPACE, "pod": GATEWAY_POD})
         self.now_s = t_s

@@ -80,6 +80,16 @@ class Backend(StrEnum):
     TRITON = "triton"
 
 
+class TritonBackend(StrEnum):
+    """Which Triton backend serves the model (metadata ``tritonBackend``): the metrics it exports differ.
+    ``auto`` tells them apart per Deployment from the families its pods export."""
+
+    AUTO = "auto"
+    TENSORRTLLM = "tensorrtllm"  # TensorRT-LLM backend, in-flight batching (nv_trt_llm_* families)
+    VLLM = "vllm"  # Triton's vLLM backend (vllm:* families with Triton's model/version labels)
+    GENERIC = "generic"  # any other backend (nv_inference_* only)
+
+
 class LatencyMetric(StrEnum):
     E2E = "e2e"
     TTFT = "ttft"
@@ -102,6 +112,7 @@ class ScalerConfig(BaseModel):
     deployment: str
     server_address: str | None = Field(default=None, alias="serverAddress")
     model: str | None = None
+    triton_backend: TritonBackend = Field(default=TritonBackend.AUTO, alias="tritonBackend")
     target_queue_per_replica: float | None = Field(default=None, alias="targetQueuePerReplica")
     target_tokens_per_s_per_replica: float | None = Field(
         default=None, alias="targetTokensPerSecondPerReplica"
@@ -255,6 +266,8 @@ _REQUIRES = {
     "latencyMetric": "latencySloSeconds",
     "activationThreshold": "activationQuery",
 }
+# Keys that only make sense with one backend.
+_BACKEND_ONLY = {"tritonBackend": "triton"}
 
 _FIELD_TO_KEY = {name: (field.alias or name) for name, field in ScalerConfig.model_fields.items()}
 ALLOWED_KEYS = tuple(sorted(_FIELD_TO_KEY.values()))
@@ -283,7 +296,13 @@ def _one_target(data: Mapping[str, str]) -> Iterator[Problem]:
         yield Problem(TARGETS_KEY, TARGETS_REQUIRED)
 
 
-MAP_RULES: tuple[MapRule, ...] = (_required, _only_together, _one_target)
+def _backend_only(data: Mapping[str, str]) -> Iterator[Problem]:
+    for key, backend in _BACKEND_ONLY.items():
+        if key in data and data.get("backend") != backend:
+            yield Problem(key, f"is only allowed with backend: {backend}")
+
+
+MAP_RULES: tuple[MapRule, ...] = (_required, _only_together, _backend_only, _one_target)
 
 
 def parse_metadata(metadata: Mapping[str, str]) -> ScalerConfig:

@@ -49,6 +49,9 @@ LATENCY_GUARD_FRACTION = 0.8
 LATENCY_MAX_STEP = 2.0
 # Latency attainment from fewer requests than this is noise (one slow request of ten is 90 %).
 MIN_ATTAINMENT_REQUESTS = 20.0
+# A fleet whose KV cache is at least this full (mean over its pods; TensorRT-LLM exports it) is saturated:
+# whatever the other signals say, it is not scaled down (new requests would wait for blocks, or preempt).
+KV_CACHE_FULL_FRACTION = 0.9
 # A window whose replicas ran above this utilisation was saturated: its latency is backlog.
 SATURATED_UTILISATION = 0.95
 # A projection at most this far above the Ready fleet is a rounding while latency has room: the tail
@@ -89,6 +92,7 @@ class Reason(StrEnum):
     KEEP_WARM = "keep-warm"  # a scale-down (or the release of the last replica) does not pay yet
     HOLD_MISSING = "hold-missing-data"
     LATENCY_GUARD = "latency-guard"
+    KV_CACHE = "kv-cache"  # the KV cache is nearly full: no scale-down
     LOADING = "loading"  # pods of a recent scale-up still loading: no scale-down on top of it
     FROM_ZERO = "from-zero"  # demand at zero (or while the first step loads): the right-sized first step
     AT_ZERO = "at-zero-no-demand"
@@ -102,6 +106,7 @@ class FloorKind(StrEnum):
     LATENCY_GUARD = "latency-guard"
     LOADING = "loading"
     KEEP_WARM = "keep-warm"
+    KV_CACHE = "kv-cache"
 
 
 @dataclass(frozen=True)
@@ -553,7 +558,7 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
         verdicts = tuple(_latency_waits(v, current) for v in verdicts)
     elif config.latency_slo_s is not None and state.latency_windows:
         verdicts = tuple(_latency_persists(v, state, config) for v in verdicts)
-    notes: list[tuple[str, str]] = sorted(state.notes.items())
+    notes: list[tuple[str, str]] = sorted({**state.notes, **signals.source_notes}.items())
 
     def make(
         valid: bool,
@@ -697,6 +702,12 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
             floors.append(
                 Floor(FloorKind.LOADING, floor, f"{warming} replica(s) still loading from a scale-up")
             )
+        kv = signals.kv_cache_fraction
+        if kv is not None and kv >= KV_CACHE_FULL_FRACTION:
+            why = (
+                f"KV cache {kv:.0%} full (at least {KV_CACHE_FULL_FRACTION:.0%}): the replicas are saturated"
+            )
+            floors.append(Floor(FloorKind.KV_CACHE, floor, why))
         kept = keep_warm_floor(history_asks, floor, desired, now_s, cold.seconds, config.min_idle_s)
         if kept.held and kept.verdict is not None:
             floors.append(
@@ -712,6 +723,7 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
             reason = {
                 FloorKind.MISSING_DATA: Reason.HOLD_MISSING,
                 FloorKind.LATENCY_GUARD: Reason.LATENCY_GUARD,
+                FloorKind.KV_CACHE: Reason.KV_CACHE,
                 FloorKind.LOADING: Reason.LOADING,
                 FloorKind.KEEP_WARM: Reason.KEEP_WARM,
             }[top.kind]

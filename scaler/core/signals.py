@@ -60,12 +60,17 @@ class Signals:
     prompt_tokens_per_s: float | None = None  # rate(vllm:prompt_tokens_total)
     generation_tokens_per_s: float | None = None  # rate(vllm:generation_tokens_total)
     step_s: float | None = None  # mean vllm:inter_token_latency_seconds over the rate window
+    # Fraction (0-1) of the KV cache in use, mean over the pods (TensorRT-LLM on Triton): a saturation guard.
+    kv_cache_fraction: float | None = None
     # Fraction of the requests in the rate window whose latency (the configured metric) met the SLO, and
     # how many requests that fraction is over; from the latency histogram.
     latency_attainment: float | None = None
     latency_requests: float | None = None
     # Human-readable qualifiers per signal, e.g. {"latency": "mean, no summary"}; shown in explain.
     notes: dict[str, str] = field(default_factory=dict)
+    # How the numbers were read (the backend shape and why, each signal's source metric), shown in explain
+    # as they are: {"shape": "Triton TensorRT-LLM ...", "source:queue": "nv_trt_llm_request_metrics ..."}.
+    source_notes: dict[str, str] = field(default_factory=dict)
     # Pods that exist but whose metrics could not be read (scrape failing): totals are lower bounds.
     unreadable_pods: int = 0
     # Signals whose series exist but saw no events in the window (latency with no requests): these have

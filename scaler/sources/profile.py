@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from scaler.core.config import Backend, LatencyMetric
+from scaler.core.config import Backend, LatencyMetric, ScalerConfig, TritonBackend
+from scaler.sources.spec import Matcher
 
 
 class LatencyKind(StrEnum):
@@ -25,6 +26,19 @@ class LatencySource:
     metric: str  # bucket series, summary series, or the duration-sum counter for MEAN
     to_seconds: float  # multiply the metric's unit by this to get seconds
     count_metric: str | None = None  # MEAN only: the request counter
+
+
+@dataclass(frozen=True)
+class LabelledGauge:
+    """A gauge family whose sub-label says what each series counts (TensorRT-LLM's
+    ``nv_trt_llm_request_metrics{request_type="waiting"}``): read as one query grouped by that label."""
+
+    metric: str
+    label: str
+    values: tuple[str, ...]
+
+    def matcher(self) -> Matcher:
+        return Matcher(self.label, "=~", "|".join(self.values))
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,21 @@ class BackendProfile:
     prompt_counter: str | None = None
     generation_counter: str | None = None
     step_histogram: str | None = None
+    # The prefix of this profile's query kinds (``vllm:queue``), and its name in explain: one per shape,
+    # since a Triton Deployment may be any of three.
+    key: str = ""
+    shape: str = ""
+    # Matchers added to the queue query (TensorRT-LLM: the request types that are in flight).
+    queue_matchers: tuple[Matcher, ...] = ()
+    # TensorRT-LLM: running and waiting from the request types (a release without ``waiting`` derives it
+    # from ``active - scheduled``), and the KV-cache blocks (``fraction``, or ``used / max`` without it).
+    request_types: LabelledGauge | None = None
+    kv_blocks: LabelledGauge | None = None
+    # Only the models that export the presence metric are this Deployment's when no ``model`` is set (a
+    # TensorRT-LLM ensemble's preprocessing and postprocessing models report requests and latency too).
+    models_from_presence: bool = False
+    # Where each signal comes from, for explain (signal -> metric and how it is read).
+    sources: tuple[tuple[str, str], ...] = ()
 
     @property
     def has_engine(self) -> bool:
@@ -82,6 +111,8 @@ VLLM = BackendProfile(
     prompt_counter="vllm:prompt_tokens_total",
     generation_counter="vllm:generation_tokens_total",
     step_histogram="vllm:inter_token_latency_seconds",
+    key="vllm",
+    shape="vLLM",
 )
 
 TRITON = BackendProfile(
@@ -108,9 +139,110 @@ TRITON = BackendProfile(
         ),
     },
     series_labels=("version",),
+    key="triton",
+    shape="Triton (generic backend)",
+    sources=(
+        ("queue", "nv_inference_pending_request_count (requests not yet started by a backend instance)"),
+        ("tokens", "rate(nv_inference_count): inferences/s, not tokens"),
+        (
+            "latency",
+            "nv_inference_request_summary_us, else the mean of nv_inference_request_duration_us; "
+            "ttft: nv_inference_first_response_histogram_ms",
+        ),
+    ),
+)
+
+# Triton's TensorRT-LLM backend (in-flight batching): requests go to the TRT-LLM executor at once, so
+# nv_inference_pending_request_count stays near 0 and the queue is the executor's. Two label-value
+# generations (../shared/metrics/REFERENCE.md): older releases have no request_type="waiting" and no
+# kv_cache_block_type="fraction". The queue sums "waiting" and "active": in both it is everything the
+# executor holds (older: active alone, which includes the unscheduled).
+TRT_LLM_REQUESTS = "nv_trt_llm_request_metrics"
+TRT_LLM_KV_BLOCKS = "nv_trt_llm_kv_cache_block_metrics"
+TRITON_TRTLLM = BackendProfile(
+    backend=Backend.TRITON,
+    model_label="model",
+    presence_metric=TRT_LLM_REQUESTS,
+    queue_metrics=(TRT_LLM_REQUESTS,),
+    queue_matchers=(Matcher("request_type", "=~", "waiting|active"),),
+    # Histograms whose _sum is a cumulative token counter (later releases; label response_metric_type).
+    throughput_counters=("nv_llm_output_token_len_sum", "nv_llm_input_token_len_sum"),
+    latency={
+        LatencyMetric.E2E: TRITON.latency[LatencyMetric.E2E],
+        # First response: for a streaming (decoupled) model the first chunk, i.e. the first token.
+        LatencyMetric.TTFT: TRITON.latency[LatencyMetric.TTFT],
+    },
+    series_labels=("version", "request_type", "response_metric_type"),
+    # One input-token observation per request: its _count is the requests finished.
+    requests_counter="nv_llm_input_token_len_count",
+    prompt_counter="nv_llm_input_token_len_sum",
+    generation_counter="nv_llm_output_token_len_sum",
+    key="triton-trtllm",
+    shape="Triton TensorRT-LLM (in-flight batching)",
+    request_types=LabelledGauge(TRT_LLM_REQUESTS, "request_type", ("waiting", "active", "scheduled")),
+    kv_blocks=LabelledGauge(TRT_LLM_KV_BLOCKS, "kv_cache_block_type", ("fraction", "used", "max")),
+    models_from_presence=True,
+    sources=(
+        (
+            "queue",
+            f'{TRT_LLM_REQUESTS}{{request_type=~"waiting|active"}} (the executor\'s requests; '
+            "nv_inference_pending_request_count stays near 0 for this backend)",
+        ),
+        ("running", f'{TRT_LLM_REQUESTS}{{request_type="active"}}; without "waiting": "scheduled"'),
+        ("waiting", f'{TRT_LLM_REQUESTS}{{request_type="waiting"}}; without it: active - scheduled'),
+        ("tokens", "rate(nv_llm_output_token_len_sum) + rate(nv_llm_input_token_len_sum)"),
+        ("requests", "rate(nv_llm_input_token_len_count)"),
+        ("kv_cache", f'{TRT_LLM_KV_BLOCKS}{{kv_cache_block_type="fraction"}}; without it: used / max'),
+        (
+            "latency",
+            "ttft: nv_inference_first_response_histogram_ms (first response: the first chunk of a "
+            "streaming model; needs --metrics-config histogram_latencies=true); e2e: "
+            "nv_inference_request_summary_us, else the mean of nv_inference_request_duration_us",
+        ),
+    ),
+)
+
+# Triton's vLLM backend (REPORT_CUSTOM_METRICS): vLLM's token counters and histograms with Triton's
+# model/version labels, and no running/waiting gauges; the queue is Triton's own.
+TRITON_VLLM = BackendProfile(
+    backend=Backend.TRITON,
+    model_label="model",
+    presence_metric="vllm:prompt_tokens_total",
+    queue_metrics=("nv_inference_pending_request_count",),
+    throughput_counters=("vllm:generation_tokens_total", "vllm:prompt_tokens_total"),
+    latency={
+        LatencyMetric.E2E: (
+            LatencySource(LatencyKind.HISTOGRAM, "vllm:e2e_request_latency_seconds_bucket", 1.0),
+        ),
+        LatencyMetric.TTFT: (
+            LatencySource(LatencyKind.HISTOGRAM, "vllm:time_to_first_token_seconds_bucket", 1.0),
+        ),
+    },
+    series_labels=("version",),
+    requests_counter="vllm:e2e_request_latency_seconds_count",
+    prompt_counter="vllm:prompt_tokens_total",
+    generation_counter="vllm:generation_tokens_total",
+    step_histogram="vllm:time_per_output_token_seconds",
+    key="triton-vllm",
+    shape="Triton vLLM backend",
+    models_from_presence=True,
+    sources=(
+        ("queue", "nv_inference_pending_request_count (the vLLM backend exports no running/waiting gauges)"),
+        ("tokens", "rate(vllm:generation_tokens_total) + rate(vllm:prompt_tokens_total)"),
+        ("requests", "rate(vllm:e2e_request_latency_seconds_count)"),
+        ("latency", "vllm:e2e_request_latency_seconds / vllm:time_to_first_token_seconds histograms"),
+    ),
 )
 
 PROFILES: dict[Backend, BackendProfile] = {VLLM.backend: VLLM, TRITON.backend: TRITON}
+# The Triton shapes, in the order auto detection tries them: the first whose presence metric a
+# Deployment's pods export is used; generic (always exported) is the fallback.
+TRITON_SHAPES: dict[TritonBackend, BackendProfile] = {
+    TritonBackend.TENSORRTLLM: TRITON_TRTLLM,
+    TritonBackend.VLLM: TRITON_VLLM,
+    TritonBackend.GENERIC: TRITON,
+}
+ALL_PROFILES: tuple[BackendProfile, ...] = (VLLM, *TRITON_SHAPES.values())
 
 # dcgm-exporter: GPU utilisation in percent (0-100), one series per GPU, namespace/pod attached with -k.
 DCGM_GPU_UTIL_METRIC = "DCGM_FI_DEV_GPU_UTIL"
@@ -118,6 +250,17 @@ DCGM_GPU_UTIL_METRIC = "DCGM_FI_DEV_GPU_UTIL"
 
 def profile_for(backend: Backend) -> BackendProfile:
     return PROFILES[backend]
+
+
+def candidate_profiles(config: ScalerConfig) -> tuple[BackendProfile, ...]:
+    """The profiles a ScaledObject may read, in the order they are tried: one, except for a Triton
+    Deployment with ``tritonBackend: auto`` (all three shapes; which one is decided per refresh from the
+    series its pods export, with no query of its own)."""
+    if config.backend != Backend.TRITON:
+        return (profile_for(config.backend),)
+    if config.triton_backend == TritonBackend.AUTO:
+        return tuple(TRITON_SHAPES.values())
+    return (TRITON_SHAPES[config.triton_backend],)
 
 
 # vLLM's own histogram buckets (../shared/metrics/REFERENCE.md): the simulator and the test exporter emit

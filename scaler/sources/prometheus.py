@@ -22,6 +22,7 @@ from scaler.core.state import LatencyWindow, Observation, ReplicaSource, Series,
 from scaler.core.target import Target
 from scaler.sources.kube import KubernetesReader
 from scaler.sources.membership import PodStates
+from scaler.sources.profile import candidate_profiles
 from scaler.sources.query import (
     HistoryIndex,
     Query,
@@ -38,6 +39,7 @@ from scaler.sources.query import (
     reduce_history,
     reduce_kube_state,
     reduce_signals,
+    shape_of,
 )
 from scaler.sources.spec import duration_s
 
@@ -95,10 +97,11 @@ class _HistoryRead:
     backends: frozenset[str]
     end_s: float
     index: HistoryIndex
-    # (backend, latency metric) of the targets with a latency SLO: each adds a latency history query
+    # (profile key, latency metric) of the targets with a latency SLO: each adds a latency history query
     latencies: frozenset[tuple[str, str]] = frozenset()
+    # By (namespace, deployment, profile key, models, ReplicaSet prefixes, latency metric).
     reduced: dict[
-        tuple[str, str, str, str | None, frozenset[str] | None, str],
+        tuple[str, str, str, frozenset[str] | None, frozenset[str] | None, str],
         tuple[dict[Measure, Series], tuple[LatencyWindow, ...]],
     ] = field(default_factory=dict)
 
@@ -245,9 +248,11 @@ class PrometheusSource:
             # hand every refresh the same Series objects.
             prefixes = states.prefixes if states is not None else None
             latency = t.config.latency_metric.value if t.config.latency_slo_s is not None else ""
-            hkey = (t.namespace, t.config.deployment, t.config.backend, t.config.model, prefixes, latency)
+            shape = shape_of(t, results, states)
+            hkey = (t.namespace, t.config.deployment, shape.profile.key, shape.models, prefixes, latency)
             if hkey not in history.reduced:
-                history.reduced[hkey] = reduce_history(t, history.index.get(history_key(t), {}), prefixes)
+                mine = history.index.get(history_key(t), {})
+                history.reduced[hkey] = reduce_history(t, mine, prefixes, shape)
             measured, windows = history.reduced[hkey]
             notes: dict[str, str] = dict(pod_notes.get(key, {}))
             state = State(
@@ -274,9 +279,13 @@ class PrometheusSource:
         so every scaler replica asks Prometheus the same range and gets the same points)."""
         start_s, end_s = history_range(now_s, self.history_s, self.history_step_s)
         namespaces = frozenset(t.namespace for t in targets)
-        backends = frozenset(t.config.backend.value for t in targets)
+        # Per profile: a Triton ScaledObject reads one shape, or all three with tritonBackend auto.
+        backends = frozenset(p.key for t in targets for p in candidate_profiles(t.config))
         latencies = frozenset(
-            (t.config.backend.value, t.config.latency_metric.value) for t in targets if t.config.latency_slo_s
+            (p.key, t.config.latency_metric.value)
+            for t in targets
+            if t.config.latency_slo_s
+            for p in candidate_profiles(t.config)
         )
         last = self._history_read
         # A read that covered these namespaces and backends in this step serves any subset of them: the

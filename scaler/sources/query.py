@@ -1,7 +1,10 @@
 """PromQL for a batch of ScaledObjects, and the pure reduction of its results into ``Signals``.
 
-One refresh asks one Prometheus a bounded set of queries (at most ``1 + 7 per backend + 1``), grouped
-``by (namespace, pod, <model label>)`` and confined to the namespaces of the ScaledObjects it serves.
+One refresh asks one Prometheus a bounded set of queries (a fixed number per backend profile, whatever the
+number of ScaledObjects), grouped ``by (namespace, pod, <model label>)`` and confined to the namespaces of
+the ScaledObjects it serves. A Triton ScaledObject with ``tritonBackend: auto`` plans the three Triton
+shapes' queries (TensorRT-LLM, vLLM backend, generic); which one a Deployment is read with is decided in
+``choose_profile`` from the presence queries' results, so telling them apart costs no query.
 The per-ScaledObject work (which pods belong to which Deployment, which model) is done here, in
 Python, so no metadata value other than a validated namespace ever enters PromQL. Which pods are a
 Deployment's is ``membership``'s: by ownership (``PodStates`` from the Kubernetes API or the
@@ -16,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from scaler.core.config import Backend, LatencyMetric
+from scaler.core.config import Backend, LatencyMetric, ScalerConfig
 from scaler.core.signals import Measure, SignalName, Signals
 from scaler.core.state import LatencyWindow, Series, pack_floats
 from scaler.core.target import Target
@@ -37,10 +40,12 @@ from scaler.sources.membership import (
 )
 from scaler.sources.profile import (
     DCGM_GPU_UTIL_METRIC,
+    TRITON,
     BackendProfile,
+    LabelledGauge,
     LatencyKind,
     LatencySource,
-    profile_for,
+    candidate_profiles,
 )
 from scaler.sources.spec import Matcher, Op, QuerySpec, Regroup, Relabel, render
 
@@ -113,13 +118,18 @@ def plan_queries(targets: Sequence[Target], rate_window: str, gpu_lookback: str 
         return plan
     ns = (_namespaces(targets),)
     plan.add_spec("up", QuerySpec(Op.MAX, ("up",), ns, by=("namespace", "pod")))
-    for backend in sorted({t.config.backend for t in targets}):
-        prof = profile_for(backend)
+    for prof in planned_profiles(targets):
+        backend = prof.key
         by = ("namespace", "pod", prof.model_label)
         ids = prof.series_labels
         plan.add_spec(f"{backend}:presence", QuerySpec(Op.COUNT, (prof.presence_metric,), ns, by))
         queue = QuerySpec(
-            Op.SUM, prof.queue_metrics, ns, by, metric_set=True, dedupe=once_per_pod(by, ids, True)
+            Op.SUM,
+            prof.queue_metrics,
+            (*ns, *prof.queue_matchers),
+            by,
+            metric_set=True,
+            dedupe=once_per_pod(by, ids, True),
         )
         plan.add_spec(f"{backend}:queue", queue)
         # One query per counter: rate() drops __name__, so rate({__name__=~"a|b"}) would give two series
@@ -133,7 +143,9 @@ def plan_queries(targets: Sequence[Target], rate_window: str, gpu_lookback: str 
         for kind, spec in _engine_specs(prof, ns, by, rate_window):
             plan.add_spec(f"{backend}:{kind}", spec)
         metrics = {
-            t.config.latency_metric for t in targets if t.config.backend == backend and t.config.latency_slo_s
+            t.config.latency_metric
+            for t in targets
+            if prof in candidate_profiles(t.config) and t.config.latency_slo_s
         }
         for metric in sorted(metrics):
             for i, src in enumerate(prof.latency[metric]):
@@ -149,6 +161,20 @@ def plan_queries(targets: Sequence[Target], rate_window: str, gpu_lookback: str 
             "dcgm:gpu_util", QuerySpec(Op.LAST_OVER_TIME, (DCGM_GPU_UTIL_METRIC,), gpu, window=gpu_lookback)
         )
     return plan
+
+
+def planned_profiles(targets: Iterable[Target]) -> list[BackendProfile]:
+    """Every profile one of ``targets`` may read, once each, in the order of their keys."""
+    found = {p.key: p for t in targets for p in candidate_profiles(t.config)}
+    return [found[k] for k in sorted(found)]
+
+
+def _labelled_spec(
+    gauge: LabelledGauge, prof: BackendProfile, ns: tuple[Matcher, ...], by: tuple[str, ...]
+) -> QuerySpec:
+    """Per pod and sub-label value: ``sum by (namespace, pod, model, request_type) (...)``."""
+    once = tuple(dict.fromkeys(once_per_pod((*by, gauge.label), prof.series_labels)))
+    return QuerySpec(Op.SUM, (gauge.metric,), (*ns, gauge.matcher()), (*by, gauge.label), dedupe=once)
 
 
 def _engine_specs(
@@ -171,6 +197,10 @@ def _engine_specs(
     for kind, counter in counters:
         if counter is not None:
             out.append((kind, QuerySpec(Op.SUM_RATE, (counter,), ns, by, window=rate_window, dedupe=once)))
+    if prof.request_types is not None:
+        out.append(("request_types", _labelled_spec(prof.request_types, prof, ns, by)))
+    if prof.kv_blocks is not None:
+        out.append(("kv_blocks", _labelled_spec(prof.kv_blocks, prof, ns, by)))
     return out
 
 
@@ -305,7 +335,8 @@ def reduce_signals(
     fails is unreadable. By name, readiness is unknown: pods that fail while none of the Deployment's
     pods answers are taken to be loading (the first step from zero), otherwise unreadable."""
     cfg = target.config
-    prof = profile_for(cfg.backend)
+    shape = shape_of(target, results, pods)
+    prof, models = shape.profile, shape.models
     pattern = pod_pattern(cfg.deployment) if pods is None else None
     members = pods.pods if pods is not None else frozenset()
 
@@ -317,12 +348,12 @@ def reduce_signals(
         for s in results.get(kind, ()):
             if s.labels.get("namespace") != target.namespace or not member(s.labels.get("pod", "")):
                 continue
-            if model_filter and cfg.model is not None and s.labels.get(prof.model_label) != cfg.model:
+            if model_filter and models is not None and s.labels.get(prof.model_label) not in models:
                 continue
             out.append(s)
         return out
 
-    backend = cfg.backend.value
+    backend = prof.key
     up = {s.labels["pod"]: s.value for s in mine("up", model_filter=False)}
     presence = {s.labels["pod"] for s in _finite(mine(f"{backend}:presence"))}
     down = {p for p, v in up.items() if v != 1}
@@ -357,8 +388,22 @@ def reduce_signals(
     rates = [total(f"{backend}:throughput:{i}") for i in range(len(prof.throughput_counters))]
     known = [r for r in rates if r is not None]
     tokens = sum(known) if known else None
-    if cfg.backend == Backend.TRITON:
+    sources: dict[str, str] = {}
+    if prof.backend == Backend.TRITON:
+        sources["shape"] = shape.why
+        sources.update({f"source:{name}": text for name, text in prof.sources})
+    if prof is TRITON:
         notes["tokens"] = "inferences/s (nv_inference_count)"
+    running, waiting = total(f"{backend}:running"), total(f"{backend}:waiting")
+    if prof.request_types is not None:
+        running, waiting, note = _request_types(mine(f"{backend}:request_types"), prof.request_types.label)
+        if note:
+            sources["source:waiting"] += f" ({note})"
+    kv: float | None = None
+    if prof.kv_blocks is not None:
+        kv, note = _kv_fraction(mine(f"{backend}:kv_blocks"), prof.kv_blocks.label)
+        if note:
+            sources["source:kv_cache"] += f" ({note})"
 
     def counter_rate(name: str | None) -> float | None:
         return next((r for c, r in zip(prof.throughput_counters, rates, strict=True) if c == name), None)
@@ -415,8 +460,10 @@ def reduce_signals(
         unreadable_pods=len(unreadable),
         no_traffic=frozenset(no_traffic),
         unconfigured=frozenset(unconfigured),
-        running_requests=total(f"{backend}:running"),
-        waiting_requests=total(f"{backend}:waiting"),
+        running_requests=running,
+        waiting_requests=waiting,
+        kv_cache_fraction=kv,
+        source_notes=sources,
         requests_per_s=total(f"{backend}:requests"),
         prompt_tokens_per_s=counter_rate(prof.prompt_counter),
         generation_tokens_per_s=counter_rate(prof.generation_counter),
@@ -424,6 +471,128 @@ def reduce_signals(
         latency_attainment=attained,
         latency_requests=seen,
     )
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Which profile one Deployment is read with, the model label values its series must carry (None: any),
+    and why (for explain)."""
+
+    profile: BackendProfile
+    models: frozenset[str] | None
+    why: str
+
+
+def shape_of(target: Target, results: Mapping[str, Sequence[Sample]], pods: PodStates | None = None) -> Shape:
+    """``choose_profile`` for ``target`` from one refresh's results (its pods by ownership, else by name)."""
+    pattern = pod_pattern(target.config.deployment) if pods is None else None
+    members = pods.pods if pods is not None else frozenset()
+
+    def of_pods(kind: str) -> list[Sample]:
+        return [
+            s
+            for s in results.get(kind, ())
+            if s.labels.get("namespace") == target.namespace
+            and (
+                pattern.fullmatch(s.labels.get("pod", "")) is not None
+                if pattern is not None
+                else s.labels.get("pod", "") in members
+            )
+        ]
+
+    return Shape(*choose_profile(target.config, of_pods))
+
+
+def choose_profile(
+    config: ScalerConfig, of_pods: Callable[[str], list[Sample]]
+) -> tuple[BackendProfile, frozenset[str] | None, str]:
+    """(profile, models, why) for one Deployment: the first candidate profile whose presence metric its pods
+    export (``tritonBackend: auto`` tries TensorRT-LLM, then vLLM, then generic), read from the refresh's
+    presence queries, so telling the shapes apart costs no query. ``models``: the model label values its
+    series must carry (the configured ``model``; for a shape whose models are those exporting its presence
+    metric, those, when no model is set); None for any."""
+    candidates = candidate_profiles(config)
+    models = frozenset({config.model}) if config.model is not None else None
+
+    def exporting(prof: BackendProfile) -> list[Sample]:
+        return [
+            s
+            for s in _finite(of_pods(f"{prof.key}:presence"))
+            if models is None or s.labels.get(prof.model_label) in models
+        ]
+
+    chosen, found = candidates[-1], exporting(candidates[-1])
+    for prof in candidates:
+        found = exporting(prof)
+        if found:
+            chosen = prof
+            break
+    pods = len({s.labels.get("pod") for s in found})
+    if len(candidates) == 1:
+        key = "tritonBackend" if config.backend == Backend.TRITON else "backend"
+        why = f"{chosen.shape}: set by {key}"
+    elif found and chosen is not candidates[-1]:
+        why = f"{chosen.shape}: tritonBackend auto, {pods} pod(s) export {chosen.presence_metric}"
+    else:
+        tried = ", ".join(p.presence_metric for p in candidates[:-1])
+        why = f"{chosen.shape}: tritonBackend auto, no pod exports {tried}"
+    if chosen.models_from_presence and models is None and found:
+        models = frozenset(s.labels.get(chosen.model_label, "") for s in found)
+        why += f"; model(s) {', '.join(sorted(models))}"
+    return chosen, models, why
+
+
+def _request_types(samples: Sequence[Sample], label: str) -> tuple[float | None, float | None, str]:
+    """(running, waiting, note) from TensorRT-LLM's request types per pod. With ``waiting`` (later
+    releases): running = active, waiting = waiting. Without it (older): running = scheduled, waiting =
+    active - scheduled (the executor's requests not in this iteration's batch). Worked example: active 24,
+    scheduled 16 and no waiting give running 16 and waiting 8."""
+    per_pod: dict[str, dict[str, float]] = defaultdict(dict)
+    for s in _finite(samples):
+        per_pod[s.labels.get("pod", "")][s.labels.get(label, "")] = s.value
+    if not per_pod:
+        return None, None, ""
+    running = waiting = 0.0
+    derived = 0
+    for types in per_pod.values():
+        active = types.get("active", 0.0)
+        if "waiting" in types:
+            running += active
+            waiting += types["waiting"]
+        else:
+            derived += 1
+            scheduled = types.get("scheduled", active)
+            running += scheduled
+            waiting += max(0.0, active - scheduled)
+    note = (
+        f'{derived} pod(s) export no request_type="waiting" (an older release): waiting = active - '
+        "scheduled, running = scheduled"
+        if derived
+        else ""
+    )
+    return running, waiting, note
+
+
+def _kv_fraction(samples: Sequence[Sample], label: str) -> tuple[float | None, str]:
+    """(mean KV-cache fraction in use over the pods, note): ``fraction`` where exported, else used / max
+    (older releases)."""
+    per_pod: dict[str, dict[str, float]] = defaultdict(dict)
+    for s in _finite(samples):
+        per_pod[s.labels.get("pod", "")][s.labels.get(label, "")] = s.value
+    fractions: list[float] = []
+    derived = 0
+    for types in per_pod.values():
+        if "fraction" in types:
+            fractions.append(types["fraction"])
+        elif types.get("max", 0.0) > 0:
+            derived += 1
+            fractions.append(types.get("used", 0.0) / types["max"])
+    if not fractions:
+        return None, ""
+    note = f"mean of {len(fractions)} pod(s), max {max(fractions):.2f}"
+    if derived:
+        note += f'; {derived} without kv_cache_block_type="fraction": used / max'
+    return sum(fractions) / len(fractions), note
 
 
 def attainment(buckets: Mapping[float, float], slo_s: float, window_s: float) -> tuple[float | None, float]:
@@ -504,35 +673,46 @@ def _by_replicaset(spec: QuerySpec, *by: str) -> QuerySpec:
     return replace(spec, regroup=Regroup(("namespace", "pod_prefix", *by), _PREFIX_FROM_POD))
 
 
-# The latency history is read in whole windows of this length, one point each: the histogram's rates over a
-# minute, a minute apart (60 points an hour, not 240 overlapping ones), for the headroom floor.
+# The latency history: the histogram's rate over a minute, at every history step (windows overlap). Read a
+# minute apart instead, the windows ended at :00 on one refresh and :15 the next (the range's end is aligned
+# to the 15 s step): a 40 s burst fell whole into one window, then split over two, and the headroom read from
+# them flipped 9, 5, 9 every 30 s on the Azure code trace, each flip a cold start (37 in 30 minutes). Aligned
+# to whole minutes it was stable but blind to a burst split over two of them (0.968 attainment there). Every
+# 15 s, each alignment is seen: 1.0 with 6 cold starts. Costs 4x the points of this one query.
 LATENCY_WINDOW_S = 60.0
 
 
 def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
     """Range queries for the history of ``targets``: demand (queue, tokens), Ready replicas, the engine's
     own numbers (running, waiting, requests finished, the step histogram's sum and count), and the latency
-    histogram in whole windows (``LATENCY_WINDOW_S`` apart) for ScaledObjects with a latency SLO."""
+    histogram over ``LATENCY_WINDOW_S`` windows at each history step, for ScaledObjects with a latency SLO."""
     plan = QueryPlan()
     if not targets:
         return plan
     ns = (_namespaces(targets),)
     up = QuerySpec(Op.MAX, ("up",), ns, by=("namespace", "pod"))
     plan.add_spec("history:replicas", _by_replicaset(up))
-    for backend in sorted({t.config.backend for t in targets}):
-        prof = profile_for(backend)
+    for prof in planned_profiles(targets):
+        backend = prof.key
         per_pod = ("namespace", "pod", prof.model_label)
         once = once_per_pod(per_pod, prof.series_labels, True)
-        queue = QuerySpec(Op.SELECT, prof.queue_metrics, ns, metric_set=True, dedupe=once)
+        queue = QuerySpec(
+            Op.SELECT, prof.queue_metrics, (*ns, *prof.queue_matchers), metric_set=True, dedupe=once
+        )
         plan.add_spec(f"history:{backend}:queue", _by_replicaset(queue, prof.model_label))
         for i, counter in enumerate(prof.throughput_counters):
             once = once_per_pod(per_pod, prof.series_labels)
             rate = QuerySpec(Op.RATE, (counter,), ns, window=rate_window, dedupe=once)
             plan.add_spec(f"history:{backend}:throughput:{i}", _by_replicaset(rate, prof.model_label))
         for kind, spec in _engine_specs(prof, ns, per_pod, rate_window):
-            plan.add_spec(f"history:{backend}:{kind}", _by_replicaset(spec, prof.model_label))
+            if kind == "kv_blocks":
+                continue  # a guard on the present only
+            extra = (prof.request_types.label,) if kind == "request_types" and prof.request_types else ()
+            plan.add_spec(f"history:{backend}:{kind}", _by_replicaset(spec, prof.model_label, *extra))
         metrics = {
-            t.config.latency_metric for t in targets if t.config.backend == backend and t.config.latency_slo_s
+            t.config.latency_metric
+            for t in targets
+            if prof in candidate_profiles(t.config) and t.config.latency_slo_s
         }
         for metric in sorted(metrics):
             src = next((x for x in prof.latency[metric] if x.kind == LatencyKind.HISTOGRAM), None)
@@ -544,7 +724,6 @@ def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
             plan.add_spec(
                 f"history:{backend}:latency:{metric}",
                 _by_replicaset(buckets, prof.model_label, "le"),
-                step_s=LATENCY_WINDOW_S,
             )
     return plan
 
@@ -610,13 +789,20 @@ def history_key(target: Target) -> tuple[str, str]:
 
 
 def reduce_history(
-    target: Target, results: Mapping[str, Sequence[RangeSample]], prefixes: frozenset[str] | None = None
+    target: Target,
+    results: Mapping[str, Sequence[RangeSample]],
+    prefixes: frozenset[str] | None = None,
+    shape: Shape | None = None,
 ) -> tuple[dict[Measure, Series], tuple[LatencyWindow, ...]]:
     """The history of one ScaledObject, from the history queries (all of them, or its Deployment's entry of
     ``index_history``): each measure's series, and its latency windows. ``prefixes``: its ReplicaSets'
-    generated prefixes, by ownership; None matches them by name."""
+    generated prefixes, by ownership; None matches them by name. ``shape``: the profile and models
+    ``shape_of`` chose from the refresh (default: the first candidate profile, the configured model)."""
     cfg = target.config
-    prof = profile_for(cfg.backend)
+    if shape is None:
+        model = frozenset({cfg.model}) if cfg.model is not None else None
+        shape = Shape(candidate_profiles(cfg)[0], model, "")
+    prof, models = shape.profile, shape.models
     pattern = prefix_pattern(cfg.deployment)
 
     def own(prefix: str) -> bool:
@@ -628,10 +814,10 @@ def reduce_history(
             for s in results.get(kind, ())
             if s.labels.get("namespace") == target.namespace
             and own(s.labels.get("pod_prefix", ""))
-            and (not model_filter or cfg.model is None or s.labels.get(prof.model_label) == cfg.model)
+            and (not model_filter or models is None or s.labels.get(prof.model_label) in models)
         ]
 
-    backend = cfg.backend.value
+    backend = prof.key
     history: dict[Measure, Series] = {}
     summed = {
         Measure.QUEUE: f"history:{backend}:queue",
@@ -648,6 +834,15 @@ def reduce_history(
         series = _sum_series(mine(kind))
         if series is not None:
             history[measure] = series
+    if prof.request_types is not None:
+        label = prof.request_types.label
+        types = mine(f"history:{backend}:request_types")
+        by_type = {
+            v: _sum_series(s for s in types if s.labels.get(label) == v) for v in prof.request_types.values
+        }
+        running, waiting = _running_waiting(by_type)
+        if running is not None and waiting is not None:
+            history[Measure.RUNNING], history[Measure.WAITING] = running, waiting
     tokens = _sum_series(
         s for i in range(len(prof.throughput_counters)) for s in mine(f"history:{backend}:throughput:{i}")
     )
@@ -670,6 +865,26 @@ def reduce_history(
             mine(f"history:{backend}:latency:{cfg.latency_metric}"), replicas, src.to_seconds
         )
     return history, windows
+
+
+def _running_waiting(by_type: Mapping[str, Series | None]) -> tuple[Series | None, Series | None]:
+    """TensorRT-LLM's running and waiting history from its request types, as ``_request_types`` does per
+    pod: with ``waiting``, running = active; without it (an older release), running = scheduled and waiting =
+    active - scheduled, at the steps both have."""
+    active, waiting, scheduled = by_type.get("active"), by_type.get("waiting"), by_type.get("scheduled")
+    if active is None:
+        return None, None
+    if waiting is not None:
+        return active, waiting
+    if scheduled is None:
+        return None, None
+    s = dict(zip(scheduled.times_s, scheduled.values, strict=True))
+    times = tuple(t for t in active.times_s if t in s)
+    a = dict(zip(active.times_s, active.values, strict=True))
+    return (
+        Series(times, tuple(s[t] for t in times)),
+        Series(times, tuple(max(0.0, a[t] - s[t]) for t in times)),
+    )
 
 
 def _ratio(num: Series | None, den: Series | None) -> Series | None:

@@ -598,12 +598,7 @@ def bench_history_memory(prometheus: Any) -> dict[str, Any]:
         observations = source.collect(targets)
         gc.collect()
         packed = tracemalloc.get_traced_memory()[0] - before
-        series = [
-            s
-            for o in observations.values()
-            for s in (*o.state.demand_history.values(), o.state.replica_history)
-            if s is not None
-        ]
+        series = [s for o in observations.values() for s in o.state.history.values() if s is not None]
         before = tracemalloc.get_traced_memory()[0]
         as_tuples = [(tuple(s.times_s), tuple(s.values)) for s in series]
         tuples = tracemalloc.get_traced_memory()[0] - before

@@ -78,7 +78,7 @@ def dashboard_world(
     workdir = Path(tmp_path_factory.mktemp("dashboards"))
     now = time.time()
     fleet = FakeFleet(workdir / "targets.json")
-    # llama: two loaded vLLM pods; triton: one Triton pod with the summary latencies on.
+    # llama: two loaded vLLM pods; triton: one Triton + TensorRT-LLM pod with the summary latencies on.
     for suffix, gpu in (("hhhhh", 90.0), ("bbbbb", 60.0)):
         fleet.add(
             FakePod(
@@ -99,8 +99,10 @@ def dashboard_world(
             NS,
             "triton-7c9d8b6f5-ccccc",
             backend="triton",
-            model="ensemble",
+            model="tensorrt_llm",
+            triton_backend="tensorrtllm",
             waiting=9,
+            running=16,
             requests_per_s=50,
             e2e_latency_s=0.8,
             ttft_s=0.3,

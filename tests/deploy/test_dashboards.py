@@ -126,6 +126,9 @@ def test_dashboards_cover_the_issue() -> None:
         "vllm:e2e_request_latency_seconds_bucket",
         "nv_inference_pending_request_count",
         "nv_inference_request_summary_us",
+        'nv_trt_llm_request_metrics{request_type="waiting"',
+        'nv_trt_llm_request_metrics{request_type="active"',
+        'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction"',
     ):
         assert metric in exprs, metric
 

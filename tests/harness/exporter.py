@@ -50,6 +50,14 @@ class FakePod:
     # own job/service/endpoint labels, so every series of the pod is in Prometheus once per job.
     extra_jobs: tuple[str, ...] = ()
     summary_latencies: bool = False  # Triton --metrics-config summary_latencies=true
+    # Triton only: which backend serves the model. "generic" exports nv_inference_* (``waiting`` is the
+    # pending count); "tensorrtllm" adds the TRT-LLM families (``waiting``/``running`` are the executor's,
+    # pending stays 0); "vllm" adds Triton's vLLM-backend re-exports (vllm:* with model/version labels).
+    triton_backend: str = "generic"
+    # TensorRT-LLM label-value generation: "new" has request_type="waiting" and kv "fraction"; "old" has
+    # neither (its "active" holds the waiting ones too, "scheduled" the running).
+    trtllm_release: str = "new"
+    kv_cache_fraction: float = 0.25
     _t0: float = field(default_factory=time.time)
     _base: dict[str, float] = field(default_factory=dict)
 
@@ -79,9 +87,9 @@ class FakePod:
             "req": self.requests_per_s,
         }[key]
 
-    def _bucket(self, name: str, le: float, now: float) -> float:
+    def _bucket(self, name: str, le: float, now: float, seconds: bool = False) -> float:
         latency = self.e2e_latency_s if name == "e2e" else self.ttft_s
-        if name == "ttft" and self.backend == "triton":
+        if name == "ttft" and self.backend == "triton" and not seconds:
             latency *= 1000.0  # Triton's histogram is in ms
         per_s = self.requests_per_s if latency <= le else 0.0
         return self._base.get(f"{name}:{le}", 0.0) + per_s * (now - self._t0)
@@ -118,15 +126,98 @@ class FakePod:
         return "\n".join(out) + "\n"
 
     def _render_triton(self, now: float) -> str:
+        out = self._render_triton_core(now)
+        if self.triton_backend == "tensorrtllm":
+            out += self._render_trtllm(now)
+        elif self.triton_backend == "vllm":
+            out += self._render_triton_vllm(now)
+        return "\n".join(out) + "\n"
+
+    def _render_trtllm(self, now: float) -> list[str]:
+        """The TensorRT-LLM backend's families (REFERENCE.md "Triton with the TensorRT-LLM backend")."""
+        new = self.trtllm_release == "new"
+        lb = f'model="{self.model}",version="1"'
+        if new:
+            types = {"active": self.running, "max": 256.0, "scheduled": self.running, "context": 0.0}
+            types["waiting"] = self.waiting
+        else:
+            active = self.running + self.waiting
+            types = {"active": active, "max": 256.0, "scheduled": self.running, "context": 0.0}
+        out = ["# TYPE nv_trt_llm_request_metrics gauge"]
+        out += [f'nv_trt_llm_request_metrics{{{lb},request_type="{k}"}} {v}' for k, v in types.items()]
+        blocks = 4096.0
+        used = round(blocks * self.kv_cache_fraction)
+        kv = {"max": blocks, "free": blocks - used, "used": float(used), "tokens_per": 64.0}
+        if new:
+            kv |= {"reused": 0.0, "fraction": used / blocks}
+        out.append("# TYPE nv_trt_llm_kv_cache_block_metrics gauge")
+        out += [
+            f'nv_trt_llm_kv_cache_block_metrics{{kv_cache_block_type="{k}",{lb}}} {v}' for k, v in kv.items()
+        ]
+        out.append("# TYPE nv_trt_llm_inflight_batcher_metrics gauge")
+        for k, v in (("total_context_tokens", 0.0), ("generation_requests", self.running)):
+            out.append(
+                f'nv_trt_llm_inflight_batcher_metrics{{inflight_batcher_specific_metric="{k}",{lb}}} {v}'
+            )
+        if not new:
+            return out
+        requests = self._counter("req", self.requests_per_s, now)
+        for family, kind, key, per_s in (
+            ("nv_llm_input_token_len", "total_input_tokens", "prompt", self.prompt_tokens_per_s),
+            ("nv_llm_output_token_len", "total_output_tokens", "gen", self.generation_tokens_per_s),
+        ):
+            tokens = self._counter(key, per_s, now)
+            per_request = per_s / self.requests_per_s if self.requests_per_s > 0 else 0.0
+            tl = f'model="{self.model}",response_metric_type="{kind}",version="1"'
+            out.append(f"# TYPE {family} histogram")
+            for le in (10.0, 50.0, 100.0, 500.0, 1000.0, math.inf):
+                le_text = "+Inf" if le == math.inf else f"{le:g}"
+                count = requests if per_request <= le else 0.0
+                out.append(f'{family}_bucket{{{tl},le="{le_text}"}} {count}')
+            out.append(f"{family}_count{{{tl}}} {requests}")
+            out.append(f"{family}_sum{{{tl}}} {tokens}")
+        return out
+
+    def _render_triton_vllm(self, now: float) -> list[str]:
+        """Triton's vLLM backend re-exports (REPORT_CUSTOM_METRICS): no running/waiting gauges."""
+        lb = f'model="{self.model}",version="1"'
+        out = [
+            "# TYPE vllm:prompt_tokens_total counter",
+            f"vllm:prompt_tokens_total{{{lb}}} {self._counter('prompt', self.prompt_tokens_per_s, now)}",
+            "# TYPE vllm:generation_tokens_total counter",
+            f"vllm:generation_tokens_total{{{lb}}} {self._counter('gen', self.generation_tokens_per_s, now)}",
+        ]
+        for family, name, buckets, latency in (
+            (
+                "vllm:e2e_request_latency_seconds",
+                "e2e",
+                (1, 2.5, 5, 10, 15, 20, 30, 40, 50, 60),
+                self.e2e_latency_s,
+            ),
+            ("vllm:time_to_first_token_seconds", "ttft", VLLM_TTFT_BUCKETS_S, self.ttft_s),
+        ):
+            out.append(f"# TYPE {family} histogram")
+            for le in (*buckets, math.inf):
+                le_text = "+Inf" if le == math.inf else repr(float(le))
+                count = self._bucket(name, float(le), now, seconds=True)
+                out.append(f'{family}_bucket{{{lb},le="{le_text}"}} {count}')
+            count = self._bucket(name, math.inf, now)
+            out.append(f"{family}_count{{{lb}}} {count}")
+            out.append(f"{family}_sum{{{lb}}} {count * latency}")
+        return out
+
+    def _render_triton_core(self, now: float) -> list[str]:
         lb = f'model="{self.model}",version="1"'
         requests = self._counter("req", self.requests_per_s, now)
+        # Requests go to the TensorRT-LLM executor (and the vLLM engine) at once: nothing is pending.
+        pending = self.waiting if self.triton_backend == "generic" else 0.0
         out = [
             "# TYPE nv_inference_request_success counter",
             f"nv_inference_request_success{{{lb}}} {requests}",
             "# TYPE nv_inference_count counter",
             f"nv_inference_count{{{lb}}} {requests}",
             "# TYPE nv_inference_pending_request_count gauge",
-            f"nv_inference_pending_request_count{{{lb}}} {self.waiting}",
+            f"nv_inference_pending_request_count{{{lb}}} {pending}",
             "# TYPE nv_inference_request_duration_us counter",
             f"nv_inference_request_duration_us{{{lb}}} "
             f"{self._counter('e2e_sum', self.requests_per_s * self.e2e_latency_s, now) * 1e6}",
@@ -149,7 +240,7 @@ class FakePod:
                 )
             out.append(f"nv_inference_request_summary_us_count{{{lb}}} {requests}")
             out.append(f"nv_inference_request_summary_us_sum{{{lb}}} {requests * self.e2e_latency_s * 1e6}")
-        return "\n".join(out) + "\n"
+        return out
 
 
 class FakeFleet:

@@ -175,8 +175,11 @@ def metadata(draw: st.DrawFn, allow_server: bool = True) -> dict[str, str]:
 
 
 NAMES = st.one_of(st.just("so"), st.text(max_size=12), st.just("x" * 254))
+# A valid namespace other than NS is a ScaledObject's own and may be queried; it must not be VICTIM, which
+# test_hostile_metadata_never_reaches_prometheus checks never appears in a matcher (whether the fuzz drew
+# VICTIM as a valid namespace depended on hypothesis' draws, which any new metadata key shifts).
 NAMESPACES = st.one_of(
-    st.just(NS), st.sampled_from(["", "Fuzz", 'fuzz"}', "a" * 64, VICTIM]), st.text(max_size=10)
+    st.just(NS), st.sampled_from(["", "Fuzz", 'fuzz"}', "a" * 64, "elsewhere"]), st.text(max_size=10)
 )
 
 

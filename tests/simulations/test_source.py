@@ -12,12 +12,20 @@ import scaler.sources.query as query
 from scaler.core.config import LatencyMetric, parse_metadata
 from scaler.core.signals import Measure
 from scaler.core.target import Target
-from scaler.sources.profile import DCGM_GPU_UTIL_METRIC, PROFILES, LatencyKind
+from scaler.sources.profile import (
+    ALL_PROFILES,
+    DCGM_GPU_UTIL_METRIC,
+    TRITON,
+    TRITON_TRTLLM,
+    VLLM,
+    BackendProfile,
+    LatencyKind,
+)
 from scaler.sources.query import history_range, plan_history, plan_queries
 from scaler.sources.spec import Op
 from simulations import source
 from simulations.engine import fleet_config, simulate
-from simulations.exposition import dcgm_schema, triton_schema, vllm_schema
+from simulations.exposition import Schema, dcgm_schema, triton_schema, trtllm_schema, vllm_schema
 from simulations.fleet import Fleet
 from simulations.policies import make_policy
 from simulations.policy import ScalerPolicy, SimSettings
@@ -105,8 +113,25 @@ def _targets() -> list[Target]:
     return out
 
 
-@pytest.mark.parametrize("profile", ["llama70b-h100x4", "triton-encoder-h100"])
-def test_the_evaluator_answers_every_planned_query(profile: str, conv_short: Trace) -> None:
+# (simulated profile, the backend profiles whose queries its pods answer): a Triton + TensorRT-LLM pod also
+# exports Triton's own families, so the generic shape's queries are answered too.
+ANSWERED = [
+    ("llama70b-h100x4", {"vllm"}),
+    ("triton-encoder-h100", {"triton"}),
+    ("triton-trtllm-llama70b-fp8-h100x4", {"triton", "triton-trtllm"}),
+]
+
+
+def _key(kind: str) -> str | None:
+    """The backend profile a query kind belongs to (``history:triton-trtllm:queue``), None for the
+    shared ones (up, dcgm, replicas)."""
+    parts = kind.split(":")
+    key = parts[1] if parts[0] == "history" else parts[0]
+    return key if key in {p.key for p in ALL_PROFILES} else None
+
+
+@pytest.mark.parametrize(("profile", "keys"), ANSWERED)
+def test_the_evaluator_answers_every_planned_query(profile: str, keys: set[str], conv_short: Trace) -> None:
     sim = SimSettings(profile=profile_named(profile), tail_s=30.0, warmup_s=0.0)
     trace = conv_short.slice(0, 180)
     run = simulate(trace, make_policy("static-peak", sim, trace, {"replicas": "2"}), sim)
@@ -122,22 +147,30 @@ def test_the_evaluator_answers_every_planned_query(profile: str, conv_short: Tra
             result = store.query(q.spec, 180.0)
         if result:
             answered.add(q.kind)
-    backend = sim.profile.backend
-    backends = {"vllm", "triton"}
-    mine = {q.kind for q in plans if backend in q.kind.split(":") or not backends & set(q.kind.split(":"))}
+    mine = {q.kind for q in plans if _key(q.kind) in keys or _key(q.kind) is None}
     # Every query of the simulated backend has data, except Triton's request summary, which Triton only
     # exports with --metrics-config summary_latencies=true (off by default): the profile falls back to the
     # mean from the always-on counters, which is answered.
-    expected_missing = {"triton:latency:e2e:0"} if backend == "triton" else set()
+    expected_missing = {f"{k}:latency:e2e:0" for k in keys if k.startswith("triton")}
     assert mine - answered == expected_missing
 
 
-@pytest.mark.parametrize("backend", ["vllm", "triton"])
-def test_every_metric_a_backend_profile_names_is_exported(backend: str) -> None:
+# The simulated pods of each backend profile (Triton's vLLM backend is not simulated).
+SCHEMAS = [
+    (VLLM, vllm_schema("m", 8192)),
+    (TRITON, triton_schema("m")),
+    (TRITON_TRTLLM, trtllm_schema("m")),
+]
+
+
+@pytest.mark.parametrize(("prof", "schema"), SCHEMAS, ids=lambda v: getattr(v, "key", ""))
+def test_every_metric_a_backend_profile_names_is_exported(prof: BackendProfile, schema: Schema) -> None:
     # Adding a signal to a profile needs only that the simulated pods export the metric it reads.
-    schema = vllm_schema("m", 8192) if backend == "vllm" else triton_schema("m")
-    prof = next(p for p in PROFILES.values() if p.backend.value == backend)
     names = {prof.presence_metric, *prof.queue_metrics, *prof.throughput_counters}
+    names |= {m for m in (prof.running_metric, prof.waiting_metric, prof.requests_counter) if m is not None}
+    names |= {g.metric for g in (prof.request_types, prof.kv_blocks) if g is not None}
+    if prof.step_histogram is not None:
+        names |= {f"{prof.step_histogram}_sum", f"{prof.step_histogram}_count"}
     for sources in prof.latency.values():
         for src in sources:
             if src.kind == LatencyKind.SUMMARY:
@@ -160,3 +193,19 @@ def test_pod_states_are_what_the_kubernetes_api_shows(conv_short: Trace) -> None
     assert states.warming_ages_s == (10.0, 10.0)  # oldest first
     assert all(d > 0 for d in states.cold_starts_s)  # the initial replica has none: it never loaded
     assert np.count_nonzero(f.status == 1) == 2
+
+
+def test_the_tensorrt_llm_profile_runs_the_scalers_triton_path(conv_short: Trace) -> None:
+    # compare --profile triton-trtllm-...: the scaler's SLO-only metadata with backend triton reads the
+    # simulated pods as TensorRT-LLM (auto), its queue from the executor's requests, not the pending count.
+    sim = SimSettings(profile=profile_named("triton-trtllm-llama70b-fp8-h100x4"), tail_s=30.0, warmup_s=0.0)
+    pol, _ = _scaler_run(conv_short.slice(0, 300), sim)
+    assert pol.source is not None and pol.fleet is not None
+    assert pol.config.backend.value == "triton"
+    obs = pol.source.observe(pol.target, 290.0)
+    s = obs.signals
+    assert s.source_notes["shape"].startswith("Triton TensorRT-LLM (in-flight batching): tritonBackend auto")
+    assert s.running_requests is not None and s.waiting_requests is not None
+    assert s.queue_requests == s.running_requests + s.waiting_requests
+    assert s.kv_cache_fraction is not None and s.prompt_tokens_per_s and s.requests_per_s
+    assert Measure.RUNNING in obs.state.history and Measure.PROMPT_TOKENS in obs.state.history

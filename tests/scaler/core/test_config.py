@@ -18,6 +18,7 @@ from scaler.core.config import (
     ConfigError,
     LatencyMetric,
     Problem,
+    TritonBackend,
     parse_metadata,
     validate_namespace,
 )
@@ -30,7 +31,16 @@ BASE = {"backend": "vllm", "deployment": "llama-8b", "targetQueuePerReplica": "8
     ("extra", "check"),
     [
         ({}, lambda c: c.backend == Backend.VLLM and c.target_queue_per_replica == 8.0),
-        ({"backend": "triton"}, lambda c: c.backend == Backend.TRITON),
+        ({"backend": "triton"}, lambda c: c.triton_backend == TritonBackend.AUTO),
+        (
+            {"backend": "triton", "tritonBackend": "tensorrtllm"},
+            lambda c: c.triton_backend == TritonBackend.TENSORRTLLM,
+        ),
+        ({"backend": "triton", "tritonBackend": "vllm"}, lambda c: c.triton_backend == TritonBackend.VLLM),
+        (
+            {"backend": "triton", "tritonBackend": "generic"},
+            lambda c: c.triton_backend == TritonBackend.GENERIC,
+        ),
         (
             {"model": "meta-llama/Llama-3.1-8B-Instruct"},
             lambda c: c.model == "meta-llama/Llama-3.1-8B-Instruct",
@@ -72,6 +82,12 @@ def test_good_metadata(extra: dict[str, str], check: object) -> None:
     [
         ({"deployment": "x", "targetQueuePerReplica": "1"}, "backend", "required"),
         ({**BASE, "backend": "tgi"}, "backend", "'vllm' or 'triton'"),
+        (
+            {**BASE, "backend": "triton", "tritonBackend": "trtllm"},
+            "tritonBackend",
+            "'auto', 'tensorrtllm', 'vllm' or 'generic'",
+        ),
+        ({**BASE, "tritonBackend": "tensorrtllm"}, "tritonBackend", "only allowed with backend: triton"),
         ({"backend": "vllm", "targetQueuePerReplica": "1"}, "deployment", "required"),
         ({**BASE, "deployment": "Llama_8B"}, "deployment", "RFC 1123"),
         ({**BASE, "deployment": 'x"}) or vector(1'}, "deployment", "RFC 1123"),

@@ -313,3 +313,29 @@ def test_a_signal_absent_for_good_is_a_configuration_problem_not_a_hold(
         assert (
             decision.to_dict()["details"]["unconfigured"] == ["gpu"] and "configuration problem" in gpu.note
         )
+
+
+@pytest.mark.parametrize(
+    ("kv", "desired", "reason"),
+    [
+        # queue 3 / 10 asks 1 of the 4 replicas: the KV cache decides whether they may go
+        (None, 1, Reason.QUEUE),
+        (0.5, 1, Reason.QUEUE),
+        (0.9, 4, Reason.KV_CACHE),
+        (0.97, 4, Reason.KV_CACHE),
+    ],
+)
+def test_a_nearly_full_kv_cache_holds_the_fleet(kv: float | None, desired: int, reason: Reason) -> None:
+    signals = Signals(current_replicas=4, ready_replicas=4, queue_requests=3.0, kv_cache_fraction=kv)
+    meta = {"backend": "triton", "deployment": "trt", "targetQueuePerReplica": "10", "predictive": "false"}
+    d = decide(signals, QUIET, parse_metadata(meta), NOW_S)
+    assert (d.desired_replicas, d.reason) == (desired, reason), d.to_dict()
+    assert (d.floor(FloorKind.KV_CACHE) is not None) == (kv is not None and kv >= 0.9)
+
+
+def test_source_notes_are_in_the_decisions_notes() -> None:
+    signals = replace(
+        BUSY, source_notes={"shape": "Triton TensorRT-LLM (in-flight batching): set by tritonBackend"}
+    )
+    d = decide(signals, QUIET, parse_metadata(ALL), NOW_S)
+    assert ("shape", "Triton TensorRT-LLM (in-flight batching): set by tritonBackend") in d.notes

@@ -86,7 +86,9 @@ def test_queries_are_confined_to_the_namespaces_served() -> None:
 
 # The PromQL each plan sends (promql_golden.json), as main's plans wrote it as text (commit ae66b29) before
 # queries became QuerySpecs: rendering the specs must not change a character Prometheus receives
-# (tests/scaler/sources and tests/reliability run these against a real Prometheus).
+# (tests/scaler/sources and tests/reliability run these against a real Prometheus). Issue 13 added the
+# Triton TensorRT-LLM and vLLM-backend shapes' queries (triton-trtllm:*, triton-vllm:*); every older line
+# is as it was.
 GOLDEN = json.loads((Path(__file__).parent / "promql_golden.json").read_text())
 
 
@@ -415,14 +417,15 @@ def test_attainment_worked_example() -> None:
     assert attainment({0.5: 0.0, INF: 0.0}, 1.0, 60.0) == (None, 0.0)
 
 
-def test_latency_history_in_whole_minutes() -> None:
-    """The latency histogram read a minute apart: each point is a window of requests and their spread, with
-    the mean Ready replicas over the minute."""
+def test_latency_history_in_minute_windows() -> None:
+    """The latency histogram's minute windows at every history step (overlapping, so each alignment of a
+    burst is seen): each point is a window of requests and their spread, with the mean Ready replicas over
+    the minute."""
     t = Target("ns", "so", parse_metadata({"backend": "vllm", "deployment": "dep", "latencySloSeconds": "1",
                                              "latencyMetric": "ttft"}))  # fmt: skip
     plan = plan_history([t], "1m")
     latency = next(q for q in plan.queries if q.kind == "history:vllm:latency:ttft")
-    assert latency.step_s == 60.0 and "[60s]" in latency.promql and "le)" in latency.promql
+    assert latency.step_s is None and "[60s]" in latency.promql and "le)" in latency.promql
     mine = {"namespace": "ns", "pod_prefix": "dep-5d4f8b7c9-", "model_name": "m"}
     results = {
         "history:replicas": [RangeSample({"namespace": "ns", "pod_prefix": "dep-5d4f8b7c9-"},
@@ -443,3 +446,82 @@ def test_latency_history_in_whole_minutes() -> None:
         (0.5, INF),
         (60.0, 60.0),
     )
+
+
+def _trt(
+    types: dict[str, float], kv: dict[str, float], pod: str = "trt-bc4d5-hhhhh"
+) -> dict[str, list[Sample]]:
+    at = {"namespace": "ns", "pod": pod, "model": "tensorrt_llm"}
+    return {
+        "up": [_s(1, namespace="ns", pod=pod)],
+        "triton:presence": [_s(1, **at), _s(1, **{**at, "model": "ensemble"})],
+        "triton-trtllm:presence": [_s(1, **at)],
+        "triton-trtllm:queue": [_s(sum(v for k, v in types.items() if k in ("waiting", "active")), **at)],
+        "triton-trtllm:request_types": [_s(v, **at, request_type=k) for k, v in types.items()],
+        "triton-trtllm:kv_blocks": [_s(v, **at, kv_cache_block_type=k) for k, v in kv.items()],
+        # the ensemble's own requests: not the TensorRT-LLM model's, so not counted
+        "triton-trtllm:requests": [_s(2.0, **at), _s(2.0, **{**at, "model": "ensemble"})],
+    }
+
+
+@pytest.mark.parametrize(
+    ("types", "kv", "running", "waiting", "queue", "kv_fraction", "derived"),
+    [
+        # later releases: running = active, waiting = waiting
+        (
+            {"waiting": 40, "active": 24, "scheduled": 24},
+            {"fraction": 0.5, "used": 2, "max": 4},
+            24,
+            40,
+            64,
+            0.5,
+            False,
+        ),
+        # older: no waiting, no fraction: waiting = active - scheduled, running = scheduled; KV used / max
+        ({"active": 64, "scheduled": 24}, {"used": 3, "max": 4}, 24, 40, 64, 0.75, True),
+        # older, more scheduled than active (skewed scrape): nothing waits
+        ({"active": 10, "scheduled": 12}, {"used": 0, "max": 0}, 12, 0, 10, None, True),
+    ],
+)
+def test_tensorrt_llm_running_waiting_and_kv_in_both_generations(
+    types: dict[str, float],
+    kv: dict[str, float],
+    running: float,
+    waiting: float,
+    queue: float,
+    kv_fraction: float | None,
+    derived: bool,
+) -> None:
+    t = _target("ns", "trt", backend="triton")
+    s = reduce_signals(t, _trt(types, kv))
+    assert (s.running_requests, s.waiting_requests, s.queue_requests) == (running, waiting, queue)
+    assert s.kv_cache_fraction == kv_fraction
+    assert s.requests_per_s == 2.0  # the ensemble's series are left out: model(s) from the presence metric
+    assert s.source_notes["shape"].startswith("Triton TensorRT-LLM (in-flight batching): tritonBackend auto")
+    assert ("active - scheduled, running = scheduled" in s.source_notes["source:waiting"]) == derived
+
+
+@pytest.mark.parametrize(
+    ("shape", "want"),
+    [("auto", "Triton TensorRT-LLM"), ("tensorrtllm", "Triton TensorRT-LLM"), ("generic", "Triton (generic")],
+)
+def test_the_shape_follows_tritonbackend(shape: str, want: str) -> None:
+    t = _target("ns", "trt", backend="triton", tritonBackend=shape)
+    s = reduce_signals(t, _trt({"waiting": 1, "active": 2}, {}))
+    assert s.source_notes["shape"].startswith(want)
+
+
+def test_auto_without_tensorrt_llm_series_falls_back_to_generic() -> None:
+    t = _target("ns", "tri", backend="triton")
+    at = {"namespace": "ns", "pod": "tri-bc4d5-hhhhh", "model": "bert"}
+    s = reduce_signals(t, {"triton:presence": [_s(1, **at)], "triton:queue": [_s(9, **at)]})
+    assert s.queue_requests == 9
+    assert s.source_notes["shape"].startswith("Triton (generic backend): tritonBackend auto, no pod exports")
+
+
+def test_auto_costs_no_query_per_scaledobject() -> None:
+    # The shapes are told apart from the presence queries each refresh sends anyway: 1 or 500 Triton
+    # ScaledObjects with tritonBackend auto send the same queries.
+    one = plan_queries([_target("ns", "t0", backend="triton")], "1m").queries
+    many = plan_queries([_target("ns", f"t{i}", backend="triton") for i in range(500)], "1m").queries
+    assert len(one) == len(many)
