@@ -1,18 +1,25 @@
 """ScaledObject trigger metadata, parsed and validated at the edge.
 
 KEDA passes the trigger's ``metadata`` map verbatim as ``scalerMetadata`` (every value a string).
-``parse_metadata`` turns it into a typed, frozen ``ScalerConfig`` or raises ``ConfigError`` naming the
-offending key and what is allowed. The gRPC service maps ``ConfigError`` to INVALID_ARGUMENT and the
-CLI to a one-line message with a non-zero exit.
+``parse_metadata`` turns it into a typed, frozen ``ScalerConfig`` or raises ``ConfigError`` listing every
+problem in the map at once: each key at fault with what is allowed, and the keys that are missing, in a
+stable order, on one line of bounded length. The gRPC service maps ``ConfigError`` to INVALID_ARGUMENT
+(KEDA shows the message in the ScaledObject's events) and the CLI to that line with a non-zero exit, so
+a user fixes everything in one apply instead of meeting one error per KEDA round trip.
+
+Rules that relate keys slot in at two places, and every problem they find is collected: ``MAP_RULES``
+(functions of the raw string map, run on every map, even one whose values are bad) and model validators
+on ``ScalerConfig`` (run once every field is valid; raise ``ConfigError(key, message)``, or ``ConfigError.of``
+for several, to name the key).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -32,13 +39,40 @@ _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]
 _MODEL = re.compile(r"[A-Za-z0-9._:/@+\-]{1,256}")
 
 
+# KEDA shows the message in the ScaledObject's events after its own "rpc error: code = InvalidArgument
+# desc = " (45 characters), and Kubernetes keeps at most 1,024 characters of an event's message: 900
+# leaves room, and holds the allowed-keys list (~260) with six or more problems before it.
+MAX_MESSAGE_CHARS = 900
+_KEY_CHARS = 64  # a key named in a message is cut to this (a hostile map may carry a 10,000-character key)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong: the key at fault (``a/b/c`` for a group of which one is needed) and what is
+    allowed."""
+
+    key: str
+    message: str
+
+
 class ConfigError(ValueError):
-    """Bad metadata: ``key`` is the metadata key at fault, ``message`` says what is allowed."""
+    """Bad metadata: ``problems`` is every problem found, in a stable order; ``key`` and ``message`` are
+    the first's. ``str()`` is the one-line message (``metadata key 'a': ...; key 'b': ...``)."""
 
     def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"metadata key '{key}': {message}")
+        super().__init__(_render((Problem(key, message),)))
         self.key = key
         self.message = message
+        self.problems: tuple[Problem, ...] = (Problem(key, message),)
+
+    @classmethod
+    def of(cls, problems: Iterable[Problem]) -> ConfigError:
+        """One error for all of ``problems`` (at least one): duplicates dropped, in the stable order."""
+        ordered = _ordered(problems)
+        err = cls(ordered[0].key, ordered[0].message)
+        err.problems = ordered
+        err.args = (_render(ordered),)
+        return err
 
 
 class Backend(StrEnum):
@@ -170,11 +204,10 @@ class ScalerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _targets(self) -> ScalerConfig:
+        # parse_metadata finds this in the map already (_one_target); this keeps a ScalerConfig built in
+        # code to the same contract, and says it in the same words (so parse_metadata reports it once).
         if not self.has_any_target():
-            raise ValueError(
-                "at least one target is required: targetQueuePerReplica, targetTokensPerSecondPerReplica, "
-                "targetGpuUtilization or latencySloSeconds"
-            )
+            raise ConfigError(TARGETS_KEY, TARGETS_REQUIRED)
         return self
 
     def has_any_target(self) -> bool:
@@ -222,6 +255,10 @@ TARGET_KEYS = (
     "targetGpuUtilization",
     "latencySloSeconds",
 )
+TARGETS_KEY = "/".join(TARGET_KEYS)  # the key a "none of these" problem names
+TARGETS_REQUIRED = "at least one of these targets is required"
+REQUIRED = "is required"
+UNKNOWN_KEY = "is not a known key"
 
 # Keys whose presence only makes sense with another key.
 _REQUIRES = {
@@ -232,59 +269,181 @@ _REQUIRES = {
 # Keys that only make sense with one backend.
 _BACKEND_ONLY = {"tritonBackend": "triton"}
 
+_FIELD_TO_KEY = {name: (field.alias or name) for name, field in ScalerConfig.model_fields.items()}
+ALLOWED_KEYS = tuple(sorted(_FIELD_TO_KEY.values()))
+_KNOWN_KEYS = frozenset(ALLOWED_KEYS)
+REQUIRED_KEYS = tuple(_FIELD_TO_KEY[n] for n, f in ScalerConfig.model_fields.items() if f.is_required())
+
+# A rule over the map as KEDA sent it (values stripped, KEDA's own keys left out): the problems it finds.
+# These run on every map, so a missing key is reported beside bad values of the others.
+MapRule = Callable[[Mapping[str, str]], Iterable[Problem]]
+
+
+def _required(data: Mapping[str, str]) -> Iterator[Problem]:
+    for key in REQUIRED_KEYS:
+        if not data.get(key):
+            yield Problem(key, REQUIRED)
+
+
+def _only_together(data: Mapping[str, str]) -> Iterator[Problem]:
+    for key, needed in _REQUIRES.items():
+        if key in data and needed not in data:
+            yield Problem(key, f"is only allowed together with {needed}")
+
+
+def _one_target(data: Mapping[str, str]) -> Iterator[Problem]:
+    if not any(data.get(k) for k in TARGET_KEYS):
+        yield Problem(TARGETS_KEY, TARGETS_REQUIRED)
+
+
+def _backend_only(data: Mapping[str, str]) -> Iterator[Problem]:
+    for key, backend in _BACKEND_ONLY.items():
+        if key in data and data.get("backend") != backend:
+            yield Problem(key, f"is only allowed with backend: {backend}")
+
+
+MAP_RULES: tuple[MapRule, ...] = (_required, _only_together, _backend_only, _one_target)
+
 
 def parse_metadata(metadata: Mapping[str, str]) -> ScalerConfig:
-    """Validate KEDA trigger metadata; raise ConfigError naming the key at fault."""
+    """Validate KEDA trigger metadata; raise ConfigError listing every problem (see the module doc)."""
     if len(metadata) > MAX_METADATA_KEYS:
+        # Refused outright: the problems of a map this size would not make a readable message.
         raise ConfigError(
             "scalerMetadata", f"has {len(metadata)} keys; at most {MAX_METADATA_KEYS} are allowed"
         )
-    data: dict[str, Any] = {}
+    problems: list[Problem] = []
+    data: dict[str, str] = {}
+    refused: set[str] = set()  # present, but too bad to validate further
     for key, value in metadata.items():
         if not isinstance(value, str):
-            raise ConfigError(str(key)[:64], "must be a string")
-        if len(value) > MAX_VALUE_CHARS:
-            raise ConfigError(
-                key[:64], f"value is {len(value)} characters; at most {MAX_VALUE_CHARS} are allowed"
-            )
+            problems.append(Problem(str(key)[:_KEY_CHARS], "must be a string"))
+            continue
         if key in KEDA_KEYS:
             continue
+        if len(value) > MAX_VALUE_CHARS:
+            problems.append(
+                Problem(
+                    key[:_KEY_CHARS],
+                    f"value is {len(value)} characters; at most {MAX_VALUE_CHARS} are allowed",
+                )
+            )
+            refused.add(key)
+        if key not in _KNOWN_KEYS:
+            # Also a field's Python name ("latency_quantile"): the model would take it (populate_by_name,
+            # for ScalerConfig built in code), but metadata keys are the camelCase ones KEDA users write.
+            problems.append(Problem(key[:_KEY_CHARS], UNKNOWN_KEY))
+            continue
         data[key] = value.strip()
-    for key, needed in _REQUIRES.items():
-        if key in data and needed not in data:
-            raise ConfigError(key, f"is only allowed together with {needed}")
-    for required in ("backend", "deployment"):
-        if not data.get(required):
-            raise ConfigError(required, "is required")
-    for key, backend in _BACKEND_ONLY.items():
-        if key in data and data.get("backend") != backend:
-            raise ConfigError(key, f"is only allowed with backend: {backend}")
-    if not any(data.get(k) for k in TARGET_KEYS):
-        raise ConfigError("/".join(TARGET_KEYS), "at least one of these targets is required")
+    for rule in MAP_RULES:
+        problems.extend(rule(data))
+    # A required key that is missing or empty is reported once, as required, not also as an invalid value.
+    refused.update(p.key for p in problems if p.message == REQUIRED)
     try:
-        return ScalerConfig.model_validate(data)
+        config = ScalerConfig.model_validate({k: v for k, v in data.items() if k not in refused})
     except ValidationError as exc:
-        raise _config_error(exc) from None
+        problems.extend(p for p in _validation_problems(exc) if p.key not in refused)
+        if not problems:  # only "missing" errors, and a map rule names each: unreachable, but never silent
+            problems.append(Problem("scalerMetadata", str(exc).splitlines()[0]))
+    else:
+        if not problems:
+            return config
+    raise ConfigError.of(problems)
 
 
-_FIELD_TO_KEY = {name: (field.alias or name) for name, field in ScalerConfig.model_fields.items()}
-ALLOWED_KEYS = tuple(sorted(_FIELD_TO_KEY.values()))
+def _validation_problems(exc: ValidationError) -> Iterator[Problem]:
+    """Every error pydantic collected: each field's, and a model validator's (which only runs once the
+    fields are valid). A missing required field is a map rule's to report (_required)."""
+    for err in exc.errors(include_url=False):
+        kind = err.get("type", "")
+        if kind == "missing":
+            continue
+        loc = err.get("loc", ())
+        if not loc:  # a model validator: its ConfigError names the key(s)
+            cause = err.get("ctx", {}).get("error")
+            if isinstance(cause, ConfigError):
+                yield from cause.problems
+            else:
+                yield Problem(
+                    "scalerMetadata", str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+                )
+            continue
+        key = _FIELD_TO_KEY.get(str(loc[0]), str(loc[0]))
+        got = str(err.get("input"))[:64]
+        if kind == "extra_forbidden":
+            yield Problem(key[:_KEY_CHARS], UNKNOWN_KEY)
+        elif kind == "enum":
+            yield Problem(key, f"must be one of {err.get('ctx', {}).get('expected', '')}, got {got!r}")
+        elif kind in ("float_parsing", "float_type", "finite_number"):
+            yield Problem(key, f"must be a finite number, got {got!r}")
+        elif kind == "value_error":
+            yield Problem(key, str(err.get("msg", "")).removeprefix("Value error, "))
+        else:
+            yield Problem(key, str(err.get("msg", "is invalid")))
 
 
-def _config_error(exc: ValidationError) -> ConfigError:
-    err = exc.errors(include_url=False)[0]
-    loc = err.get("loc", ())
-    key = str(loc[0]) if loc else "scalerMetadata"
-    key = _FIELD_TO_KEY.get(key, key)
-    kind = err.get("type", "")
-    if kind == "extra_forbidden":
-        return ConfigError(key[:64], f"is not a known key; allowed keys: {', '.join(ALLOWED_KEYS)}")
-    if kind == "enum":
-        expected = err.get("ctx", {}).get("expected", "")
-        return ConfigError(key, f"must be one of {expected}, got {str(err.get('input'))[:64]!r}")
-    if kind in ("float_parsing", "float_type", "finite_number"):
-        return ConfigError(key, f"must be a finite number, got {str(err.get('input'))[:64]!r}")
-    if kind == "value_error":
-        msg = str(err.get("msg", "")).removeprefix("Value error, ")
-        return ConfigError(key, msg)
-    return ConfigError(key, str(err.get("msg", "is invalid")))
+# -- the one-line message --------------------------------------------------------------------------------
+
+
+# Known keys in the order of the metadata table (the model's fields) with the targets group after the
+# last target, after the ScaledObjectRef's own fields; unknown keys after all of them, alphabetically.
+def _key_order() -> dict[str, int]:
+    keys = ["scalerMetadata", "namespace", "name"]
+    for key in _FIELD_TO_KEY.values():
+        keys.append(key)
+        if key == TARGET_KEYS[-1]:
+            keys.append(TARGETS_KEY)
+    return {k: i for i, k in enumerate(keys)}
+
+
+_RANK = _key_order()
+
+
+def _ordered(problems: Iterable[Problem]) -> tuple[Problem, ...]:
+    unique = list(dict.fromkeys(problems))  # the first of each (key, message)
+    if not unique:
+        raise ValueError("ConfigError.of needs at least one problem")
+    # A stable sort: the problems of one key keep the order they were found in (map rules, fields, model
+    # validators), which does not depend on the order of the map.
+    return tuple(sorted(unique, key=lambda p: (0, _RANK[p.key], "") if p.key in _RANK else (1, 0, p.key)))
+
+
+def _render(problems: Sequence[Problem]) -> str:
+    """``metadata key 'a': what is allowed; key 'b': ... and ...`` on one line of at most
+    MAX_MESSAGE_CHARS: a key's problems are joined with "and"; keys that do not fit are counted
+    (``and 3 more``); the allowed keys are listed once, at the end (unknown keys sort last)."""
+    allowed = (
+        f"; allowed keys: {', '.join(ALLOWED_KEYS)}"
+        if any(p.message == UNKNOWN_KEY for p in problems)
+        else ""
+    )
+    by_key: dict[str, list[str]] = {}
+    for p in problems:
+        by_key.setdefault(p.key, []).append(_printable(p.message))
+    parts: list[str] = []
+    used = len("metadata ") + len(allowed)
+    for i, (key, messages) in enumerate(by_key.items()):
+        part = _cut(f"key '{_printable(key)}': {' and '.join(messages)}", _PART_CHARS)
+        left_after = len(by_key) - i - 1
+        reserve = len(f"; and {left_after} more") if left_after else 0
+        if parts and used + 2 + len(part) + reserve > MAX_MESSAGE_CHARS:
+            parts.append(f"and {len(by_key) - i} more")  # fits: the previous part reserved its room
+            break
+        parts.append(part)
+        used += 2 + len(part)
+    return "metadata " + "; ".join(parts) + allowed
+
+
+# One key's problems: keys from the map are cut to 64 characters (_KEY_CHARS) and messages echo at most
+# 64 characters of a value; this bounds a part when escaping or a long PromQL complaint makes it longer.
+# The longest message written here, target.WAKE_FROM_ZERO, is 285 characters and fits whole.
+_PART_CHARS = 330
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _printable(text: str) -> str:
+    """Keys and echoed values on one line: newlines and other control characters escaped."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")

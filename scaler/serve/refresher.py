@@ -39,6 +39,8 @@ class Entry:
     refreshed_at_s: float | None = None
     error: str | None = None
     subscribers: set[asyncio.Queue[Decision]] = field(default_factory=set)
+    # The service's GetMetrics response for (decision, metric name): built once per refresh, not per call.
+    response_memo: tuple[Decision, str, object] | None = None
 
 
 @dataclass
@@ -103,7 +105,9 @@ class Refresher:
         url = self.url_for(target)
         entry = self._entries.get(key)
         now = self._clock()
-        if entry is not None and entry.target == target and entry.url == url:
+        # ``is`` first: the service's TargetCache hands back the same Target for the same map, so the
+        # field-by-field comparison of two pydantic models runs only when the metadata changed.
+        if entry is not None and (entry.target is target or entry.target == target) and entry.url == url:
             entry.last_used_s = now
             return entry
         pending = self._pending.get(key)
@@ -230,7 +234,9 @@ class Refresher:
                     decision.active,
                     decision.reason.value,
                 )
-            self._notify(e, decision)
+                # A stream pushes only a change of a valid decision's activity, so only such a change
+                # wakes its handler (200 open streams woke on every refresh, 100 times a second).
+                self._notify(e, decision)
 
     def _collect_and_decide(
         self, source: Source, targets: Sequence[Target]

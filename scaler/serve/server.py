@@ -17,13 +17,13 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from scaler._generated import externalscaler_pb2 as pb
 from scaler.core.promql import NAMESPACE_LABELS
 from scaler.serve.refresher import Refresher
 from scaler.serve.service import ExternalScalerService, add_to_server
-from scaler.serve.telemetry import Telemetry
+from scaler.serve.telemetry import Telemetry, start_metrics_server
 from scaler.sources.kube import open_kubernetes
 from scaler.sources.prometheus import PrometheusAuth, PrometheusSource
 from scaler.sources.source import Source
@@ -130,7 +130,8 @@ class ScalerServer:
         await server.start()
         self.server = server
         if self.options.metrics_port >= 0:
-            httpd, _thread = start_http_server(self.options.metrics_port, registry=self.registry)
+            # all interfaces, as prometheus_client's start_http_server did
+            httpd = start_metrics_server(self.options.metrics_port, "0.0.0.0", self.telemetry.exposition)
             self._metrics_http = httpd
             self.metrics_port = httpd.server_port
         self._task = asyncio.create_task(self.refresher.run(), name="refresher")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -19,9 +19,11 @@ from google.protobuf.message import DecodeError
 from scaler._generated import externalscaler_pb2 as pb
 from scaler._generated import externalscaler_pb2_grpc as pb_grpc
 from scaler.core.config import ConfigError
+from scaler.core.decision import Decision
 from scaler.core.promql import NAMESPACE_LABELS
-from scaler.core.target import Target, target_from_ref
-from scaler.serve.refresher import Refresher, Unavailable
+from scaler.core.target import Target
+from scaler.serve.refresher import Entry, Refresher, Unavailable
+from scaler.serve.targets import TargetCache
 
 log = logging.getLogger("scaler.serve.service")
 
@@ -30,6 +32,8 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 # The HPA's target: the metric value *is* the replica count (KEDA.md: "target 1, value = desired").
 METRIC_TARGET = 1.0
+# IsActive has two answers; messages are immutable once built, so every call returns one of these.
+_ACTIVE = {True: pb.IsActiveResponse(result=True), False: pb.IsActiveResponse(result=False)}
 
 
 def metric_name(target: Target) -> str:
@@ -42,6 +46,10 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
         self.refresher = refresher
         self.telemetry = refresher.telemetry
         self.namespace_labels = namespace_labels
+        self.targets = TargetCache(namespace_labels)
+        # Bound once: labels() checks and locks on every call, two of them per KEDA poll.
+        methods = pb.DESCRIPTOR.services_by_name["ExternalScaler"].methods
+        self._rpc_duration = {m.name: self.telemetry.rpc_duration.labels(m.name) for m in methods}
 
     async def _call(self, method: str, context: Ctx, body: Callable[[], Awaitable[T]]) -> T:
         started = time.perf_counter()
@@ -54,11 +62,11 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
             self.telemetry.rpc_errors.labels(method, "UNAVAILABLE").inc()
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         finally:
-            self.telemetry.rpc_duration.labels(method).observe(time.perf_counter() - started)
+            self._rpc_duration[method].observe(time.perf_counter() - started)
         raise AssertionError("unreachable: context.abort raises")
 
     def _target(self, ref: pb.ScaledObjectRef) -> Target:
-        return target_from_ref(ref.namespace, ref.name, dict(ref.scalerMetadata), self.namespace_labels)
+        return self.targets.get(ref)
 
     async def GetMetricSpec(self, request: pb.ScaledObjectRef, context: Ctx) -> pb.GetMetricSpecResponse:
         async def body() -> pb.GetMetricSpecResponse:
@@ -86,13 +94,8 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
                 raise ConfigError(
                     "metricName", f"unknown metric {asked[:80]!r}; this trigger serves {expected!r}"
                 )
-            decision = self.refresher.answer(await self.refresher.ensure(target))
-            value = pb.MetricValue(
-                metricName=expected,
-                metricValue=decision.desired_replicas,
-                metricValueFloat=float(decision.desired_replicas),
-            )
-            return pb.GetMetricsResponse(metricValues=[value])
+            entry = await self.refresher.ensure(target)
+            return _metrics_response(entry, self.refresher.answer(entry), expected)
 
         return await self._call("GetMetrics", context, body)
 
@@ -100,7 +103,7 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
         async def body() -> pb.IsActiveResponse:
             target = self._target(request)
             decision = self.refresher.answer(await self.refresher.ensure(target))
-            return pb.IsActiveResponse(result=decision.active)
+            return _ACTIVE[decision.active]
 
         return await self._call("IsActive", context, body)
 
@@ -135,6 +138,24 @@ class ExternalScalerService(pb_grpc.ExternalScalerServicer):
             grpc.StatusCode.UNIMPLEMENTED, "StreamMetricSpec: the metric target is fixed at 1"
         )
         yield pb.GetMetricSpecResponse()  # pragma: no cover - makes this an async generator
+
+
+def _metrics_response(entry: Entry, decision: Decision, metric: str) -> pb.GetMetricsResponse:
+    """GetMetrics' answer for ``decision``, built on the first call after each refresh and reused until
+    the next: the memo is keyed by the decision itself, so it is never older than the snapshot (a new
+    refresh puts a new Decision on the entry, and ``refresher.answer`` still checks staleness on every
+    call), and by the metric name, which changes with the Deployment."""
+    memo = entry.response_memo
+    if memo is not None and memo[0] is decision and memo[1] == metric:
+        return cast(pb.GetMetricsResponse, memo[2])
+    value = pb.MetricValue(
+        metricName=metric,
+        metricValue=decision.desired_replicas,
+        metricValueFloat=float(decision.desired_replicas),
+    )
+    response = pb.GetMetricsResponse(metricValues=[value])
+    entry.response_memo = (decision, metric, response)
+    return response
 
 
 def _decoding_unary(
@@ -191,3 +212,6 @@ def add_to_server(servicer: ExternalScalerService, server: grpc.aio.Server) -> N
                 response_serializer=response.SerializeToString,
             )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    # As the generated code does: registered methods are matched by grpc's core when the call arrives,
+    # instead of by asking each generic handler in Python.
+    server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]

@@ -31,6 +31,7 @@ from scaler.sources.query import (
     history_key,
     history_range,
     index_history,
+    index_instant,
     index_kube_state,
     plan_history,
     plan_kube_state,
@@ -230,6 +231,8 @@ class PrometheusSource:
         activation = self._activation(targets, now_s)
         self.queries_last_collect = self._queries_in_collect
         self._queries_in_collect = 0
+        instant = index_instant(results)
+        window_s = duration_s(self.rate_window)  # once, not per target (it parses the text)
         out: dict[tuple[str, str, str], Observation] = {}
         for t in targets:
             key = target_key(t)
@@ -240,7 +243,7 @@ class PrometheusSource:
                     Signals(None, None), State(replica_source=replica_source), states.error
                 )
                 continue
-            signals = reduce_signals(t, results, states, window_s=duration_s(self.rate_window))
+            signals = reduce_signals(t, instant.samples_for(t, states), states, window_s=window_s)
             # History changes once per step (15 s), refreshes come every 2 s: reduce once per step and
             # hand every refresh the same Series objects.
             prefixes = states.prefixes if states is not None else None

@@ -32,6 +32,22 @@ def explain(*extra: str, metadata: list[str] = GOOD) -> list[str]:
             ["--activation-namespace-labels", "'__name__'"],
         ),
         (explain(metadata=[*GOOD, "activationQuery=up"]), ["'activationQuery'", 'namespace="ml"']),
+        # every problem in one line: the bad backend and the missing target (issue 12)
+        (
+            explain(metadata=["backend=foo", "deployment=llama"]),
+            ["metadata key 'backend': must be one of 'vllm' or 'triton'", "; key 'targetQueuePerReplica/"],
+        ),
+        (
+            explain(metadata=["backend=foo", "colour=blue", "activationQuery=up", "latencyQuantile=2"]),
+            [
+                "key 'backend'",
+                "key 'deployment': is required",
+                "key 'latencyQuantile': is only allowed together with latencySloSeconds and must be",
+                "key 'activationQuery'",
+                'namespace="ml"',
+                "key 'colour': is not a known key; allowed keys:",
+            ],
+        ),
         (
             explain(metadata=[*GOOD, 'activationQuery=sum(x{namespace="kube-system"})']),
             ["'activationQuery'", 'namespace="ml"'],

@@ -149,14 +149,17 @@ def test_warming_pods_and_cold_start_come_from_the_kubernetes_api(
         # 12 in flight at 4 per replica: 3, and the 2 warming pods are capacity already coming, so the
         # answer stays at the 5 that exist (stabilised: no scale-down of pods still loading).
         assert _value(stub, keda_pb, ref) == 5
-        t = scaler.server.telemetry
-        key = (NS, "warm-so", "warm")
-        assert t.warming_replicas.labels(*key)._value.get() == 2
-        assert t.current_replicas.labels(*key)._value.get() == 5  # the terminating pod is not counted
-        assert t.ready_replicas.labels(*key)._value.get() == 3
-        assert t.cold_start_samples.labels(*key)._value.get() == 3
-        assert t.cold_start_seconds.labels(*key)._value.get() == pytest.approx(49.0)  # p90 of 40, 45, 50
-        assert t.replica_source.labels(*key, "kubernetes")._value.get() == 1
+        labels = {"namespace": NS, "scaledobject": "warm-so", "deployment": "warm"}
+
+        def get(name: str, **extra: str) -> float | None:
+            return scaler.registry.get_sample_value(f"llm_scaler_{name}", {**labels, **extra})
+
+        assert get("warming_replicas") == 2
+        assert get("current_replicas") == 5  # the terminating pod is not counted
+        assert get("ready_replicas") == 3
+        assert get("cold_start_samples") == 3
+        assert get("cold_start_seconds") == pytest.approx(49.0)  # p90 of 40, 45, 50
+        assert get("replica_source_info", source="kubernetes") == 1
         assert any(r.startswith(f"/api/v1/namespaces/{NS}/pods") for r in world["kube"].requests)
     finally:
         scaler.stop()

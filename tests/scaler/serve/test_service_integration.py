@@ -199,7 +199,8 @@ def test_latency_matches_prometheus_histogram_quantile(
     scaler: ScalerThread, prometheus: PrometheusProcess, stub: Any, keda_pb: tuple[ModuleType, ModuleType]
 ) -> None:
     stub.GetMetricSpec(ref(keda_pb, "llama-so", VLLM), timeout=10)
-    ours = scaler.server.telemetry.signal_value.labels(NS, "llama-so", "llama", "latency")._value.get()
+    labels = {"namespace": NS, "scaledobject": "llama-so", "deployment": "llama", "signal": "latency"}
+    ours = scaler.registry.get_sample_value("llm_scaler_signal_value", labels)
     theirs = prometheus.query(
         "histogram_quantile(0.99, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket"
         f'{{namespace="{NS}", pod=~"llama-.*"}}[{RATE_WINDOW}])))'

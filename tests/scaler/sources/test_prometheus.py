@@ -42,6 +42,7 @@ def test_history_is_read_and_reduced_once_per_step(
     prometheus: PrometheusProcess, targets: list[Target]
 ) -> None:
     src, now = _stepped_source(prometheus)
+    history_queries = len(plan_history(targets, "10s").queries)
 
     first = src.collect(targets)
     queries_first = src.queries_last_collect
@@ -51,8 +52,7 @@ def test_history_is_read_and_reduced_once_per_step(
 
     now[0] += 2.0
     second = src.collect(targets)
-    ranges = len(plan_history(targets, "10s").queries)
-    assert src.queries_last_collect == queries_first - ranges  # the history range queries are not re-sent
+    assert src.queries_last_collect == queries_first - history_queries  # history ranges are not re-sent
     # the same Series objects: nothing is re-reduced or re-allocated between history steps
     assert second[(NS, "llm", "llm")].state.history[Measure.QUEUE] is queue
     # two ScaledObjects on one Deployment share its reduction

@@ -12,6 +12,7 @@ from scaler.core.config import parse_metadata
 from scaler.core.signals import Measure, SignalName
 from scaler.core.state import Series
 from scaler.core.target import Target
+from scaler.sources.membership import PodStates
 from scaler.sources.query import (
     RangeSample,
     Sample,
@@ -19,6 +20,7 @@ from scaler.sources.query import (
     histogram_quantile,
     history_range,
     index_history,
+    index_instant,
     index_kube_state,
     plan_history,
     plan_kube_state,
@@ -28,6 +30,7 @@ from scaler.sources.query import (
     reduce_signals,
 )
 from scaler.sources.spec import render
+from tests.harness.kube_api import generated_pod_name
 
 INF = math.inf
 
@@ -181,6 +184,69 @@ def test_reduce_signals_sums_only_this_deployments_pods() -> None:
     # buckets summed over pods: {1: 0, 2: 10, +Inf: 10}: p99 = 1 + 1 x 9.9/10
     assert s.latency_s == pytest.approx(1.99)
     assert "not scraped" in s.notes["pods"]
+
+
+def test_the_deployments_entry_of_the_instant_index_gives_the_same_signals() -> None:
+    index = index_instant(RESULTS)
+    for deployment in ("llama", "llama-8b"):
+        for extra in ({}, {"latencySloSeconds": "5", "targetGpuUtilization": "80"}, {"model": "other-model"}):
+            t = _target("ns", deployment, **extra)
+            assert reduce_signals(t, index.samples_for(t, None)) == reduce_signals(t, RESULTS), t
+    # llama's pods and llama-8b's are told apart by the two segments after the name; no pod, no entry
+    by_name = index.by_name
+    pods = {k: {x.labels["pod"] for x in v["vllm:queue"]} for k, v in by_name.items() if "vllm:queue" in v}
+    assert pods == {
+        ("ns", "llama"): {"llama-bc4d5-hhhhh", "llama-bc4d5-bbbbb"},
+        ("ns", "llama-8b"): {"llama-8b-bc4d5-hhhhh"},
+        ("other", "llama"): {"llama-bc4d5-zzzzz"},
+    }
+    assert all(ns and dep for ns, dep in by_name)
+
+
+@pytest.mark.parametrize("length", [45, 46, 47, 49, 53])
+def test_long_deployments_read_their_cut_pod_names_from_the_index(length: int) -> None:
+    # Kubernetes cuts a ReplicaSet's generateName base to 58 characters: a 49-character Deployment's pods
+    # are <deployment>-<8 hash chars><5 random>, no hyphen before the suffix (membership's worked example).
+    long, longer = "l" * (length - 2) + "-x", "l" * (length - 2) + "-xy"
+    pods = [
+        generated_pod_name(f"{d}-{h}", sfx)
+        for d in (long, longer)
+        for h in ("5d4f8b7c9f", "bc4")
+        for sfx in ("x2kqp", "bbbbb")
+    ]
+    results = {
+        "up": [_s(1, namespace="ns", pod=p) for p in pods],
+        "vllm:queue": [_s(i + 1, namespace="ns", pod=p, model_name="m") for i, p in enumerate(pods)],
+    }
+    index = index_instant(results)
+    for d in (long, longer):
+        t = _target("ns", d)
+        full = reduce_signals(t, results)
+        assert full.current_replicas == 4
+        assert reduce_signals(t, index.samples_for(t, None)) == full, d
+
+
+def test_pods_known_by_ownership_read_their_samples_from_the_index_whatever_their_names() -> None:
+    # Ownership is the truth: a pod the Kubernetes API says is the Deployment's counts even when its name
+    # does not follow <deployment>-<hash>-<suffix>, and one named like it but not owned does not.
+    index = index_instant(RESULTS)
+    t = _target("ns", "llama")
+    for members in (
+        frozenset({"llama-bc4d5-hhhhh", "llama-8b-bc4d5-hhhhh"}),  # llama-8b's pod, not its own bbbbb
+        frozenset({"llama-bc4d5-hhhhh", "llama-bc4d5-bbbbb", "llama-bc4d5-ccccc", "canary-0"}),
+        frozenset(),
+    ):
+        pods = PodStates(
+            total=len(members),
+            ready=len(members),
+            warming_ages_s=(),
+            cold_starts_s=(),
+            pods=members,
+            ready_pods=members,
+        )
+        assert reduce_signals(t, index.samples_for(t, pods), pods) == reduce_signals(t, RESULTS, pods), (
+            members
+        )
 
 
 def test_reduce_signals_model_filter() -> None:
