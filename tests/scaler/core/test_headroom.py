@@ -93,6 +93,19 @@ def test_a_saturated_window_is_counted_against_its_throughput_not_scaled() -> No
     assert loaded.replicas == 4
 
 
+def test_a_saturated_window_that_met_the_slo_needs_no_more_than_it_had() -> None:
+    """One replica ran flat out for a burst minute (the throughput model says 1.1 were needed: at 1 it
+    would serve 1 / 1.1 = 0.91, 9 misses of 100), yet its histogram shows every request within 1 s: the
+    minute asks for no more than the 1 replica it had. Without this, bursts-s1 started a second replica
+    after each burst (8 cold starts, 3.20 GPU-h against the static fleet's 2.33)."""
+    met = (90.0, 99.0, 100.0, 100.0, 100.0, 100.0)  # all by 1 s
+    w = window(NOW_S, 1, met)
+    reactive = Series((NOW_S - 3600,), (0.0,))
+    h = headroom_floor([w], reactive, 1.0, 0.99, 90.0, NOW_S, loads=[WindowLoad(1.1, True)])
+    assert h.replicas == 1
+    assert h.misses_at_floor == pytest.approx(0.0, abs=1e-9)
+
+
 def test_misses_more_replicas_do_not_remove_buy_nothing() -> None:
     """A plateau (requests beyond the last bucket never meet): the floor stops where replicas stop paying."""
     tail = (50.0, 60.0, 70.0, 80.0, 90.0, 100.0)  # 10 % beyond 4 s: never fixed
