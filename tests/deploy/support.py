@@ -22,6 +22,14 @@ KEDA_CRD = Path("/work/shared/upstream/keda/keda.sh_scaledobjects.yaml")
 if not KEDA_CRD.exists():  # the same file, wherever the shared directory is mounted
     KEDA_CRD = REPO.parent / "shared" / "upstream" / "keda" / "keda.sh_scaledobjects.yaml"
 
+# KEDA's ScaledObject CRD as released, for the oldest and the newest release the README claims (see
+# data/SOURCE.md for where each file comes from): release -> file.
+DATA = Path(__file__).resolve().parent / "data"
+KEDA_RELEASE_CRDS = {
+    "2.18.0": DATA / "keda-2.18.0.scaledobjects.yaml",
+    "2.20.2": DATA / "keda-2.20.2.scaledobjects.yaml",
+}
+
 Obj = dict[str, Any]
 
 
@@ -108,13 +116,20 @@ def strict_crd_schema(schema: Obj) -> Obj:
 
 
 @functools.cache
-def _keda_crd() -> str:
-    return KEDA_CRD.read_text()
+def _crd_text(path: Path) -> str:
+    return path.read_text()
 
 
-def scaledobject_schema(version: str = "v1alpha1") -> Obj:
-    crd = yaml.safe_load(_keda_crd())
-    for v in crd["spec"]["versions"]:
+def keda_crd(path: Path = KEDA_CRD) -> Obj:
+    """A KEDA ScaledObject CRD file, parsed (a fresh copy: tests may mutate it)."""
+    crd: Obj = yaml.safe_load(_crd_text(path))
+    return crd
+
+
+def scaledobject_schema(version: str = "v1alpha1", crd: Path | Obj = KEDA_CRD) -> Obj:
+    """The strict JSON Schema of a ScaledObject for KEDA's CRD (main by default; a path or a parsed CRD)."""
+    parsed = keda_crd(crd) if isinstance(crd, Path) else crd
+    for v in parsed["spec"]["versions"]:
         if v["name"] == version:
             return strict_crd_schema(v["schema"]["openAPIV3Schema"])
     raise AssertionError(f"KEDA CRD has no version {version}")

@@ -18,9 +18,12 @@ from scaler.core.config import parse_metadata
 from scaler.core.target import target_from_ref
 from tests.deploy.support import (
     DEPLOY,
+    KEDA_CRD,
+    KEDA_RELEASE_CRDS,
     REPO,
     Obj,
     ident,
+    keda_crd,
     kustomize_dirs,
     of_kind,
     pod_spec,
@@ -143,32 +146,104 @@ def _scaledobjects(rendered: dict[str, list[Obj]]) -> list[Obj]:
     return found
 
 
-def test_scaledobjects_validate_against_kedas_crd(rendered: dict[str, list[Obj]]) -> None:
-    validator = jsonschema.Draft7Validator(scaledobject_schema())
+# KEDA's CRD of main and of the oldest and newest release the README claims (tests/deploy/data).
+KEDA_CRDS = {"main": KEDA_CRD, **KEDA_RELEASE_CRDS}
+
+
+@pytest.mark.parametrize("keda", list(KEDA_CRDS))
+def test_scaledobjects_validate_against_kedas_crd(rendered: dict[str, list[Obj]], keda: str) -> None:
+    validator = jsonschema.Draft7Validator(scaledobject_schema(crd=KEDA_CRDS[keda]))
     for so in _scaledobjects(rendered):
         errors = sorted(validator.iter_errors(so), key=lambda e: list(e.absolute_path))
-        assert not errors, f"{ident(so)}: " + "; ".join(_validation_message(e) for e in errors)
-        # The CRD's one CEL rule (x-kubernetes-validations), which JSON Schema cannot express.
+        assert not errors, f"{ident(so)} on KEDA {keda}: " + "; ".join(_validation_message(e) for e in errors)
+        # The CRD's one CEL rule (x-kubernetes-validations, from 2.20), which JSON Schema cannot express.
         spec = so["spec"]
         assert spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100), ident(so)
 
 
+@pytest.mark.parametrize("release", list(KEDA_RELEASE_CRDS))
+def test_the_vendored_keda_crds_are_the_releases_they_claim(release: str) -> None:
+    crd = keda_crd(KEDA_RELEASE_CRDS[release])
+    assert crd["kind"] == "CustomResourceDefinition"
+    assert crd["metadata"]["name"] == "scaledobjects.keda.sh"
+    # The labels KEDA's release build puts on its CRDs (data/SOURCE.md).
+    assert crd["metadata"]["labels"] == {
+        "app.kubernetes.io/part-of": "keda-operator",
+        "app.kubernetes.io/version": release,
+    }
+    (v1alpha1,) = crd["spec"]["versions"]
+    assert v1alpha1["name"] == "v1alpha1"
+    assert v1alpha1["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["triggers"]
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def test_the_vendored_keda_releases_are_the_ends_of_the_readmes_claim() -> None:
+    readme = (REPO / "README.md").read_text()
+    match = re.search(r"\*\*Versions supported\*\*: KEDA (\d+\.\d+) to (\d+\.\d+)", readme)
+    assert match, "README.md no longer states the KEDA versions it supports"
+    oldest, newest = (_minor(v) for v in match.groups())
+    releases = sorted(_minor(r) for r in KEDA_RELEASE_CRDS)
+    assert (releases[0], releases[-1]) == (oldest, newest), (match.group(0), list(KEDA_RELEASE_CRDS))
+
+
+def _behavior_rules(crd: Obj) -> list[Obj]:
+    (v1alpha1,) = crd["spec"]["versions"]
+    props = v1alpha1["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    behavior = props["advanced"]["properties"]["horizontalPodAutoscalerConfig"]["properties"]["behavior"]
+    return [behavior["properties"][d]["properties"] for d in ("scaleUp", "scaleDown")]
+
+
+def test_a_field_the_oldest_keda_lacks_fails_validation(rendered: dict[str, list[Obj]]) -> None:
+    """What KEDA 2.17 would say: its CRD has no HPA `tolerance`; deploy/ sets it, so validation fails."""
+    oldest = min(KEDA_RELEASE_CRDS, key=_minor)
+    crd = keda_crd(KEDA_RELEASE_CRDS[oldest])
+    for rules in _behavior_rules(crd):
+        del rules["tolerance"]
+    validator = jsonschema.Draft7Validator(scaledobject_schema(crd=crd))
+    for so in _scaledobjects(rendered):
+        messages = [e.message for e in validator.iter_errors(so)]
+        assert any("'tolerance' was unexpected" in m for m in messages), (ident(so), messages)
+
+
+@pytest.mark.parametrize("keda", list(KEDA_CRDS))
 @pytest.mark.parametrize(
     ("path", "value"),
     [
         (("spec", "cooldownPeriods"), 30),  # a typo: unknown fields are refused
         (("spec", "fallback", "behavior"), "sometimes"),  # not in the enum
-        (("spec", "advanced", "horizontalPodAutoscalerConfig", "behavior", "scaleUp", "tolerance"), "1%"),
-        (("spec", "minReplicaCount"), -1),
+        (("spec", "advanced", "horizontalPodAutoscalerConfig", "behavior", "scaleDown", "tolerance"), "1%"),
     ],
 )
-def test_the_keda_schema_refuses_bad_scaledobjects(path: tuple[str, ...], value: Any) -> None:
+def test_every_keda_crd_refuses_bad_scaledobjects(keda: str, path: tuple[str, ...], value: Any) -> None:
     so = _one(render("scaling"), "ScaledObject", "llama")
     node = so
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
-    assert list(jsonschema.Draft7Validator(scaledobject_schema()).iter_errors(so)), path
+    validator = jsonschema.Draft7Validator(scaledobject_schema(crd=KEDA_CRDS[keda]))
+    assert list(validator.iter_errors(so)), (keda, path)
+
+
+@pytest.mark.parametrize("keda", ["main", "2.20.2"])
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("spec", "advanced", "horizontalPodAutoscalerConfig", "behavior", "scaleUp", "tolerance"), "1%"),
+        # `minimum: 0` from KEDA 2.20 on (2.18 leaves a negative count to KEDA's admission webhook)
+        (("spec", "minReplicaCount"), -1),
+    ],
+)
+def test_the_keda_schema_refuses_bad_scaledobjects(keda: str, path: tuple[str, ...], value: Any) -> None:
+    so = _one(render("scaling"), "ScaledObject", "llama")
+    node = so
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert list(jsonschema.Draft7Validator(scaledobject_schema(crd=KEDA_CRDS[keda])).iter_errors(so)), path
 
 
 # ------------------------------------------------------------------------------------ ScaledObjects
