@@ -233,13 +233,15 @@ def triton_rows(
 TRT_LLM_TOKEN_BUCKETS = (10.0, 50.0, 100.0, 500.0, 1000.0)  # nv_llm_{input,output}_token_len
 TRT_LLM_REQUEST_TYPES = ("active", "max", "scheduled", "context", "waiting")
 TRT_LLM_KV_TYPES = ("max", "free", "used", "tokens_per", "reused", "fraction")
+TRT_LLM_BATCH_TYPES = ("total_context_tokens", "generation_requests")
 
 
 def trtllm_schema(model: str) -> Schema:
     """Row layout of one Triton pod serving through the TensorRT-LLM backend (a later release, with
     ``waiting`` and ``fraction``; ../shared/metrics/REFERENCE.md): Triton's own families as
     ``triton_schema`` (the pending count stays 0: requests go to the executor at once), then the executor's
-    request types, the KV-cache blocks, and the input/output token histograms. ``trtllm_rows`` fills it."""
+    request types, the KV-cache blocks, the input/output token histograms, the in-flight batcher's
+    per-iteration gauges and the iteration counter. ``trtllm_rows`` fills it."""
     base: Labels = (("model", model), ("version", "1"))
     core = triton_schema(model)
     b = _Builder()
@@ -270,20 +272,41 @@ def trtllm_schema(model: str) -> Schema:
         cols = [Column(f"{name}_bucket", (*labels, ("le", le))) for le in les]
         cols += [Column(f"{name}_sum", labels), Column(f"{name}_count", labels)]
         b.family(name, "histogram", "TRT LLM response metrics", cols)
+    b.family(
+        "nv_trt_llm_inflight_batcher_metrics",
+        "gauge",
+        "TRT LLM inflight_batcher-specific metrics",
+        [
+            Column("nv_trt_llm_inflight_batcher_metrics", (*base, ("inflight_batcher_specific_metric", t)))
+            for t in TRT_LLM_BATCH_TYPES
+        ],
+    )
+    b.family(
+        "nv_trt_llm_general_metrics",
+        "gauge",
+        "General TRT LLM metrics",
+        [Column("nv_trt_llm_general_metrics", (*base, ("general_type", "iteration_counter")))],
+    )
     b.family("up", "gauge", "1 if the scrape succeeded.", [Column("up")])
     return b.schema()
 
 
 def trtllm_rows(
-    core: np.ndarray, requests: np.ndarray, kv: np.ndarray, tokens: list[tuple[np.ndarray, np.ndarray]]
+    core: np.ndarray,
+    requests: np.ndarray,
+    kv: np.ndarray,
+    tokens: list[tuple[np.ndarray, np.ndarray]],
+    batch: np.ndarray,
+    iterations: np.ndarray,
 ) -> np.ndarray:
     """Rows of ``trtllm_schema`` for n pods: ``triton_rows`` without its ``up`` column, request types [n, 5]
-    and KV blocks [n, 6] in the schema's order, and the input and output token histograms (per-bucket
-    counts, sums)."""
+    and KV blocks [n, 6] in the schema's order, the input and output token histograms (per-bucket counts,
+    sums), the in-flight batcher's gauges [n, 2] and the iteration counter [n, 1]."""
     parts = [core[:, :-1], requests, kv]
     for counts, sums in tokens:
         cumulative = np.cumsum(counts, axis=1)
         parts += [cumulative, sums[:, None], cumulative[:, -1:]]
+    parts += [batch, iterations]
     parts.append(np.ones((len(core), 1)))
     return np.concatenate(parts, axis=1)
 

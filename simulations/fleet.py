@@ -146,6 +146,10 @@ class Fleet:
         self.prompt_total = np.zeros(cap)
         self.success_total = np.zeros(cap)
         self.busy = np.zeros(cap)
+        # TensorRT-LLM's iteration counter, and the prompt tokens per iteration of the last step (its
+        # per-iteration total_context_tokens gauge).
+        self.iterations_total = np.zeros(cap)
+        self.context_per_iteration = np.zeros(cap)
         self.histograms = [HistogramBank(f, cap) for f in vllm_histograms(p.max_model_len)]
         first_response = HistogramFamily(
             "nv_inference_first_response_histogram_ms", TRITON_FIRST_RESPONSE_MS, ""
@@ -182,6 +186,7 @@ class Fleet:
         for h in (*self.histograms, self.first_response_ms, *self.trt_tokens):
             h.reset(slot)
         self.busy[slot] = 0.0
+        self.iterations_total[slot] = self.context_per_iteration[slot] = 0.0
         return slot
 
     @property
@@ -298,6 +303,7 @@ class Fleet:
         self._route(t_s, dt_s)
         self.gpu_seconds += self.holding * self.config.profile.gpus_per_replica * dt_s
         self.busy[:] = 0.0
+        self.context_per_iteration[:] = 0.0
         if not len(self.active):
             return
         p = self.config.profile
@@ -329,6 +335,10 @@ class Fleet:
         self.busy[:used] = out.busy_fraction
         self.gen_total[:used] += out.generated_tokens
         self.prompt_total[:used] += out.prompt_tokens
+        self.iterations_total[:used] += out.iterations
+        self.context_per_iteration[:used] = np.divide(
+            out.prompt_tokens, out.iterations, out=np.zeros(used), where=out.iterations > 0
+        )
         h = self.histograms
         tokens = np.concatenate([out.tokens_mixed, out.tokens_decode])
         has = np.flatnonzero(tokens > 0)
@@ -447,7 +457,9 @@ class Fleet:
             [blocks, blocks - used, used, np.full(n, tokens_per_block), np.zeros(n), used / blocks]
         )
         tokens = [(h.counts[slots], h.sums[slots]) for h in self.trt_tokens]
-        return trtllm_rows(core, requests, kv, tokens)
+        # total_context_tokens, generation_requests (the sequences in the batch); iteration_counter
+        batch = np.column_stack([self.context_per_iteration[slots], running])
+        return trtllm_rows(core, requests, kv, tokens, batch, self.iterations_total[slots][:, None])
 
     def _waiting_running(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not len(self.active):

@@ -91,6 +91,8 @@ class StepOutcome:
     itl_decode_s: np.ndarray
     tokens_mixed: np.ndarray
     tokens_decode: np.ndarray
+    # Per replica: engine iterations run (an executor with nothing in its batch does not iterate).
+    iterations: np.ndarray
 
 
 def serve(
@@ -199,4 +201,5 @@ def serve(
         itl_decode_s=iter_decode,
         tokens_mixed=tokens_mixed,
         tokens_decode=tokens_decode,
+        iterations=np.where(batch > 0, decode_iters, mixed_iters),
     )

@@ -138,7 +138,7 @@ class ScrapeStore:
     # Per (target, window) at one evaluation time: the whole row, instant or as rates, shared by the queries
     # of one refresh (they ask for different columns of the same samples).
     _rows_t: float = math.nan
-    _rows: dict[tuple[int, float | None, bool], np.ndarray | None] = field(default_factory=dict)
+    _rows: dict[tuple[int, float | None, str], np.ndarray | None] = field(default_factory=dict)
     _fleet_version: int = -1
     _collects: int = 0
 
@@ -274,7 +274,7 @@ class ScrapeStore:
             sel = self._selection(state, tg)
             if sel is None:
                 continue
-            row = self._row(tg, window, state.spec.op == Op.LAST_OVER_TIME, t_s)
+            row = self._row(tg, window, state.spec.op, t_s)
             if row is not None:
                 v = row[sel.cols]
                 present = ~np.isnan(v)  # NaN: absent from a failed scrape (the pods never export NaN)
@@ -284,13 +284,14 @@ class ScrapeStore:
             return []
         return self._aggregate(state, np.concatenate(values), np.concatenate(groups))
 
-    def _row(self, tg: ScrapeTarget, window_s: float | None, last: bool, t_s: float) -> np.ndarray | None:
+    def _row(self, tg: ScrapeTarget, window_s: float | None, op: Op, t_s: float) -> np.ndarray | None:
         """Every series of ``tg`` at ``t_s``: the instant selection, ``rate`` over ``window_s``, or with
-        ``last`` the last sample within it (``last_over_time``); None when it has no value then (stale, no
-        sample in the window, or fewer than two for a rate)."""
+        ``last_over_time`` the last sample within it, with ``avg_over_time`` their mean; None when it has no
+        value then (stale, no sample in the window, or fewer than two for a rate)."""
         if t_s != self._rows_t:
             self._rows_t, self._rows = t_s, {}
-        key = (id(tg), window_s, last)
+        last = op == Op.LAST_OVER_TIME
+        key = (id(tg), window_s, op.value if op in (Op.LAST_OVER_TIME, Op.SUM_AVG_OVER_TIME) else "")
         if key in self._rows:
             return self._rows[key]
         times = tg.times
@@ -303,6 +304,15 @@ class ScrapeStore:
             i = bisect.bisect_right(times, t_s) - 1
             if i >= 0 and times[i] >= t_s - window_s:  # staleness does not end a range selection
                 out = tg.rows[i]
+        elif op == Op.SUM_AVG_OVER_TIME:
+            lo = bisect.bisect_left(times, t_s - window_s)
+            hi = bisect.bisect_right(times, t_s)
+            if hi > lo:
+                inside = np.vstack([tg.rows[i] for i in range(lo, hi)])
+                seen = ~np.isnan(inside)
+                counts = seen.sum(axis=0)
+                mean = np.where(seen, inside, 0.0).sum(axis=0) / np.maximum(counts, 1)
+                out = np.where(counts > 0, mean, np.nan)
         else:
             lo = max(bisect.bisect_left(times, t_s - window_s), tg.failed)
             hi = bisect.bisect_right(times, t_s) - 1

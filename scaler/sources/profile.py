@@ -79,6 +79,11 @@ class BackendProfile:
     # from ``active - scheduled``), and the KV-cache blocks (``fraction``, or ``used / max`` without it).
     request_types: LabelledGauge | None = None
     kv_blocks: LabelledGauge | None = None
+    # TensorRT-LLM: a monotonic gauge of executor iterations (its rate is iterations/s, so one iteration,
+    # the step, is 1 / rate), and the per-iteration gauges of the batch (prompt tokens in it, requests
+    # decoding): times iterations/s, the token throughput of a release without the token-length histograms.
+    iteration_counter: LabelledGauge | None = None
+    batch_tokens: LabelledGauge | None = None
     # Only the models that export the presence metric are this Deployment's when no ``model`` is set (a
     # TensorRT-LLM ensemble's preprocessing and postprocessing models report requests and latency too).
     models_from_presence: bool = False
@@ -159,6 +164,9 @@ TRITON = BackendProfile(
 # executor holds (older: active alone, which includes the unscheduled).
 TRT_LLM_REQUESTS = "nv_trt_llm_request_metrics"
 TRT_LLM_KV_BLOCKS = "nv_trt_llm_kv_cache_block_metrics"
+TRT_LLM_GENERAL = "nv_trt_llm_general_metrics"
+TRT_LLM_BATCH = "nv_trt_llm_inflight_batcher_metrics"
+TRT_LLM_ITERATIONS = f'{TRT_LLM_GENERAL}{{general_type="iteration_counter"}}'
 TRITON_TRTLLM = BackendProfile(
     backend=Backend.TRITON,
     model_label="model",
@@ -181,6 +189,10 @@ TRITON_TRTLLM = BackendProfile(
     shape="Triton TensorRT-LLM (in-flight batching)",
     request_types=LabelledGauge(TRT_LLM_REQUESTS, "request_type", ("waiting", "active", "scheduled")),
     kv_blocks=LabelledGauge(TRT_LLM_KV_BLOCKS, "kv_cache_block_type", ("fraction", "used", "max")),
+    iteration_counter=LabelledGauge(TRT_LLM_GENERAL, "general_type", ("iteration_counter",)),
+    batch_tokens=LabelledGauge(
+        TRT_LLM_BATCH, "inflight_batcher_specific_metric", ("total_context_tokens", "generation_requests")
+    ),
     models_from_presence=True,
     sources=(
         (
@@ -190,8 +202,18 @@ TRITON_TRTLLM = BackendProfile(
         ),
         ("running", f'{TRT_LLM_REQUESTS}{{request_type="active"}}; without "waiting": "scheduled"'),
         ("waiting", f'{TRT_LLM_REQUESTS}{{request_type="waiting"}}; without it: active - scheduled'),
-        ("tokens", "rate(nv_llm_output_token_len_sum) + rate(nv_llm_input_token_len_sum)"),
+        (
+            "tokens",
+            "rate(nv_llm_output_token_len_sum) + rate(nv_llm_input_token_len_sum); a pod without them (an "
+            f"older release): avg_over_time({TRT_LLM_BATCH}{{inflight_batcher_specific_metric="
+            '"total_context_tokens"}) prompt and "generation_requests" generated tokens per iteration, '
+            f"times rate({TRT_LLM_ITERATIONS}) iterations/s",
+        ),
         ("requests", "rate(nv_llm_input_token_len_count)"),
+        (
+            "step",
+            f"1 / rate({TRT_LLM_ITERATIONS}) per pod (one executor iteration), mean over the Ready pods",
+        ),
         ("kv_cache", f'{TRT_LLM_KV_BLOCKS}{{kv_cache_block_type="fraction"}}; without it: used / max'),
         (
             "latency",

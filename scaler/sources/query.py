@@ -201,6 +201,17 @@ def _engine_specs(
         out.append(("request_types", _labelled_spec(prof.request_types, prof, ns, by)))
     if prof.kv_blocks is not None:
         out.append(("kv_blocks", _labelled_spec(prof.kv_blocks, prof, ns, by)))
+    if prof.iteration_counter is not None:
+        # A gauge, but monotonic (the executor's iteration count), so rate() reads iterations/s.
+        it = prof.iteration_counter
+        spec = QuerySpec(Op.SUM_RATE, (it.metric,), (*ns, it.matcher()), by, window=rate_window, dedupe=once)
+        out.append(("iterations", spec))
+    if prof.batch_tokens is not None:
+        # Per-iteration gauges, averaged over the rate window (one sample is one iteration of many).
+        batch = replace(
+            _labelled_spec(prof.batch_tokens, prof, ns, by), op=Op.SUM_AVG_OVER_TIME, window=rate_window
+        )
+        out.append(("batch", batch))
     return out
 
 
@@ -410,6 +421,31 @@ def reduce_signals(
 
     step_sum, step_count = total(f"{backend}:step:sum"), total(f"{backend}:step:count")
     step = step_sum / step_count if step_sum is not None and step_count else None
+    prompt, generation = counter_rate(prof.prompt_counter), counter_rate(prof.generation_counter)
+    if prof.iteration_counter is not None and prof.batch_tokens is not None:
+        counted = {
+            s.labels["pod"]
+            for i in range(len(prof.throughput_counters))
+            for s in _finite(mine(f"{backend}:throughput:{i}"))
+        }
+        it = iteration_rates(
+            mine(f"{backend}:iterations"),
+            mine(f"{backend}:batch"),
+            prof.batch_tokens.label,
+            ready_pods,
+            counted,
+        )
+        if it.step_s is not None:
+            step = it.step_s
+            sources["source:step"] += f" ({it.step_s * 1e3:.1f} ms over {it.step_pods} pod(s))"
+        if it.token_pods:
+            prompt = (prompt or 0.0) + it.prompt_per_s
+            generation = (generation or 0.0) + it.generation_per_s
+            tokens = (tokens or 0.0) + it.prompt_per_s + it.generation_per_s
+            sources["source:tokens"] += (
+                f" (used for {it.token_pods} pod(s) without nv_llm_input_token_len: "
+                f"{it.prompt_per_s:.0f} prompt + {it.generation_per_s:.0f} generated tokens/s)"
+            )
 
     gpu: float | None = None
     if cfg.target_gpu_util_percent is not None:
@@ -465,8 +501,8 @@ def reduce_signals(
         kv_cache_fraction=kv,
         source_notes=sources,
         requests_per_s=total(f"{backend}:requests"),
-        prompt_tokens_per_s=counter_rate(prof.prompt_counter),
-        generation_tokens_per_s=counter_rate(prof.generation_counter),
+        prompt_tokens_per_s=prompt,
+        generation_tokens_per_s=generation,
         step_s=step,
         latency_attainment=attained,
         latency_requests=seen,
@@ -571,6 +607,52 @@ def _request_types(samples: Sequence[Sample], label: str) -> tuple[float | None,
         else ""
     )
     return running, waiting, note
+
+
+@dataclass(frozen=True)
+class IterationRates:
+    """What TensorRT-LLM's iteration counter and per-iteration batch gauges say: the step (one executor
+    iteration, mean over the Ready pods that iterated), and the prompt and generated tokens/s of the pods
+    without the token-length histograms (``token_pods`` of them)."""
+
+    step_s: float | None
+    step_pods: int
+    prompt_per_s: float
+    generation_per_s: float
+    token_pods: int
+
+
+def iteration_rates(
+    iterations: Sequence[Sample],
+    batch: Sequence[Sample],
+    label: str,
+    ready: Iterable[str],
+    counted: Iterable[str] = (),
+) -> IterationRates:
+    """Per pod: iterations/s is the rate of the iteration counter, the step its inverse (mean over the Ready
+    pods with a positive rate); a pod not in ``counted`` (no token counters: an older release) makes
+    ``total_context_tokens`` x iterations/s prompt and ``generation_requests`` x iterations/s generated
+    tokens/s (one token per decoding request per iteration), summed over those pods. Worked example: 50
+    iterations/s, 400 context tokens and 16 decoding requests per iteration: step 1 / 50 = 20 ms, 20,000
+    prompt and 800 generated tokens/s."""
+    per_s: dict[str, float] = defaultdict(float)
+    for s in _finite(iterations):
+        per_s[s.labels.get("pod", "")] += s.value
+    per_batch: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for s in _finite(batch):
+        per_batch[s.labels.get("pod", "")][s.labels.get(label, "")] += s.value
+    ready_set, counted_set = set(ready), set(counted)
+    steps = [1.0 / r for pod, r in per_s.items() if r > 0 and pod in ready_set]
+    prompt = generation = 0.0
+    pods = 0
+    for pod, rate in per_s.items():
+        if pod in counted_set or pod not in per_batch:
+            continue
+        pods += 1
+        prompt += per_batch[pod].get("total_context_tokens", 0.0) * rate
+        generation += per_batch[pod].get("generation_requests", 0.0) * rate
+    step = sum(steps) / len(steps) if steps else None
+    return IterationRates(step, len(steps), prompt, generation, pods)
 
 
 def _kv_fraction(samples: Sequence[Sample], label: str) -> tuple[float | None, str]:
@@ -705,8 +787,8 @@ def plan_history(targets: Sequence[Target], rate_window: str) -> QueryPlan:
             rate = QuerySpec(Op.RATE, (counter,), ns, window=rate_window, dedupe=once)
             plan.add_spec(f"history:{backend}:throughput:{i}", _by_replicaset(rate, prof.model_label))
         for kind, spec in _engine_specs(prof, ns, per_pod, rate_window):
-            if kind == "kv_blocks":
-                continue  # a guard on the present only
+            if kind in ("kv_blocks", "batch"):
+                continue  # a guard on the present only; per-iteration gauges need the per-pod product
             extra = (prof.request_types.label,) if kind == "request_types" and prof.request_types else ()
             plan.add_spec(f"history:{backend}:{kind}", _by_replicaset(spec, prof.model_label, *extra))
         metrics = {
@@ -848,13 +930,17 @@ def reduce_history(
     )
     if tokens is not None:
         history[Measure.TOKENS] = tokens
+    # Pods that answered their scrape: the Ready replicas (a loading pod's scrape fails, up == 0).
+    replicas = _sum_series(mine("history:replicas", model_filter=False))
     step = _ratio(
         _sum_series(mine(f"history:{backend}:step:sum")), _sum_series(mine(f"history:{backend}:step:count"))
     )
+    if step is None and prof.iteration_counter is not None:
+        # TensorRT-LLM: Ready replicas / the fleet's iterations/s, the step of a replica at the fleet's mean
+        # iteration rate (20 ms for 3 replicas at 150 iterations/s).
+        step = _ratio(replicas, _sum_series(mine(f"history:{backend}:iterations")))
     if step is not None:
         history[Measure.STEP_S] = step
-    # Pods that answered their scrape: the Ready replicas (a loading pod's scrape fails, up == 0).
-    replicas = _sum_series(mine("history:replicas", model_filter=False))
     if replicas is not None:
         history[Measure.REPLICAS] = replicas
         history[Measure.READY] = replicas

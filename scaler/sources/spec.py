@@ -14,6 +14,7 @@ The operations are the few shapes the plans use:
 | ``SUM_RATE`` | ``sum by (by) (rate(counter{matchers}[window]))`` |
 | ``HISTOGRAM_RATE`` | ``sum by (by, le) (rate(histogram_bucket{matchers}[window]))``: bucket rates |
 | ``LAST_OVER_TIME`` | ``last_over_time(metric{matchers}[window])``: the last sample within a bound |
+| ``SUM_AVG_OVER_TIME`` | ``sum by (by) (avg_over_time(gauge{matchers}[window]))``: a gauge's window mean |
 
 ``dedupe`` puts ``max by (dedupe) (...)`` between the function and the aggregation: each of a pod's own
 series once, however many scrape jobs read it (``query.once_per_pod``). ``regroup`` wraps the whole as
@@ -37,11 +38,19 @@ class Op(StrEnum):
     SUM_RATE = "sum_rate"
     HISTOGRAM_RATE = "histogram_rate"
     LAST_OVER_TIME = "last_over_time"
+    SUM_AVG_OVER_TIME = "sum_avg_over_time"
 
 
-AGGREGATIONS = {Op.SUM: "sum", Op.MAX: "max", Op.COUNT: "count", Op.SUM_RATE: "sum", Op.HISTOGRAM_RATE: "sum"}
+AGGREGATIONS = {
+    Op.SUM: "sum",
+    Op.MAX: "max",
+    Op.COUNT: "count",
+    Op.SUM_RATE: "sum",
+    Op.HISTOGRAM_RATE: "sum",
+    Op.SUM_AVG_OVER_TIME: "sum",
+}
 RATES = (Op.RATE, Op.SUM_RATE, Op.HISTOGRAM_RATE)
-RANGE_FUNCTIONS = (*RATES, Op.LAST_OVER_TIME)  # the ops that take a window
+RANGE_FUNCTIONS = (*RATES, Op.LAST_OVER_TIME, Op.SUM_AVG_OVER_TIME)  # the ops that take a window
 MATCH_OPS = ("=", "!=", "=~", "!~")
 
 
@@ -162,6 +171,8 @@ def render(spec: QuerySpec) -> str:
         expr = f"rate({expr}[{spec.window}])"
     elif spec.op == Op.LAST_OVER_TIME:
         expr = f"last_over_time({expr}[{spec.window}])"
+    elif spec.op == Op.SUM_AVG_OVER_TIME:
+        expr = f"avg_over_time({expr}[{spec.window}])"
     if spec.dedupe is not None:
         expr = f"max by ({', '.join(spec.dedupe)}) ({expr})"
     agg = AGGREGATIONS.get(spec.op)

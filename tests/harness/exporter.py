@@ -58,6 +58,10 @@ class FakePod:
     # neither (its "active" holds the waiting ones too, "scheduled" the running).
     trtllm_release: str = "new"
     kv_cache_fraction: float = 0.25
+    # TensorRT-LLM executor iterations per second (nv_trt_llm_general_metrics{general_type=
+    # "iteration_counter"}, a monotonic gauge); each iteration's batch holds prompt_tokens_per_s /
+    # iterations_per_s context tokens (total_context_tokens) and ``running`` decoding requests.
+    iterations_per_s: float = 0.0
     _t0: float = field(default_factory=time.time)
     _base: dict[str, float] = field(default_factory=dict)
 
@@ -68,7 +72,7 @@ class FakePod:
     def set(self, **changes: object) -> None:
         """Change values; counters keep their accumulated totals (no spurious reset)."""
         now = time.time()
-        for key in ("gen", "prompt", "req"):
+        for key in ("gen", "prompt", "req", "iter"):
             self._base[key] = self._counter(key, self._rate(key), now)
         for name in ("e2e", "ttft"):
             bounds = (*VLLM_E2E_BUCKETS_S, *VLLM_TTFT_BUCKETS_S, *TRITON_FIRST_RESPONSE_MS_BUCKETS, math.inf)
@@ -85,6 +89,7 @@ class FakePod:
             "gen": self.generation_tokens_per_s,
             "prompt": self.prompt_tokens_per_s,
             "req": self.requests_per_s,
+            "iter": self.iterations_per_s,
         }[key]
 
     def _bucket(self, name: str, le: float, now: float, seconds: bool = False) -> float:
@@ -155,10 +160,16 @@ class FakePod:
             f'nv_trt_llm_kv_cache_block_metrics{{kv_cache_block_type="{k}",{lb}}} {v}' for k, v in kv.items()
         ]
         out.append("# TYPE nv_trt_llm_inflight_batcher_metrics gauge")
-        for k, v in (("total_context_tokens", 0.0), ("generation_requests", self.running)):
+        per_iteration = self.prompt_tokens_per_s / self.iterations_per_s if self.iterations_per_s > 0 else 0.0
+        for k, v in (("total_context_tokens", per_iteration), ("generation_requests", self.running)):
             out.append(
                 f'nv_trt_llm_inflight_batcher_metrics{{inflight_batcher_specific_metric="{k}",{lb}}} {v}'
             )
+        # Both generations: the iteration count (a gauge that only grows) and the iteration's time stamp.
+        out.append("# TYPE nv_trt_llm_general_metrics gauge")
+        iterations = self._counter("iter", self.iterations_per_s, now) - 1000.0
+        for k, v in (("iteration_counter", iterations), ("timestamp", now * 1e6)):
+            out.append(f'nv_trt_llm_general_metrics{{general_type="{k}",{lb}}} {v}')
         if not new:
             return out
         requests = self._counter("req", self.requests_per_s, now)

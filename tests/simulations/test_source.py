@@ -168,7 +168,8 @@ def test_every_metric_a_backend_profile_names_is_exported(prof: BackendProfile, 
     # Adding a signal to a profile needs only that the simulated pods export the metric it reads.
     names = {prof.presence_metric, *prof.queue_metrics, *prof.throughput_counters}
     names |= {m for m in (prof.running_metric, prof.waiting_metric, prof.requests_counter) if m is not None}
-    names |= {g.metric for g in (prof.request_types, prof.kv_blocks) if g is not None}
+    gauges = (prof.request_types, prof.kv_blocks, prof.iteration_counter, prof.batch_tokens)
+    names |= {g.metric for g in gauges if g is not None}
     if prof.step_histogram is not None:
         names |= {f"{prof.step_histogram}_sum", f"{prof.step_histogram}_count"}
     for sources in prof.latency.values():

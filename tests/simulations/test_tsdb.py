@@ -113,13 +113,24 @@ def _key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 
 @pytest.mark.integration
-def test_evaluator_agrees_with_prometheus_on_the_same_samples(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("profile", "shape"),
+    [
+        ("llama70b-h100x4", {}),
+        # TensorRT-LLM: its request types, KV blocks, token histograms, the iteration counter's rate and the
+        # per-iteration batch gauges' avg_over_time
+        ("triton-trtllm-llama70b-fp8-h100x4", {"backend": "triton", "tritonBackend": "tensorrtllm"}),
+    ],
+)
+def test_evaluator_agrees_with_prometheus_on_the_same_samples(
+    tmp_path: Path, profile: str, shape: dict[str, str]
+) -> None:
     promtool = require_binary("promtool", "the agreement test backfills a TSDB with it (Debian: prometheus)")
     require_binary("prometheus", "the agreement test queries a real Prometheus (Debian: prometheus)")
     # Two always-on replicas (no pod comes or goes: OpenMetrics cannot carry staleness markers) serving ten
     # minutes of the conversation trace.
     trace = Trace("conv", *_conv_slice())
-    sim = SimSettings(profile=profile_named("llama70b-h100x4"), tail_s=30.0, warmup_s=0.0)
+    sim = SimSettings(profile=profile_named(profile), tail_s=30.0, warmup_s=0.0)
     run = simulate(trace, make_policy("static-peak", sim, trace, {"replicas": "2"}), sim, keep_scrapes=True)
     om = tmp_path / "run.om"
     write_openmetrics({"static-peak": run}, om)
@@ -133,10 +144,10 @@ def test_evaluator_agrees_with_prometheus_on_the_same_samples(tmp_path: Path) ->
     )
     prom.start()
     try:
-        meta = {"latencySloSeconds": "1", "targetGpuUtilization": "80"}
-        sim_targets = [_target("sim", **meta), _target("sim", latencySloSeconds="1", latencyMetric="ttft")]
-        real_targets = [_target("sim-static-peak", **meta)]
-        real_targets.append(_target("sim-static-peak", latencySloSeconds="1", latencyMetric="ttft"))
+        meta = {"latencySloSeconds": "1", "targetGpuUtilization": "80", **shape}
+        ttft = {"latencySloSeconds": "1", "latencyMetric": "ttft", **shape}
+        sim_targets = [_target("sim", **meta), _target("sim", **ttft)]
+        real_targets = [_target("sim-static-peak", **meta), _target("sim-static-peak", **ttft)]
         sim_plan = [*plan_queries(sim_targets, "1m").queries, _gateway()]
         real_plan = [*plan_queries(real_targets, "1m").queries, _gateway(real=True)]
         compared = 0

@@ -4,6 +4,8 @@ a client from KEDA's upstream proto, and the refresh's signals read by ``Prometh
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -49,7 +51,13 @@ def _trt_pods(deployment: str, release: str, waiting: float, running: float, **k
 
 @pytest.fixture(scope="module")
 def pods(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[list[FakePod]]:
-    busy = {"requests_per_s": 2.0, "prompt_tokens_per_s": 2000.0, "generation_tokens_per_s": 400.0}
+    busy = {
+        "requests_per_s": 2.0,
+        "prompt_tokens_per_s": 2000.0,
+        "generation_tokens_per_s": 400.0,
+        # 50 executor iterations/s (a 20 ms step), 2000 / 50 = 40 context tokens per iteration
+        "iterations_per_s": 50.0,
+    }
     added = [
         # 3 pods, each 40 waiting and 24 running in the executor, Triton's pending count 0
         *_trt_pods("trt", "new", 40, 24, kv_cache_fraction=0.5, **busy),
@@ -157,7 +165,9 @@ def _observe(prometheus: PrometheusProcess, deployment: str, **extra: str) -> An
     return obs, target
 
 
-# (deployment, shape, running, waiting, queue, KV fraction, tokens/s, waiting's source says)
+# (deployment, shape, running, waiting, queue, KV fraction, tokens/s, waiting's source says). The older
+# release has no token-length histograms: per pod 40 context tokens x 50 iterations/s = 2000 prompt and 24
+# decoding requests x 50 = 1200 generated tokens/s, x 3 pods = 9600.
 SIGNALS = [
     ("trt", "Triton TensorRT-LLM", 72.0, 120.0, 192.0, 0.5, 7200.0, 'request_type="waiting"'),
     (
@@ -167,7 +177,7 @@ SIGNALS = [
         120.0,
         192.0,
         0.5,
-        None,
+        9600.0,
         "active - scheduled, running = scheduled",
     ),
     ("tvllm", "Triton vLLM backend", None, None, 0.0, None, 4800.0, None),
@@ -228,3 +238,37 @@ def test_read_as_generic_the_tensorrt_llm_queue_is_invisible(
     # shape sees no queue and does not scale up (it answered 2 before the TensorRT-LLM shape existed).
     meta = {**TRT, "deployment": "trt", "tritonBackend": "generic"}
     assert _replicas(stub, keda_pb, "trt-generic", meta) <= 3
+
+
+@pytest.mark.parametrize(
+    ("deployment", "prompt", "generation", "fallback"),
+    [("trt", 6000.0, 1200.0, False), ("trtold", 6000.0, 3600.0, True)],
+)
+def test_explain_shows_tokens_and_the_step_from_the_iteration_counter(
+    pods: list[FakePod],
+    prometheus: PrometheusProcess,
+    deployment: str,
+    prompt: float,
+    generation: float,
+    fallback: bool,
+) -> None:
+    # 50 iterations/s per pod: a 20 ms step in both releases. The newer one's tokens are its histograms'
+    # (2000 prompt + 400 generated per pod); the older one's are 40 context tokens and 24 decoding requests
+    # per iteration x 50 iterations/s (2000 + 1200 per pod), x 3 pods.
+    obs, target = _observe(prometheus, deployment, targetTokensPerSecondPerReplica="1000")
+    s = obs.signals
+    assert s.step_s == pytest.approx(0.020, rel=0.1)
+    assert s.prompt_tokens_per_s == pytest.approx(prompt, rel=0.1)
+    assert s.generation_tokens_per_s == pytest.approx(generation, rel=0.1)
+    text = describe(decide(s, obs.state, target.config, 0.0))
+    # "  tokens   9.6e+03 /s     1e+03 /s per replica     asks 10   ok": 9600 tokens/s at 1000 per replica
+    tokens_line = next(line for line in text.splitlines() if line.strip().startswith("tokens "))
+    assert float(tokens_line.split()[1]) == pytest.approx(prompt + generation, rel=0.1), tokens_line
+    assert f"asks {math.ceil((prompt + generation) / 1000)} " in tokens_line, tokens_line
+    step_line = next(line for line in text.splitlines() if "source:step" in line)
+    assert 'nv_trt_llm_general_metrics{general_type="iteration_counter"}' in step_line
+    assert re.search(r"\((19|20|21)\.\d ms over 3 pod\(s\)\)", step_line), step_line
+    tokens_source = next(line for line in text.splitlines() if "source:tokens" in line)
+    assert ("used for 3 pod(s) without nv_llm_input_token_len" in tokens_source) == fallback, tokens_source
+    if fallback:
+        assert "total_context_tokens" in tokens_source

@@ -22,6 +22,7 @@ from scaler.sources.query import (
     index_history,
     index_instant,
     index_kube_state,
+    iteration_rates,
     plan_history,
     plan_kube_state,
     plan_queries,
@@ -88,7 +89,9 @@ def test_queries_are_confined_to_the_namespaces_served() -> None:
 # queries became QuerySpecs: rendering the specs must not change a character Prometheus receives
 # (tests/scaler/sources and tests/reliability run these against a real Prometheus). Issue 13 added the
 # Triton TensorRT-LLM and vLLM-backend shapes' queries (triton-trtllm:*, triton-vllm:*); every older line
-# is as it was.
+# is as it was. The TensorRT-LLM iteration counter and batch gauges added three triton-trtllm lines
+# (iterations, batch, history iterations), nothing else: regenerate by writing ``got`` below as JSON
+# (indent 1) and check the diff adds only such lines.
 GOLDEN = json.loads((Path(__file__).parent / "promql_golden.json").read_text())
 
 
@@ -525,3 +528,104 @@ def test_auto_costs_no_query_per_scaledobject() -> None:
     one = plan_queries([_target("ns", "t0", backend="triton")], "1m").queries
     many = plan_queries([_target("ns", f"t{i}", backend="triton") for i in range(500)], "1m").queries
     assert len(one) == len(many)
+
+
+def _it(pod: str, per_s: float) -> Sample:
+    return _s(per_s, namespace="ns", pod=pod, model="tensorrt_llm")
+
+
+def _batch(pod: str, context: float, decoding: float) -> list[Sample]:
+    at = {"namespace": "ns", "pod": pod, "model": "tensorrt_llm"}
+    label = "inflight_batcher_specific_metric"
+    return [
+        _s(context, **at, **{label: "total_context_tokens"}),
+        _s(decoding, **at, **{label: "generation_requests"}),
+    ]
+
+
+LABEL = "inflight_batcher_specific_metric"
+
+
+@pytest.mark.parametrize(
+    ("iterations", "batch", "ready", "counted", "step_ms", "prompt", "generation", "token_pods"),
+    [
+        # 50 iterations/s with 400 context tokens and 16 decoding requests per iteration: step 1/50 = 20 ms,
+        # 400 x 50 = 20,000 prompt and 16 x 50 = 800 generated tokens/s
+        ({"a": 50.0}, {"a": (400, 16)}, {"a"}, set(), 20.0, 20_000.0, 800.0, 1),
+        # two pods, 50 and 25 iterations/s: step mean(20, 40) = 30 ms; tokens 400 x 50 + 200 x 25 = 25,000
+        ({"a": 50.0, "b": 25.0}, {"a": (400, 0), "b": (200, 0)}, {"a", "b"}, set(), 30.0, 25_000.0, 0.0, 2),
+        # b is not Ready (loading): its 10 iterations/s (100 ms) are not in the step, its tokens still count
+        ({"a": 50.0, "b": 10.0}, {"a": (400, 0), "b": (100, 0)}, {"a"}, set(), 20.0, 21_000.0, 0.0, 2),
+        # b exports the token-length histograms (a newer release): its tokens come from them, not from here
+        ({"a": 50.0, "b": 50.0}, {"a": (400, 0), "b": (400, 0)}, {"a", "b"}, {"b"}, 20.0, 20_000.0, 0.0, 1),
+        # idle: the counter does not advance, no step; 0 tokens/s is a reading, not a missing one
+        ({"a": 0.0}, {"a": (0, 0)}, {"a"}, set(), None, 0.0, 0.0, 1),
+        # a NaN rate is no reading
+        ({"a": math.nan}, {"a": (400, 16)}, {"a"}, set(), None, 0.0, 0.0, 0),
+    ],
+)
+def test_tensorrt_llm_step_and_tokens_from_the_iteration_counter(
+    iterations: dict[str, float],
+    batch: dict[str, tuple[float, float]],
+    ready: set[str],
+    counted: set[str],
+    step_ms: float | None,
+    prompt: float,
+    generation: float,
+    token_pods: int,
+) -> None:
+    it = iteration_rates(
+        [_it(p, v) for p, v in iterations.items()],
+        [x for p, (c, d) in batch.items() for x in _batch(p, c, d)],
+        LABEL,
+        ready,
+        counted,
+    )
+    assert it.step_s == (pytest.approx(step_ms / 1e3) if step_ms is not None else None)
+    assert (it.prompt_per_s, it.generation_per_s, it.token_pods) == (
+        pytest.approx(prompt),
+        pytest.approx(generation),
+        token_pods,
+    )
+
+
+def test_an_older_tensorrt_llm_release_reads_tokens_and_step_from_iterations() -> None:
+    # No nv_llm_*_token_len histograms (no throughput samples): 50 iterations/s, 400 context tokens and 16
+    # decoding requests per iteration give 20,000 + 800 tokens/s and a 20 ms step, and explain says so.
+    pod = "trt-bc4d5-hhhhh"
+    results = _trt({"active": 64, "scheduled": 24}, {"used": 3, "max": 4}, pod)
+    results["triton-trtllm:iterations"] = [_it(pod, 50.0)]
+    results["triton-trtllm:batch"] = _batch(pod, 400, 16)
+    s = reduce_signals(_target("ns", "trt", backend="triton"), results)
+    assert s.prompt_tokens_per_s == pytest.approx(20_000.0)
+    assert s.generation_tokens_per_s == pytest.approx(800.0)
+    assert s.tokens_per_s == pytest.approx(20_800.0)
+    assert s.step_s == pytest.approx(0.020)
+    assert "20.0 ms over 1 pod(s)" in s.source_notes["source:step"]
+    assert 'general_type="iteration_counter"' in s.source_notes["source:step"]
+    assert "used for 1 pod(s) without nv_llm_input_token_len" in s.source_notes["source:tokens"]
+    assert "total_context_tokens" in s.source_notes["source:tokens"]
+    # A newer release: the histograms' rates are the tokens (not added twice), the step still from iterations
+    at = {"namespace": "ns", "pod": pod, "model": "tensorrt_llm"}
+    results["triton-trtllm:throughput:0"] = [_s(400.0, **at)]  # output tokens
+    results["triton-trtllm:throughput:1"] = [_s(2000.0, **at)]  # input tokens
+    s = reduce_signals(_target("ns", "trt", backend="triton"), results)
+    assert (s.prompt_tokens_per_s, s.generation_tokens_per_s, s.tokens_per_s) == (2000.0, 400.0, 2400.0)
+    assert s.step_s == pytest.approx(0.020)
+    assert "used for" not in s.source_notes["source:tokens"]
+
+
+def test_tensorrt_llm_step_history_is_ready_replicas_over_the_fleets_iterations() -> None:
+    # 3 Ready replicas at 150 iterations/s in all: 20 ms; 2 at 40/s: 50 ms
+    t = _target("ns", "trt", backend="triton", tritonBackend="tensorrtllm")
+    prefix = {"namespace": "ns", "pod_prefix": "trt-bc4d5-"}
+    results = {
+        "history:replicas": [RangeSample(prefix, (0.0, 15.0), (3.0, 2.0))],
+        "history:triton-trtllm:iterations": [
+            RangeSample({**prefix, "model": "tensorrt_llm"}, (0.0, 15.0), (150.0, 40.0))
+        ],
+    }
+    history, _ = reduce_history(t, results)
+    step = history[Measure.STEP_S]
+    assert tuple(step.times_s) == (0.0, 15.0)
+    assert tuple(step.values) == pytest.approx((0.020, 0.050))
