@@ -95,20 +95,24 @@ class BackendProfile:
         return self.requests_counter is not None and self.prompt_counter is not None
 
 
+# vLLM's latency histograms, the same whether vLLM serves alone or as Triton's vLLM backend.
+_VLLM_LATENCY: dict[LatencyMetric, tuple[LatencySource, ...]] = {
+    LatencyMetric.E2E: (
+        LatencySource(LatencyKind.HISTOGRAM, "vllm:e2e_request_latency_seconds_bucket", 1.0),
+    ),
+    LatencyMetric.TTFT: (
+        LatencySource(LatencyKind.HISTOGRAM, "vllm:time_to_first_token_seconds_bucket", 1.0),
+    ),
+}
+
+
 VLLM = BackendProfile(
     backend=Backend.VLLM,
     model_label="model_name",
     presence_metric="vllm:num_requests_running",
     queue_metrics=("vllm:num_requests_waiting", "vllm:num_requests_running"),
     throughput_counters=("vllm:generation_tokens_total", "vllm:prompt_tokens_total"),
-    latency={
-        LatencyMetric.E2E: (
-            LatencySource(LatencyKind.HISTOGRAM, "vllm:e2e_request_latency_seconds_bucket", 1.0),
-        ),
-        LatencyMetric.TTFT: (
-            LatencySource(LatencyKind.HISTOGRAM, "vllm:time_to_first_token_seconds_bucket", 1.0),
-        ),
-    },
+    latency=_VLLM_LATENCY,
     series_labels=("engine",),
     running_metric="vllm:num_requests_running",
     waiting_metric="vllm:num_requests_waiting",
@@ -232,14 +236,7 @@ TRITON_VLLM = BackendProfile(
     presence_metric="vllm:prompt_tokens_total",
     queue_metrics=("nv_inference_pending_request_count",),
     throughput_counters=("vllm:generation_tokens_total", "vllm:prompt_tokens_total"),
-    latency={
-        LatencyMetric.E2E: (
-            LatencySource(LatencyKind.HISTOGRAM, "vllm:e2e_request_latency_seconds_bucket", 1.0),
-        ),
-        LatencyMetric.TTFT: (
-            LatencySource(LatencyKind.HISTOGRAM, "vllm:time_to_first_token_seconds_bucket", 1.0),
-        ),
-    },
+    latency=_VLLM_LATENCY,
     series_labels=("version",),
     requests_counter="vllm:e2e_request_latency_seconds_count",
     prompt_counter="vllm:prompt_tokens_total",
