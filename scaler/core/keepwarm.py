@@ -92,7 +92,10 @@ def keep_warm_floor(
     step_s = float(np.diff(times).min()) if len(times) >= 2 else 0.0
     last: tuple[int, Release] | None = None
     for level in range(current, desired, -1):
-        busy = times[values >= level - 1e-9]
+        # Any demand at all needs the first replica (a need of 0.3 is one replica, not none); above it a
+        # level is needed where the need reached it (a need of 1.3 on 1 replica is what the latency-room
+        # rule holds at 1, so level 2 was not needed).
+        busy = times[values > 1e-9] if level == 1 else times[values >= level - 1e-9]
         idle_s: float | None = (now_s - float(times[0])) if len(times) else None
         if busy.size:
             idle_s = max(0.0, now_s - float(busy.max()))

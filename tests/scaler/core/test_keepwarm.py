@@ -1,0 +1,57 @@
+"""Keep-warm economics on fractional asks: the projection asks fractions of a replica."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaler.core.keepwarm import decide_release, keep_warm_floor
+from scaler.core.state import Series
+
+STEP_S = 15.0
+NOW_S = 10_000.0
+
+
+def asks(values: list[float]) -> Series:
+    n = len(values)
+    return Series(tuple(NOW_S - (n - 1 - i) * STEP_S for i in range(n)), tuple(values))
+
+
+@pytest.mark.parametrize(
+    ("history", "held", "idle_s"),
+    [
+        # An hour of light traffic (0.3 of a replica) that stopped 30 s ago: the first replica was needed
+        # 30 s ago, less than the 60 s cold start, so it stays. Read as "never reached 1" it was idle for
+        # the whole hour and went at once.
+        ([0.3] * 240 + [0.0, 0.0], True, 30.0),
+        # ...and 90 s after the traffic stopped it goes (90 s >= 60 s).
+        ([0.3] * 240 + [0.0] * 6, False, 90.0),
+        # A whole replica's worth, stopped 30 s ago: the same.
+        ([1.0] * 240 + [0.0, 0.0], True, 30.0),
+    ],
+)
+def test_any_demand_needs_the_first_replica(history: list[float], held: bool, idle_s: float) -> None:
+    kept = keep_warm_floor(asks(history), current=1, desired=0, now_s=NOW_S, cold_start_s=60.0)
+    assert kept.held is held
+    assert kept.verdict is not None and kept.verdict.idle_s == pytest.approx(idle_s)
+    assert kept.replicas == (1 if held else 0)
+
+
+def test_a_fraction_above_a_level_does_not_hold_the_next_one() -> None:
+    """Needs of 1.3 for an hour on 2 replicas, dropping to 0.5: level 2 was never reached (1.3 < 2; the
+    latency-room rule holds such a fleet at 1), so it goes; level 1 was needed now and stays."""
+    kept = keep_warm_floor(asks([1.3] * 240 + [0.5]), current=2, desired=1, now_s=NOW_S, cold_start_s=60.0)
+    assert (kept.replicas, kept.held) == (1, False)
+
+
+@pytest.mark.parametrize(
+    ("idle_s", "gaps_s", "release"),
+    [
+        (None, (), False),  # no history: keep
+        (30.0, (), False),  # break-even not reached
+        (60.0, (), True),  # idle a cold start: release
+        (30.0, (75.0, 75.0, 75.0), False),  # needed again in ~45 s < 60 s
+        (30.0, (600.0, 600.0, 600.0), True),  # ~570 s more expected > 60 s
+    ],
+)
+def test_release_table(idle_s: float | None, gaps_s: tuple[float, ...], release: bool) -> None:
+    assert decide_release(idle_s, gaps_s, cold_start_s=60.0).release is release
