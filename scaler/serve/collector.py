@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -104,8 +105,10 @@ class RefreshWorkerError(RuntimeError):
 class ProcessCollector:
     """Collects in one child process (spawned at ``start`` or on first use; respawned if it dies)."""
 
-    def __init__(self, factory: SourceFactory) -> None:
+    def __init__(self, factory: SourceFactory, clock: Callable[[], float] = time.time) -> None:
+        """``factory`` and ``clock`` must pickle (module-level functions): the child is spawned."""
         self._factory = factory
+        self._clock = clock
         self._pool: ProcessPoolExecutor | None = None
         self._observe: QueryObserver | None = None
 
@@ -120,13 +123,13 @@ class ProcessCollector:
                 # not fork: the serving process runs gRPC's threads, which a forked child must not inherit
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_child_init,
-                initargs=(self._factory, logging.getLogger().level),
+                initargs=(self._factory, self._clock, logging.getLogger().level),
             )
         return self._pool
 
-    async def start(self) -> None:
-        """Spawn the child now, so the first fetch does not wait for its imports."""
-        await asyncio.get_running_loop().run_in_executor(self._executor(), _child_ping)
+    async def start(self) -> int:
+        """Spawn the child now, so the first fetch does not wait for its imports; its process id."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor(), os.getpid)
 
     async def collect(self, url: str, targets: Sequence[Target]) -> Collected:
         pool = self._executor()
@@ -164,6 +167,7 @@ class _ChildState:
     the query events of the collect in progress."""
 
     factory: SourceFactory | None = None
+    clock: Callable[[], float] = time.time
     sources: dict[str, Source] = field(default_factory=dict)
     events: list[QueryEvent] = field(default_factory=list)
 
@@ -171,13 +175,9 @@ class _ChildState:
 _child = _ChildState()
 
 
-def _child_init(factory: SourceFactory, log_level: int) -> None:
+def _child_init(factory: SourceFactory, clock: Callable[[], float], log_level: int) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _child.factory = factory
-
-
-def _child_ping() -> None:
-    return None
+    _child.factory, _child.clock = factory, clock
 
 
 def _child_observe(kind: str, seconds: float, error: Exception | None) -> None:
@@ -191,7 +191,7 @@ def _child_collect(url: str, targets: list[Target]) -> Collected:
         if source is None:
             assert _child.factory is not None, "the child was started without a source factory"
             source = _child.sources[url] = _child.factory(url, _child_observe)
-        out = collect_and_decide(source, targets, time.time)
+        out = collect_and_decide(source, targets, _child.clock)
     except Exception as exc:  # shipped back as a value: the child's exception types need not pickle
         out = _Failed({}, 0.0, message=str(exc) or type(exc).__name__)
     return replace(out, queries_observed=tuple(_child.events))

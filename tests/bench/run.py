@@ -59,7 +59,10 @@ GOAL_P99_RATIO = 1.5
 SERVERS = ("empty", "scaler-memory", "scaler-prometheus")
 # --servers may add these, to show what the Python gRPC server itself costs: the same constants from
 # grpcio's thread-pool server, and the asyncio one with the health and reflection services beside it.
-EXTRA_SERVERS = ("empty-sync", "empty-health-reflection")
+# scaler-prometheus-thread: the scaler on the real Prometheus with its refresh in a worker thread of the
+# serving process (--refresh-in-thread), beside scaler-prometheus's child process.
+EXTRA_SERVERS = ("empty-sync", "empty-health-reflection", "scaler-prometheus-thread")
+ON_PROMETHEUS = ("scaler-prometheus", "scaler-prometheus-thread")
 PARTS = ("rpc", "queries", "history", "soak", "simulator")
 # --parts may add these: a py-spy profile of the scaler on a real Prometheus under the RPC load.
 EXTRA_PARTS = ("profile",)
@@ -158,7 +161,7 @@ def _serve_empty_sync(port_file: Path) -> None:
     server.stop(1)
 
 
-async def _serve_scaler(port_file: Path, prometheus_url: str | None) -> None:
+async def _serve_scaler(port_file: Path, prometheus_url: str | None, refresh_process: bool = True) -> None:
     from scaler.serve.server import ScalerServer, ServeOptions, tune_process
 
     tune_process()  # as `python -m scaler serve` does
@@ -173,6 +176,7 @@ async def _serve_scaler(port_file: Path, prometheus_url: str | None) -> None:
         rate_window="10s",
         history_step_s=15.0,
         query_timeout_s=10.0,
+        refresh_process=refresh_process,
     )
     source = MemorySource(queue=8.0, replicas=2)
     server = ScalerServer(options, source_for=None if prometheus_url else (lambda _url: source))
@@ -214,17 +218,39 @@ class ServerProcess:
         self._scrape_file = workdir / SCALER_SD_FILE
         self._scrape([f"127.0.0.1:{self.metrics_port}"] if self.metrics_port else [])
 
+    def pids(self) -> list[int]:
+        """The server process and its descendants (the scaler's refresh process, multiprocessing's
+        resource tracker): what the server costs is all of them."""
+        out, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    todo += [int(c) for c in task.read_text().split()]
+        return out
+
     def cpu_s(self) -> float:
-        """User + system CPU seconds the server process has used (``/proc/<pid>/stat``)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # after the command name: field 14 (utime) and 15 (stime) of proc(5) are at 11 and 12 here
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds the server's processes have used (``/proc/<pid>/stat``)."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                # after the command name: field 14 (utime) and 15 (stime) of proc(5) are at 11 and 12 here
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        """Resident memory of the server's processes together (VmRSS summed)."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        if not total:
+            raise RuntimeError("no VmRSS")
+        return total
 
     def metric(self, name: str) -> float | None:
         """A sample of the server's own metrics (the empty server has none)."""
@@ -406,7 +432,7 @@ def bench_rpc(
         # Rotate the order so no server always runs first (or right after Prometheus' compaction, or...).
         order = servers[i % len(servers) :] + servers[: i % len(servers)]
         for kind in order:
-            server = ServerProcess(kind, workdir, prometheus_url if kind == "scaler-prometheus" else None)
+            server = ServerProcess(kind, workdir, prometheus_url if kind in ON_PROMETHEUS else None)
             try:
                 result = asyncio.run(_rpc_round(server, keda, duration_s))
             finally:
@@ -884,7 +910,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             asyncio.run(
                 _serve_scaler(
-                    args.port_file, args.prometheus_url if args.serve == "scaler-prometheus" else None
+                    args.port_file,
+                    args.prometheus_url if args.serve in ON_PROMETHEUS else None,
+                    refresh_process=args.serve != "scaler-prometheus-thread",
                 )
             )
         return 0
