@@ -32,6 +32,12 @@ from scaler.sources.source import Key, Source
 
 log = logging.getLogger("scaler.serve.collector")
 
+# The child's niceness: when the CPU is contended (by the serving process, or on a shared node), the RPCs,
+# which have KEDA's deadlines, go first and the refresh takes the cycles left. A refresh then takes longer;
+# its answers are never older than their snapshot, and a snapshot older than --staleness-seconds is
+# UNAVAILABLE, as before.
+REFRESH_NICE = 10
+
 # (query kind, seconds, error message or None) of each query a child's collect sent: replayed into the
 # serving process' own metrics (``Telemetry.observe_query``).
 QueryEvent = tuple[str, float, str | None]
@@ -105,10 +111,14 @@ class RefreshWorkerError(RuntimeError):
 class ProcessCollector:
     """Collects in one child process (spawned at ``start`` or on first use; respawned if it dies)."""
 
-    def __init__(self, factory: SourceFactory, clock: Callable[[], float] = time.time) -> None:
-        """``factory`` and ``clock`` must pickle (module-level functions): the child is spawned."""
+    def __init__(
+        self, factory: SourceFactory, clock: Callable[[], float] = time.time, nice: int = REFRESH_NICE
+    ) -> None:
+        """``factory`` and ``clock`` must pickle (module-level functions): the child is spawned. ``nice``:
+        added to the child's niceness (``os.nice``)."""
         self._factory = factory
         self._clock = clock
+        self._nice = nice
         self._pool: ProcessPoolExecutor | None = None
         self._observe: QueryObserver | None = None
 
@@ -123,7 +133,7 @@ class ProcessCollector:
                 # not fork: the serving process runs gRPC's threads, which a forked child must not inherit
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_child_init,
-                initargs=(self._factory, self._clock, logging.getLogger().level),
+                initargs=(self._factory, self._clock, self._nice, logging.getLogger().level),
             )
         return self._pool
 
@@ -175,8 +185,10 @@ class _ChildState:
 _child = _ChildState()
 
 
-def _child_init(factory: SourceFactory, clock: Callable[[], float], log_level: int) -> None:
+def _child_init(factory: SourceFactory, clock: Callable[[], float], nice: int, log_level: int) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if nice:
+        os.nice(nice)
     _child.factory, _child.clock = factory, clock
 
 

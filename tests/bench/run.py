@@ -60,9 +60,10 @@ SERVERS = ("empty", "scaler-memory", "scaler-prometheus")
 # --servers may add these, to show what the Python gRPC server itself costs: the same constants from
 # grpcio's thread-pool server, and the asyncio one with the health and reflection services beside it.
 # scaler-prometheus-thread: the scaler on the real Prometheus with its refresh in a worker thread of the
-# serving process (--refresh-in-thread), beside scaler-prometheus's child process.
-EXTRA_SERVERS = ("empty-sync", "empty-health-reflection", "scaler-prometheus-thread")
-ON_PROMETHEUS = ("scaler-prometheus", "scaler-prometheus-thread")
+# serving process (--refresh-in-thread), beside scaler-prometheus's child process; scaler-prometheus-nice0:
+# that child at the serving process's own priority.
+ON_PROMETHEUS = ("scaler-prometheus", "scaler-prometheus-thread", "scaler-prometheus-nice0")
+EXTRA_SERVERS = ("empty-sync", "empty-health-reflection", *ON_PROMETHEUS[1:])
 PARTS = ("rpc", "queries", "history", "soak", "simulator")
 # --parts may add these: a py-spy profile of the scaler on a real Prometheus under the RPC load.
 EXTRA_PARTS = ("profile",)
@@ -161,7 +162,9 @@ def _serve_empty_sync(port_file: Path) -> None:
     server.stop(1)
 
 
-async def _serve_scaler(port_file: Path, prometheus_url: str | None, refresh_process: bool = True) -> None:
+async def _serve_scaler(
+    port_file: Path, prometheus_url: str | None, refresh_process: bool = True, refresh_nice: int | None = None
+) -> None:
     from scaler.serve.server import ScalerServer, ServeOptions, tune_process
 
     tune_process()  # as `python -m scaler serve` does
@@ -177,6 +180,7 @@ async def _serve_scaler(port_file: Path, prometheus_url: str | None, refresh_pro
         history_step_s=15.0,
         query_timeout_s=10.0,
         refresh_process=refresh_process,
+        **({} if refresh_nice is None else {"refresh_nice": refresh_nice}),
     )
     source = MemorySource(queue=8.0, replicas=2)
     server = ScalerServer(options, source_for=None if prometheus_url else (lambda _url: source))
@@ -399,15 +403,30 @@ class Client:
         }
 
 
+def _refresh_totals(server: ServerProcess) -> tuple[float, float] | None:
+    """The scaler's (refreshes, seconds spent in them) so far, from its metrics; None for the empty ones.
+    Read outside the measured window: the scrape serves every ScaledObject's series."""
+    count = server.metric("llm_scaler_refresh_duration_seconds_count")
+    total = server.metric("llm_scaler_refresh_duration_seconds_sum")
+    return None if count is None or total is None else (count, total)
+
+
 async def _rpc_round(
     server: ServerProcess, keda: tuple[ModuleType, ModuleType], duration_s: float
 ) -> dict[str, Any]:
     async with Client(server.address, keda, N_SO, N_STREAMS) as c:
         register_s = await c.register(600)
         await c.open_streams()
+        refreshes0 = await asyncio.to_thread(_refresh_totals, server)
         cpu0, client0 = server.cpu_s(), time.process_time()
         result = await c.poll(duration_s, "pairs")
         server_cpu_s, client_cpu_s = server.cpu_s() - cpu0, time.process_time() - client0
+        refreshes1 = await asyncio.to_thread(_refresh_totals, server)
+        if refreshes0 is not None and refreshes1 is not None:
+            # Freshness under the load: how many refreshes the polling saw, and how long each took.
+            count, took_s = refreshes1[0] - refreshes0[0], refreshes1[1] - refreshes0[1]
+            result["refreshes"] = count
+            result["refresh_mean_s"] = took_s / count if count else None
         result["register_s"] = register_s
         result["errors"] = dict(c.errors)
         result["streams_open"] = sum(1 for st in c.streams if not st.done())
@@ -458,6 +477,8 @@ def bench_rpc(
             "p99_ms_median": statistics.median(r["p99_ms"] for r in results),
             "register_s_median": statistics.median(r["register_s"] for r in results),
             "server_cpu_us_per_pair_median": statistics.median(r["server_cpu_us_per_pair"] for r in results),
+            "refreshes_median": _median_of(r.get("refreshes") for r in results),
+            "refresh_mean_s_median": _median_of(r.get("refresh_mean_s") for r in results),
             "rounds": results,
         }
     for kind in servers[1:]:
@@ -478,6 +499,11 @@ def bench_rpc(
         goal["pairs_ratio_median"] >= GOAL_PAIRS_RATIO and goal["p99_ratio_median"] <= GOAL_P99_RATIO
     )
     return out
+
+
+def _median_of(values: Any) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def _mid_min(values: Sequence[float]) -> tuple[float, float]:
@@ -804,6 +830,14 @@ def _markdown(results: dict[str, Any]) -> str:
             )
         loads = [r["loadavg_1m"] for s in rpc["servers"].values() for r in s["rounds"]]
         lines += [""]
+        for kind, s in rpc["servers"].items():
+            if s.get("refreshes_median") is not None:
+                mean_s = s["refresh_mean_s_median"]
+                lines += [
+                    f"{kind}: {s['refreshes_median']:g} refreshes in {rpc['duration_s']:g} s of polling, "
+                    f"{'?' if mean_s is None else f'{mean_s:.2f}'} s each (medians over the rounds).  "
+                ]
+        lines += [""]
         if "goal" in rpc:
             lines += [f"Goal ({rpc['goal']}): {'met' if rpc['goal_met'] else 'NOT met'}."]
         lines += [f"1-minute load average during the rounds: {min(loads):.2f}-{max(loads):.2f}.", ""]
@@ -913,6 +947,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.port_file,
                     args.prometheus_url if args.serve in ON_PROMETHEUS else None,
                     refresh_process=args.serve != "scaler-prometheus-thread",
+                    refresh_nice=0 if args.serve == "scaler-prometheus-nice0" else None,
                 )
             )
         return 0
