@@ -1,15 +1,18 @@
 """Where a refresh's collect and decisions run: a worker thread, or a child process.
 
 A refresh of 2,000 ScaledObjects is a collect (Prometheus' JSON, the reductions) and 2,000 ``decide``
-calls: about 0.25 s of Python every 2 s. In a worker thread of the serving process it holds the GIL the
-RPCs need, and they wait for it (``make bench``'s profile: 31 % of the GIL samples, the RPC code 3.7 %).
-``ProcessCollector`` runs the same function in a child process that keeps its sources (and their
-history cache) from one refresh to the next; the serving process only pickles the targets and unpickles
-the decisions (about 35 ms for 2,000, in executor threads, not on the event loop).
+calls: 0.2-0.3 s of Python every 2 s on ``make bench``'s world (an ad-hoc timing, not a repo command). In
+a worker thread of the serving process it holds the GIL the RPCs need, and they wait for it (``make
+bench``'s profile: 31 % of the GIL samples, the RPC code 3.7 %). ``ProcessCollector`` runs the same
+function in a child process that keeps its sources (and their history cache) from one refresh to the
+next; the serving process only pickles the targets and unpickles the decisions (about 35 ms for 2,000 in
+the same ad-hoc timing, in the executor's threads, not on the event loop).
 
 Both return a ``Collected``: the decisions (or the source's message for a target it cannot answer for),
-the time they were made at, and the queries the collect sent. The wall clock of a process collect is the
-child's ``time.time``; a test that injects a clock uses the thread.
+the time they were made at, and the queries the collect sent. Both run ``collect_and_decide``, so a
+decision is the same wherever it was made (tested field by field); the child's clock is one it was
+given (``time.time`` when serving). The server uses the child for its own Prometheus sources; an injected
+source or clock (tests, the simulator's closed loop) stays in the thread.
 """
 
 from __future__ import annotations
@@ -31,12 +34,6 @@ from scaler.sources.prometheus import QueryObserver
 from scaler.sources.source import Key, Source
 
 log = logging.getLogger("scaler.serve.collector")
-
-# The child's niceness: when the CPU is contended (by the serving process, or on a shared node), the RPCs,
-# which have KEDA's deadlines, go first and the refresh takes the cycles left. A refresh then takes longer;
-# its answers are never older than their snapshot, and a snapshot older than --staleness-seconds is
-# UNAVAILABLE, as before.
-REFRESH_NICE = 10
 
 # (query kind, seconds, error message or None) of each query a child's collect sent: replayed into the
 # serving process' own metrics (``Telemetry.observe_query``).
@@ -111,14 +108,10 @@ class RefreshWorkerError(RuntimeError):
 class ProcessCollector:
     """Collects in one child process (spawned at ``start`` or on first use; respawned if it dies)."""
 
-    def __init__(
-        self, factory: SourceFactory, clock: Callable[[], float] = time.time, nice: int = REFRESH_NICE
-    ) -> None:
-        """``factory`` and ``clock`` must pickle (module-level functions): the child is spawned. ``nice``:
-        added to the child's niceness (``os.nice``)."""
+    def __init__(self, factory: SourceFactory, clock: Callable[[], float] = time.time) -> None:
+        """``factory`` and ``clock`` must pickle (module-level functions): the child is spawned."""
         self._factory = factory
         self._clock = clock
-        self._nice = nice
         self._pool: ProcessPoolExecutor | None = None
         self._observe: QueryObserver | None = None
 
@@ -133,7 +126,7 @@ class ProcessCollector:
                 # not fork: the serving process runs gRPC's threads, which a forked child must not inherit
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_child_init,
-                initargs=(self._factory, self._clock, self._nice, logging.getLogger().level),
+                initargs=(self._factory, self._clock, logging.getLogger().level),
             )
         return self._pool
 
@@ -185,10 +178,8 @@ class _ChildState:
 _child = _ChildState()
 
 
-def _child_init(factory: SourceFactory, clock: Callable[[], float], nice: int, log_level: int) -> None:
+def _child_init(factory: SourceFactory, clock: Callable[[], float], log_level: int) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if nice:
-        os.nice(nice)
     _child.factory, _child.clock = factory, clock
 
 

@@ -4,7 +4,8 @@ RPCs never query Prometheus themselves: they answer from the latest snapshot, so
 (operator + HPA) costs Prometheus nothing extra. A trigger seen for the first time (or with changed
 metadata) is fetched at once, so its first answer is real; first fetches arriving together share one
 collect (KEDA restarting with 2,000 ScaledObjects sends 2,000 GetMetricSpec at once). The wall clock is
-read here and only here.
+read here, and for the time a decision is made at, by the collector (``collector``: a worker thread on
+this refresher's clock, or the child process on the one it was given).
 """
 
 from __future__ import annotations

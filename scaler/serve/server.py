@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from scaler._generated import externalscaler_pb2 as pb
 from scaler.core.promql import NAMESPACE_LABELS
-from scaler.serve.collector import REFRESH_NICE, Collector, ProcessCollector
+from scaler.serve.collector import Collector, ProcessCollector
 from scaler.serve.refresher import Refresher
 from scaler.serve.service import ExternalScalerService, add_to_server
 from scaler.serve.telemetry import Telemetry, start_metrics_server
@@ -59,8 +59,6 @@ class ServeOptions:
     # (--refresh-in-thread). Only for the scaler's own Prometheus sources on the wall clock: an injected
     # source or clock stays in the thread.
     refresh_process: bool = True
-    # Added to the refresh process's niceness (collector.REFRESH_NICE): the RPCs go first under contention.
-    refresh_nice: int = REFRESH_NICE
 
     @property
     def namespace_labels(self) -> tuple[str, ...]:
@@ -98,9 +96,8 @@ class ScalerServer:
         self._process: ProcessCollector | None = None
         collector: Collector | None = None
         if options.refresh_process and source_for is None and clock is None:
-            self._process = ProcessCollector(
-                functools.partial(child_prometheus_source, options), nice=options.refresh_nice
-            )
+            child_source = functools.partial(child_prometheus_source, options)
+            self._process = ProcessCollector(child_source, clock=time.time)
             self._process.observe_queries(self.telemetry.observe_query)
             collector = self._process
         self.refresher = Refresher(
