@@ -68,8 +68,8 @@ class Refresher:
         clock: Callable[[], float] = time.time,
         collector: Collector | None = None,
     ) -> None:
-        """``collector``: where collects and decisions run (``collector``); default, a worker thread
-        reading the sources ``source_for`` makes, on ``clock``."""
+        """``collector``: where collects and decisions run (``scaler.serve.collector``); by default a
+        worker thread reading the sources ``source_for`` makes, on ``clock``."""
         self._default_url = default_url
         self.collector: Collector = collector or ThreadCollector(source_for, clock)
         self._queries: dict[str, int] = {}  # queries the last collect on each server sent
