@@ -194,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often every ScaledObject's data is re-read [SCALER_REFRESH_SECONDS, 2]",
     )
     serve.add_argument(
+        "--refresh-in-thread",
+        action="store_true",
+        help="collect and decide in a thread of the serving process instead of a child process (the "
+        "child keeps the refresh's Python off the GIL the RPCs need)",
+    )
+    serve.add_argument(
         "--staleness-seconds",
         type=_seconds,
         default=_env("SCALER_STALENESS_SECONDS", "60"),
@@ -326,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kubernetes=args.kubernetes,
                 history_step_s=args.history_step_seconds,
                 activation_namespace_labels=args.activation_namespace_labels,
+                refresh_process=not args.refresh_in_thread,
             )
             asyncio.run(serve_forever(options))
             return 0

@@ -4,7 +4,8 @@ RPCs never query Prometheus themselves: they answer from the latest snapshot, so
 (operator + HPA) costs Prometheus nothing extra. A trigger seen for the first time (or with changed
 metadata) is fetched at once, so its first answer is real; first fetches arriving together share one
 collect (KEDA restarting with 2,000 ScaledObjects sends 2,000 GetMetricSpec at once). The wall clock is
-read here and only here.
+read here, and for the time a decision is made at, by the collector (``collector``: a worker thread on
+this refresher's clock, or the child process on the one it was given).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from scaler.core.config import ConfigError
-from scaler.core.decision import Decision, decide
+from scaler.core.decision import Decision
 from scaler.core.target import Target
+from scaler.serve.collector import Collected, Collector, ThreadCollector, key_of
 from scaler.serve.telemetry import Telemetry
 from scaler.sources.source import Key, Source
 
@@ -64,10 +66,13 @@ class Refresher:
         staleness_s: float = 60.0,
         expire_s: float = 900.0,
         clock: Callable[[], float] = time.time,
+        collector: Collector | None = None,
     ) -> None:
+        """``collector``: where collects and decisions run (``scaler.serve.collector``); by default a
+        worker thread reading the sources ``source_for`` makes, on ``clock``."""
         self._default_url = default_url
-        self._source_for = source_for
-        self._sources: dict[str, Source] = {}
+        self.collector: Collector = collector or ThreadCollector(source_for, clock)
+        self._queries: dict[str, int] = {}  # queries the last collect on each server sent
         self.telemetry = telemetry
         self.period_s = period_s
         self.staleness_s = staleness_s
@@ -88,11 +93,6 @@ class Refresher:
                 "serverAddress", "is required because the scaler was started without --prometheus-url"
             )
         return url
-
-    def source(self, url: str) -> Source:
-        if url not in self._sources:
-            self._sources[url] = self._source_for(url)
-        return self._sources[url]
 
     @property
     def entries(self) -> Mapping[Key, Entry]:
@@ -195,17 +195,17 @@ class Refresher:
         self.refreshes += 1
         # Queries one refresh sent, all Prometheus servers together: bounded by the number of signal
         # kinds and servers, not by the number of ScaledObjects (tested, and measured in make bench).
-        self.telemetry.queries_per_refresh.set(
-            sum(getattr(self.source(url), "queries_last_collect", 0) for url in groups)
-        )
+        self.telemetry.queries_per_refresh.set(sum(self._queries.get(url, 0) for url in groups))
 
     async def _refresh_group(self, url: str, entries: list[Entry]) -> None:
         targets = [e.target for e in entries]
         started = time.perf_counter()
         try:
-            # Collect and decide off the event loop: for 2,000 ScaledObjects the decisions and their
-            # metrics take tens of milliseconds, which on the loop would stall every RPC behind them.
-            decided, now = await asyncio.to_thread(self._collect_and_decide, self.source(url), targets)
+            # Collect and decide off the event loop (a thread or another process), then publish the
+            # decisions' metrics off it too: for 2,000 ScaledObjects either takes milliseconds that on
+            # the loop would stall every RPC behind them.
+            collected = await self.collector.collect(url, targets)
+            await asyncio.to_thread(self._record, collected)
         except Exception as exc:  # the source names the server and query; keep last good data
             message = str(exc) or type(exc).__name__
             log.warning("refresh of %d ScaledObject(s) on %s failed: %s", len(entries), url, message)
@@ -214,6 +214,8 @@ class Refresher:
             return
         finally:
             self.telemetry.refresh_duration.observe(time.perf_counter() - started)
+        self._queries[url] = collected.queries
+        decided, now = collected.decided, collected.now_s
         for e, target in zip(entries, targets, strict=True):
             if e.target is not target:
                 continue  # its metadata changed meanwhile: its own first fetch answers for the new one
@@ -238,24 +240,11 @@ class Refresher:
                 # wakes its handler (200 open streams woke on every refresh, 100 times a second).
                 self._notify(e, decision)
 
-    def _collect_and_decide(
-        self, source: Source, targets: Sequence[Target]
-    ) -> tuple[dict[Key, Decision | str], float]:
-        """Runs in a worker thread: one collect, then the pure core and its metrics for each target. A target
-        the source cannot answer for (not a Deployment) gets the source's message instead of a decision."""
-        observations = source.collect(targets)
-        now = self._clock()
-        decided: dict[Key, Decision | str] = {}
-        for t in targets:
-            key = _key(t)
-            obs = observations.get(key)
-            if obs is not None and obs.error is not None:
-                decided[key] = obs.error
-            elif obs is not None:
-                decision = decide(obs.signals, obs.state, t.config, now)
-                decided[key] = decision
-                self.telemetry.record(key, decision, now)  # prometheus_client metrics are thread-safe
-        return decided, now
+    def _record(self, collected: Collected) -> None:
+        """Publish the decisions' metrics (prometheus_client metrics are thread-safe)."""
+        for key, decision in collected.decided.items():
+            if not isinstance(decision, str):
+                self.telemetry.record(key, decision, collected.now_s)
 
     def _notify(self, entry: Entry, decision: Decision) -> None:
         for queue in list(entry.subscribers):
@@ -273,8 +262,7 @@ class Refresher:
         self.telemetry.scaledobjects.set(len(self._entries))
 
 
-def _key(target: Target) -> Key:
-    return (target.namespace, target.name, target.config.deployment)
+_key = key_of
 
 
 def _name(entry: Entry) -> str:

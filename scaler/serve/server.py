@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
@@ -21,11 +22,12 @@ from prometheus_client import CollectorRegistry
 
 from scaler._generated import externalscaler_pb2 as pb
 from scaler.core.promql import NAMESPACE_LABELS
+from scaler.serve.collector import Collector, ProcessCollector
 from scaler.serve.refresher import Refresher
 from scaler.serve.service import ExternalScalerService, add_to_server
 from scaler.serve.telemetry import Telemetry, start_metrics_server
-from scaler.sources.kube import open_kubernetes
-from scaler.sources.prometheus import PrometheusAuth, PrometheusSource
+from scaler.sources.kube import KubernetesReader, open_kubernetes
+from scaler.sources.prometheus import PrometheusAuth, PrometheusSource, QueryObserver
 from scaler.sources.source import Source
 
 log = logging.getLogger("scaler.serve.server")
@@ -53,6 +55,10 @@ class ServeOptions:
     # Labels that may pin an activationQuery to its ScaledObject's namespace, beyond namespace,
     # route_namespace and exported_namespace (--activation-namespace-labels).
     activation_namespace_labels: tuple[str, ...] = ()
+    # Collect and decide in a child process (off the serving process's GIL) rather than a worker thread
+    # (--refresh-in-thread). Only for the scaler's own Prometheus sources on the wall clock: an injected
+    # source or clock stays in the thread.
+    refresh_process: bool = True
 
     @property
     def namespace_labels(self) -> tuple[str, ...]:
@@ -77,6 +83,7 @@ class ScalerServer:
         self.registry = registry or CollectorRegistry()
         self.telemetry = Telemetry(self.registry)
 
+        # Opened here even when the child collects: a kubeconfig that does not load fails the start.
         kube = (
             open_kubernetes(options.kubernetes, timeout_s=options.query_timeout_s)
             if source_for is None
@@ -84,19 +91,15 @@ class ScalerServer:
         )
 
         def prometheus(url: str) -> Source:
-            return PrometheusSource(
-                url,
-                timeout_s=options.query_timeout_s,
-                rate_window=options.rate_window,
-                auth=options.auth,
-                observe=self.telemetry.observe_query,
-                history_step_s=options.history_step_s,
-                kube=kube,
-                clock=clock or time.time,
-                staleness_s=options.staleness_s,
-                namespace_labels=options.namespace_labels,
-            )
+            return prometheus_source(options, url, self.telemetry.observe_query, kube, clock or time.time)
 
+        self._process: ProcessCollector | None = None
+        collector: Collector | None = None
+        if options.refresh_process and source_for is None and clock is None:
+            child_source = functools.partial(child_prometheus_source, options)
+            self._process = ProcessCollector(child_source, clock=time.time)
+            self._process.observe_queries(self.telemetry.observe_query)
+            collector = self._process
         self.refresher = Refresher(
             default_url=options.prometheus_url,
             source_for=source_for or prometheus,
@@ -104,6 +107,7 @@ class ScalerServer:
             period_s=options.refresh_s,
             staleness_s=options.staleness_s,
             clock=clock or time.time,
+            collector=collector,
         )
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.server: grpc.aio.Server | None = None
@@ -134,6 +138,8 @@ class ScalerServer:
             httpd = start_metrics_server(self.options.metrics_port, "0.0.0.0", self.telemetry.exposition)
             self._metrics_http = httpd
             self.metrics_port = httpd.server_port
+        if self._process is not None:
+            await self._process.start()  # spawned before SERVING, so the first fetch waits for no imports
         self._task = asyncio.create_task(self.refresher.run(), name="refresher")
         # SERVING once every RPC can be answered: the servicer is registered and the refresher runs.
         # Answers about a particular Prometheus are per-ScaledObject (UNAVAILABLE until it answers).
@@ -159,9 +165,44 @@ class ScalerServer:
                 await self._task
         if self.server is not None:
             await self.server.stop(grace_s)
+        self.refresher.collector.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()  # type: ignore[attr-defined]
             self._metrics_http.server_close()  # type: ignore[attr-defined]
+
+
+def prometheus_source(
+    options: ServeOptions,
+    url: str,
+    observe: QueryObserver,
+    kube: KubernetesReader | None,
+    clock: Callable[[], float] = time.time,
+) -> PrometheusSource:
+    """The scaler's source for one Prometheus server, as the options configure it."""
+    return PrometheusSource(
+        url,
+        timeout_s=options.query_timeout_s,
+        rate_window=options.rate_window,
+        auth=options.auth,
+        observe=observe,
+        history_step_s=options.history_step_s,
+        kube=kube,
+        clock=clock,
+        staleness_s=options.staleness_s,
+        namespace_labels=options.namespace_labels,
+    )
+
+
+@functools.cache
+def _child_kube(kubernetes: str, timeout_s: float) -> KubernetesReader | None:
+    return open_kubernetes(kubernetes, timeout_s=timeout_s)
+
+
+def child_prometheus_source(options: ServeOptions, url: str, observe: QueryObserver) -> Source:
+    """``prometheus_source`` in the refresh's child process, with the child's own Kubernetes client (one
+    per process); a module-level function, so ``functools.partial(child_prometheus_source, options)``
+    pickles for the spawned child."""
+    return prometheus_source(options, url, observe, _child_kube(options.kubernetes, options.query_timeout_s))
 
 
 class ScalerThread:

@@ -243,12 +243,15 @@ class PrometheusSource:
                     Signals(None, None), State(replica_source=replica_source), states.error
                 )
                 continue
-            signals = reduce_signals(t, instant.samples_for(t, states), states, window_s=window_s)
+            # Its own few samples (the index's superset), and the shape read from them once: shape_of
+            # over the whole results scanned every pod's presence samples for each of 2,000 targets.
+            samples = instant.samples_for(t, states)
+            shape = shape_of(t, samples, states)
+            signals = reduce_signals(t, samples, states, window_s=window_s, shape=shape)
             # History changes once per step (15 s), refreshes come every 2 s: reduce once per step and
             # hand every refresh the same Series objects.
             prefixes = states.prefixes if states is not None else None
             latency = t.config.latency_metric.value if t.config.latency_slo_s is not None else ""
-            shape = shape_of(t, results, states)
             hkey = (t.namespace, t.config.deployment, shape.profile.key, shape.models, prefixes, latency)
             if hkey not in history.reduced:
                 mine = history.index.get(history_key(t), {})

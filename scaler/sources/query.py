@@ -336,9 +336,11 @@ def reduce_signals(
     results: Mapping[str, Sequence[Sample]],
     pods: PodStates | None = None,
     window_s: float = 60.0,
+    shape: Shape | None = None,
 ) -> Signals:
     """Turn one refresh's query results (all of them, or ``InstantIndex.samples_for`` the target) into
-    the ``Signals`` of one ScaledObject.
+    the ``Signals`` of one ScaledObject. ``shape``: ``shape_of(target, results, pods)`` when the caller
+    has it already (the collect needs it for the history too); computed here otherwise.
 
     ``pods``: its pods by ownership (Kubernetes API or kube-state-metrics); without them its pods are
     matched by name. A pod that is not Ready and cannot be scraped is loading (vLLM binds its port before
@@ -346,7 +348,8 @@ def reduce_signals(
     fails is unreadable. By name, readiness is unknown: pods that fail while none of the Deployment's
     pods answers are taken to be loading (the first step from zero), otherwise unreadable."""
     cfg = target.config
-    shape = shape_of(target, results, pods)
+    if shape is None:
+        shape = shape_of(target, results, pods)
     prof, models = shape.profile, shape.models
     pattern = pod_pattern(cfg.deployment) if pods is None else None
     members = pods.pods if pods is not None else frozenset()
@@ -557,7 +560,7 @@ def choose_profile(
             if models is None or s.labels.get(prof.model_label) in models
         ]
 
-    chosen, found = candidates[-1], exporting(candidates[-1])
+    chosen, found = candidates[-1], []
     for prof in candidates:
         found = exporting(prof)
         if found:

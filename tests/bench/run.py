@@ -59,7 +59,10 @@ GOAL_P99_RATIO = 1.5
 SERVERS = ("empty", "scaler-memory", "scaler-prometheus")
 # --servers may add these, to show what the Python gRPC server itself costs: the same constants from
 # grpcio's thread-pool server, and the asyncio one with the health and reflection services beside it.
-EXTRA_SERVERS = ("empty-sync", "empty-health-reflection")
+# scaler-prometheus-thread: the scaler on the real Prometheus with its refresh in a worker thread of the
+# serving process (--refresh-in-thread), beside scaler-prometheus's child process.
+ON_PROMETHEUS = ("scaler-prometheus", "scaler-prometheus-thread")
+EXTRA_SERVERS = ("empty-sync", "empty-health-reflection", *ON_PROMETHEUS[1:])
 PARTS = ("rpc", "queries", "history", "soak", "simulator")
 # --parts may add these: a py-spy profile of the scaler on a real Prometheus under the RPC load.
 EXTRA_PARTS = ("profile",)
@@ -158,7 +161,7 @@ def _serve_empty_sync(port_file: Path) -> None:
     server.stop(1)
 
 
-async def _serve_scaler(port_file: Path, prometheus_url: str | None) -> None:
+async def _serve_scaler(port_file: Path, prometheus_url: str | None, refresh_process: bool = True) -> None:
     from scaler.serve.server import ScalerServer, ServeOptions, tune_process
 
     tune_process()  # as `python -m scaler serve` does
@@ -173,6 +176,7 @@ async def _serve_scaler(port_file: Path, prometheus_url: str | None) -> None:
         rate_window="10s",
         history_step_s=15.0,
         query_timeout_s=10.0,
+        refresh_process=refresh_process,
     )
     source = MemorySource(queue=8.0, replicas=2)
     server = ScalerServer(options, source_for=None if prometheus_url else (lambda _url: source))
@@ -214,17 +218,39 @@ class ServerProcess:
         self._scrape_file = workdir / SCALER_SD_FILE
         self._scrape([f"127.0.0.1:{self.metrics_port}"] if self.metrics_port else [])
 
+    def pids(self) -> list[int]:
+        """The server process and its descendants (the scaler's refresh process, multiprocessing's
+        resource tracker): what the server costs is all of them."""
+        out, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            out.append(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    todo += [int(c) for c in task.read_text().split()]
+        return out
+
     def cpu_s(self) -> float:
-        """User + system CPU seconds the server process has used (``/proc/<pid>/stat``)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # after the command name: field 14 (utime) and 15 (stime) of proc(5) are at 11 and 12 here
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds the server's processes have used (``/proc/<pid>/stat``)."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                # after the command name: field 14 (utime) and 15 (stime) of proc(5) are at 11 and 12 here
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        """Resident memory of the server's processes together (VmRSS summed)."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        if not total:
+            raise RuntimeError("no VmRSS")
+        return total
 
     def metric(self, name: str) -> float | None:
         """A sample of the server's own metrics (the empty server has none)."""
@@ -373,15 +399,30 @@ class Client:
         }
 
 
+def _refresh_totals(server: ServerProcess) -> tuple[float, float] | None:
+    """The scaler's (refreshes, seconds spent in them) so far, from its metrics; None for the empty ones.
+    Read outside the measured window: the scrape serves every ScaledObject's series."""
+    count = server.metric("llm_scaler_refresh_duration_seconds_count")
+    total = server.metric("llm_scaler_refresh_duration_seconds_sum")
+    return None if count is None or total is None else (count, total)
+
+
 async def _rpc_round(
     server: ServerProcess, keda: tuple[ModuleType, ModuleType], duration_s: float
 ) -> dict[str, Any]:
     async with Client(server.address, keda, N_SO, N_STREAMS) as c:
         register_s = await c.register(600)
         await c.open_streams()
+        refreshes0 = await asyncio.to_thread(_refresh_totals, server)
         cpu0, client0 = server.cpu_s(), time.process_time()
         result = await c.poll(duration_s, "pairs")
         server_cpu_s, client_cpu_s = server.cpu_s() - cpu0, time.process_time() - client0
+        refreshes1 = await asyncio.to_thread(_refresh_totals, server)
+        if refreshes0 is not None and refreshes1 is not None:
+            # Freshness under the load: how many refreshes the polling saw, and how long each took.
+            count, took_s = refreshes1[0] - refreshes0[0], refreshes1[1] - refreshes0[1]
+            result["refreshes"] = count
+            result["refresh_mean_s"] = took_s / count if count else None
         result["register_s"] = register_s
         result["errors"] = dict(c.errors)
         result["streams_open"] = sum(1 for st in c.streams if not st.done())
@@ -406,7 +447,7 @@ def bench_rpc(
         # Rotate the order so no server always runs first (or right after Prometheus' compaction, or...).
         order = servers[i % len(servers) :] + servers[: i % len(servers)]
         for kind in order:
-            server = ServerProcess(kind, workdir, prometheus_url if kind == "scaler-prometheus" else None)
+            server = ServerProcess(kind, workdir, prometheus_url if kind in ON_PROMETHEUS else None)
             try:
                 result = asyncio.run(_rpc_round(server, keda, duration_s))
             finally:
@@ -432,6 +473,8 @@ def bench_rpc(
             "p99_ms_median": statistics.median(r["p99_ms"] for r in results),
             "register_s_median": statistics.median(r["register_s"] for r in results),
             "server_cpu_us_per_pair_median": statistics.median(r["server_cpu_us_per_pair"] for r in results),
+            "refreshes_median": _median_of(r.get("refreshes") for r in results),
+            "refresh_mean_s_median": _median_of(r.get("refresh_mean_s") for r in results),
             "rounds": results,
         }
     for kind in servers[1:]:
@@ -452,6 +495,11 @@ def bench_rpc(
         goal["pairs_ratio_median"] >= GOAL_PAIRS_RATIO and goal["p99_ratio_median"] <= GOAL_P99_RATIO
     )
     return out
+
+
+def _median_of(values: Any) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def _mid_min(values: Sequence[float]) -> tuple[float, float]:
@@ -778,6 +826,14 @@ def _markdown(results: dict[str, Any]) -> str:
             )
         loads = [r["loadavg_1m"] for s in rpc["servers"].values() for r in s["rounds"]]
         lines += [""]
+        for kind, s in rpc["servers"].items():
+            if s.get("refreshes_median") is not None:
+                mean_s = s["refresh_mean_s_median"]
+                lines += [
+                    f"{kind}: {s['refreshes_median']:g} refreshes in {rpc['duration_s']:g} s of polling, "
+                    f"{'?' if mean_s is None else f'{mean_s:.2f}'} s each (medians over the rounds).  "
+                ]
+        lines += [""]
         if "goal" in rpc:
             lines += [f"Goal ({rpc['goal']}): {'met' if rpc['goal_met'] else 'NOT met'}."]
         lines += [f"1-minute load average during the rounds: {min(loads):.2f}-{max(loads):.2f}.", ""]
@@ -884,7 +940,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             asyncio.run(
                 _serve_scaler(
-                    args.port_file, args.prometheus_url if args.serve == "scaler-prometheus" else None
+                    args.port_file,
+                    args.prometheus_url if args.serve in ON_PROMETHEUS else None,
+                    refresh_process=args.serve != "scaler-prometheus-thread",
                 )
             )
         return 0

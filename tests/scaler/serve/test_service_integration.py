@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from scaler.serve.collector import ProcessCollector
 from scaler.serve.server import ScalerThread, ServeOptions
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess, free_port
@@ -326,6 +327,21 @@ def test_scaler_metrics_tell_the_same_story(
     assert f"llm_scaler_active{{{so}}} 1.0" in text
     assert 'llm_scaler_rpc_duration_seconds_count{method="GetMetrics"}' in text
     assert 'llm_scaler_prometheus_query_duration_seconds_count{query="vllm:queue"}' in text
+
+
+def test_the_refresh_runs_in_a_child_process_and_its_queries_are_counted_here(
+    scaler: ScalerThread, stub: Any, keda_pb: tuple[ModuleType, ModuleType]
+) -> None:
+    # The scaler's own Prometheus sources collect in a child process; what they sent is this process' gauge.
+    assert isinstance(scaler.server.refresher.collector, ProcessCollector)
+    stub.GetMetrics(metrics_request(keda_pb, ref(keda_pb, "llama-so", VLLM), "llm-llama"), timeout=10)
+    gauge = "llm_scaler_queries_per_refresh"
+    deadline = time.monotonic() + 10  # the next refresh (every 0.5 s) includes llama-so
+    while not scaler.registry.get_sample_value(gauge) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    queries = scaler.registry.get_sample_value(gauge)
+    # (that the count is bounded whatever the number of ScaledObjects: tests/scaler/sources)
+    assert queries is not None and queries > 0
 
 
 def test_explain_prints_the_same_decision(prometheus: PrometheusProcess, pods: dict[str, FakePod]) -> None:

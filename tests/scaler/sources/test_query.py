@@ -29,6 +29,7 @@ from scaler.sources.query import (
     reduce_history,
     reduce_kube_state,
     reduce_signals,
+    shape_of,
 )
 from scaler.sources.spec import render
 from tests.harness.kube_api import generated_pod_name
@@ -204,6 +205,18 @@ def test_the_deployments_entry_of_the_instant_index_gives_the_same_signals() -> 
         ("other", "llama"): {"llama-bc4d5-zzzzz"},
     }
     assert all(ns and dep for ns, dep in by_name)
+
+
+def test_the_shape_read_from_the_index_is_the_shape_read_from_every_result() -> None:
+    # The collect reads the shape once, from the target's own samples, and hands it to reduce_signals.
+    index = index_instant(RESULTS)
+    for deployment in ("llama", "llama-8b", "absent"):
+        for extra in ({}, {"model": "other-model"}, {"backend": "triton", "tritonBackend": "auto"}):
+            t = _target("ns", deployment, **extra)
+            mine = index.samples_for(t, None)
+            shape = shape_of(t, mine)
+            assert shape == shape_of(t, RESULTS), t
+            assert reduce_signals(t, mine, shape=shape) == reduce_signals(t, RESULTS), t
 
 
 @pytest.mark.parametrize("length", [45, 46, 47, 49, 53])
