@@ -349,8 +349,9 @@ _ROOM_SLO = {"backend": "vllm", "deployment": "llama", "latencySloSeconds": "1"}
     ("p99_s", "attainment", "requests", "projected", "holds"),
     [
         (0.64, 1.0, 500.0, 1.1, True),  # p99 0.64 s of 1 s, all in time: a rounding, hold at 1
-        (0.79, 0.995, 500.0, 1.2, True),  # under 0.8 of the SLO and the target met
-        (0.85, 0.995, 500.0, 1.1, False),  # the tail is near the SLO: scale up
+        (0.79, 0.995, 500.0, 1.2, True),  # well under the SLO and the target met
+        (0.89, 0.995, 500.0, 1.1, True),  # under 0.95 of the SLO: the burst's tail, not a fleet too small
+        (0.97, 0.995, 500.0, 1.1, False),  # the tail is at the SLO: scale up
         (0.64, 0.97, 500.0, 1.1, False),  # the target was missed
         (0.64, 1.0, 500.0, 1.3, False),  # more than a quarter replica over: demand, not rounding
         (0.64, 1.0, 19.0, 1.1, False),  # too few requests (under 20) to say latency has room
@@ -372,3 +373,27 @@ def test_latency_has_room_holds_a_rounding_over_the_ready_fleet(
     )
     projection = Projection(90.0, 8.0, 8.0, 0.0, "engine", projected)
     assert _latency_has_room(signals, parse_metadata(_ROOM_SLO), projection, 1) is holds
+
+
+@pytest.mark.parametrize(
+    ("latency_ask", "projected", "kept"),
+    [
+        (2, 0.77, False),  # the Ready replica drains the burst within the horizon: no ask, a guard
+        (2, 1.4, True),  # the projection needs more than the Ready fleet: latency's ask stands
+        (1, 0.77, True),  # not beyond the Ready fleet: nothing to drop
+        (None, 0.77, True),  # no ask
+    ],
+)
+def test_latency_asks_beyond_the_ready_fleet_only_when_the_projection_falls_short(
+    latency_ask: int | None, projected: float, kept: bool
+) -> None:
+    from scaler.core.decision import SignalVerdict, _latency_drains_in_time
+    from scaler.core.projection import Projection
+
+    v = SignalVerdict(SignalName.LATENCY, 1.16, 1.0, latency_ask, Status.OK, "p99")
+    out = _latency_drains_in_time(v, Projection(75.0, 8.0, 8.0, 2.0, "engine", projected), ready=1)
+    if kept:
+        assert out == v
+    else:
+        assert (out.desired_replicas, out.status) == (None, Status.GUARD)
+        assert "drain the backlog" in out.note and "75 s horizon" in out.note
