@@ -425,6 +425,11 @@ def _latency_has_room(
     )
 
 
+def _signal_asks(verdicts: tuple[SignalVerdict, ...]) -> list[tuple[int, Reason]]:
+    """Each signal's ask, with the signal as its reason."""
+    return [(v.desired_replicas, Reason(v.signal.value)) for v in verdicts if v.desired_replicas is not None]
+
+
 def _latency_drains_in_time(v: SignalVerdict, projection: Projection, ready: int) -> SignalVerdict:
     """Latency asks beyond the Ready fleet only when the projection says that fleet falls short.
 
@@ -627,9 +632,7 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
             notes=tuple(notes),
         )
 
-    asks: list[tuple[int, Reason]] = [
-        (v.desired_replicas, Reason(v.signal.value)) for v in verdicts if v.desired_replicas is not None
-    ]
+    asks = _signal_asks(verdicts)
     missing = [v.signal.value for v in verdicts if v.status == Status.MISSING]
 
     # -- at zero, or the first step loading: size from the demand waiting in front of the Deployment ------
@@ -684,20 +687,17 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
     # -- serving: the projection and the targets ask, then the floors ---------------------------------------
     projection = project(signals, state, capacity, horizon_s, now_s, predictive=config.predictive)
     if projection is not None:
+        if ready:
+            verdicts = tuple(_latency_drains_in_time(v, projection, ready) for v in verdicts)
+            asks = _signal_asks(verdicts)
         demand_ask = projection.ask
         if _latency_has_room(signals, config, projection, ready):
             # The projection is within a quarter replica of the Ready fleet and latency has room (the last
-            # minute met the target with its tail under 0.8 of the SLO): the capacity estimate, not the
-            # demand, is the uncertain part. 1.1 replicas' worth on one replica whose p99 is 0.3 s of a
-            # 1 s SLO holds at 1 rather than paying a cold start for a rounding.
+            # minute met the target with its tail under ROOM_FRACTION of the SLO): the capacity estimate,
+            # not the demand, is the uncertain part. 1.1 replicas' worth on one replica whose p99 is 0.3 s
+            # of a 1 s SLO holds at 1 rather than paying a cold start for a rounding.
             demand_ask = ready or demand_ask
         asks.append((demand_ask, Reason.DEMAND))
-    if projection is not None and ready:
-        verdicts = tuple(_latency_drains_in_time(v, projection, ready) for v in verdicts)
-        signal_asks = [
-            (v.desired_replicas, Reason(v.signal.value)) for v in verdicts if v.desired_replicas is not None
-        ]
-        asks = [*signal_asks, *(a for a in asks if a[1] == Reason.DEMAND)]
     guarded = any(v.status == Status.GUARD for v in verdicts)
     if not asks and not guarded:
         note = f"{', '.join(missing)} missing" if missing else "no engine metrics"
