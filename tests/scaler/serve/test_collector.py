@@ -144,3 +144,118 @@ def test_a_dead_child_fails_one_collect_and_the_next_spawns_a_new_one() -> None:
         collector.close()
     assert second != first
     assert len(collected.decided) == len(targets)
+
+
+def _meta(deployment: str, queue_per_replica: str = "4") -> dict[str, str]:
+    return {
+        "backend": "vllm",
+        "deployment": deployment,
+        "targetQueuePerReplica": queue_per_replica,
+        "scaleToZero": "false",
+        "latencySloSeconds": "2",
+    }
+
+
+def test_targets_cross_once_and_changed_metadata_is_decided_afresh() -> None:
+    """The child keeps the targets it was sent: a refresh of the same target objects sends none, a
+    ScaledObject whose metadata changed sends only its new Target, and the child decides on it."""
+    targets = [target_from_ref("ns", f"so-{i}", _meta(f"d{i}")) for i in range(250)]
+    collector = ProcessCollector(history_source, clock=fixed_clock)
+    url = "http://prometheus:9090"
+
+    async def go() -> list[Collected]:
+        out = [await collector.collect(url, targets)]
+        assert collector._change(url, targets).keys is None  # the same objects: nothing to send
+        out.append(await collector.collect(url, targets))
+        # so-7 now targets 1 request per replica: a new Target for the same key
+        targets[7] = target_from_ref("ns", "so-7", _meta("d7", queue_per_replica="1"))
+        change = collector._change(url, targets)
+        assert change.keys is not None and len(change.keys) == 250
+        assert change.fresh == [targets[7]]
+        out.append(await collector.collect(url, targets))
+        return out
+
+    try:
+        first, same, changed = asyncio.run(go())
+    finally:
+        collector.close()
+    in_process = collect_and_decide(HistorySource(), targets, fixed_clock).decided
+    # 250 decisions in 3 pickled chunks, each equal field by field to one decided in this process
+    assert changed.decided == in_process
+    assert first.decided == same.decided
+    key = ("ns", "so-7", "d7")
+    old, new = first.decided[key], changed.decided[key]
+    assert not isinstance(old, str) and not isinstance(new, str)
+    assert [s.target for s in old.signals if s.signal.value == "queue"] == [4.0]
+    assert [s.target for s in new.signals if s.signal.value == "queue"] == [1.0]
+    assert first.decided == {k: v for k, v in in_process.items() if k != key} | {key: old}
+
+
+def test_collects_for_one_url_that_overlap_each_get_their_own_targets() -> None:
+    """A new ScaledObject's first fetch can run while a refresh of the same Prometheus is in flight:
+    each collect is answered for exactly its own targets."""
+    refresh = [target_from_ref("ns", f"so-{i}", _meta(f"d{i}")) for i in range(30)]
+    first_fetch = [target_from_ref("ns", "so-new", _meta("dnew"))]
+    collector = ProcessCollector(history_source, clock=fixed_clock)
+
+    async def go() -> tuple[Collected, ...]:
+        await collector.collect("u", refresh)
+        rounds = [collector.collect("u", refresh), collector.collect("u", first_fetch)] * 2
+        return tuple(await asyncio.gather(*rounds, collector.collect("u", [*refresh, *first_fetch])))
+
+    try:
+        results = asyncio.run(go())
+    finally:
+        collector.close()
+    assert [len(r.decided) for r in results] == [30, 1, 30, 1, 31]
+    assert set(results[1].decided) == {("ns", "so-new", "dnew")}
+    assert (
+        results[4].decided
+        == collect_and_decide(HistorySource(), [*refresh, *first_fetch], fixed_clock).decided
+    )
+
+
+def test_what_the_child_holds_is_cleared_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    import scaler.serve.collector as collector_module
+
+    monkeypatch.setattr(collector_module, "MAX_TARGETS", 25)
+    collector = ProcessCollector(history_source, clock=fixed_clock)
+    a = [target_from_ref("ns", f"a-{i}", _meta(f"a{i}")) for i in range(15)]
+    b = [target_from_ref("ns", f"b-{i}", _meta(f"b{i}")) for i in range(15)]
+
+    async def go() -> tuple[Collected, Collected]:
+        await collector.collect("u", a)
+        change = collector._change("u", b)
+        assert change.reset and change.fresh == b  # 15 held + 15 new > 25: start afresh
+        out_b = await collector.collect("u", b)
+        assert set(collector._held["u"]) == {key_of(t) for t in b}
+        return out_b, await collector.collect("u", a)  # a again: sent afresh, decided the same
+
+    try:
+        out_b, out_a = asyncio.run(go())
+    finally:
+        collector.close()
+    assert out_b.decided == collect_and_decide(HistorySource(), b, fixed_clock).decided
+    assert out_a.decided == collect_and_decide(HistorySource(), a, fixed_clock).decided
+
+
+def test_a_child_out_of_step_fails_one_collect_and_the_next_sends_everything() -> None:
+    """If the two sides ever disagree on what the child holds (here: this side believes it sent a list
+    the child never got), the collect fails with that message, and the next one sends every target."""
+    targets = _targets()
+    collector = ProcessCollector(history_source, clock=fixed_clock)
+
+    async def go() -> Collected:
+        await collector.start()
+        collector._last["u"] = list(targets)  # out of step: the child holds nothing for "u"
+        with pytest.raises(RefreshWorkerError, match="lost its targets"):
+            await collector.collect("u", targets)
+        change = collector._change("u", targets)
+        assert change.keys is not None and change.fresh == targets
+        return await collector.collect("u", targets)
+
+    try:
+        collected = asyncio.run(go())
+    finally:
+        collector.close()
+    assert collected.decided == collect_and_decide(HistorySource(), targets, fixed_clock).decided
