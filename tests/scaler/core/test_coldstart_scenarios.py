@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from scaler.core.coldstart import estimate_cold_start
 from scaler.core.config import parse_metadata
 from scaler.core.decision import FloorKind, Phase, Reason, decide
 from scaler.core.signals import Measure, SignalName, Signals
-from scaler.core.state import ReplicaSource, Series, State
+from scaler.core.state import LatencyWindow, ReplicaSource, Series, State
 
 NOW_S = 1_700_000_000.0
 STEP_S = 15.0
@@ -124,6 +126,28 @@ def test_first_step_still_loading_keeps_sizing_from_the_waiting_demand(
     d = decide(signals, state, config, NOW_S)
     assert (d.valid, d.active, d.reason, d.phase) == (True, True, Reason.FROM_ZERO, Phase.STARTING)
     assert d.desired_replicas == max(3, desired)
+
+
+@pytest.mark.parametrize("age_s", [10.0, 40.0, 58.0])
+def test_the_backlog_drains_over_the_full_horizon_however_close_the_first_step_is(age_s: float) -> None:
+    """SLO-only metadata, 240 requests waiting at the gateway, 4/s arriving, the first pod loading: a
+    replica asked now is Ready a full horizon (60 s + 15 s) from now, so the backlog drains over that,
+    whatever the first pod's age: (4 x 0.18 + 240 x 0.18 / 75) / 0.8 = 1.62 -> 2 replicas, as at zero.
+    Over the 2 s the 58 s old pod has left it was (4 x 0.18 + 240 x 0.18 / 2) / 0.8 = 27.9 -> 28: a
+    cold start of 28 replicas for a backlog the first one and one more clear (idle-gaps-s1 asked 15)."""
+    history = series([240.0 - 20.0 * (12 - i) for i in range(13)], step_s=5.0)  # +4/s
+    signals = Signals(current_replicas=1, ready_replicas=0)
+    state = State(
+        activation_value=240.0,
+        activation_history=history,
+        warming_replicas=1,
+        warming_ages_s=(age_s,),
+        replica_source=ReplicaSource.KUBERNETES,
+    )
+    d = decide(signals, state, parse_metadata(SLO_ONLY), NOW_S)
+    assert (d.desired_replicas, d.reason, d.phase) == (2, Reason.FROM_ZERO, Phase.STARTING)
+    assert d.projection is not None and d.projection.horizon_s == 75.0
+    assert d.projection.replicas == pytest.approx(1.62, rel=0.01)
 
 
 def test_first_step_loading_with_unknown_demand_is_not_a_decision() -> None:
@@ -329,3 +353,48 @@ def test_learned_cold_start_drives_the_break_even_and_the_horizon() -> None:
     assert d.replica_source == ReplicaSource.KUBERNETES
     prior = decide(IDLE, State(history=state.history), parse_metadata(BASE), NOW_S)
     assert prior.reason == Reason.RELEASE  # with the 60 s prior, 90 s idle pays for a release
+
+
+@pytest.mark.parametrize(
+    ("busy_min", "desired", "reason"),
+    [
+        # 3 busy minutes, then 3 idle: 360 s of history < 10 cold starts (600 s) -> the last replica stays
+        (3, 1, Reason.HEADROOM),
+        # 17 busy minutes, then 3 idle: 20 minutes of history, nothing in it says a return costs misses,
+        # idle 180 s >= the 60 s cold start -> it goes
+        (17, 0, Reason.RELEASE),
+    ],
+)
+def test_the_last_replica_stays_until_the_history_can_price_its_release(
+    busy_min: int, desired: int, reason: Reason
+) -> None:
+    """SLO-only metadata, 1 Ready replica that served 1 request/s, every one under 0.25 s, then nothing for
+    3 minutes. A short history cannot tell a lull from the end of the demand (azure-code's first minutes:
+    a 40 s burst, then 144 s of nothing, then the next burst)."""
+    config = parse_metadata(SLO_ONLY)
+    steps_busy, steps_idle = busy_min * 4, 3 * 4
+    served = series([1.0] * steps_busy + [0.0] * steps_idle)
+    windows = tuple(
+        LatencyWindow(NOW_S - 60.0 * i, 1.0, 60.0, (0.25, 1.0, math.inf), (60.0, 60.0, 60.0))
+        for i in range(3, busy_min + 3)
+    )
+    signals = Signals(
+        current_replicas=1,
+        ready_replicas=1,
+        queue_requests=0.0,
+        requests_per_s=0.0,
+        no_traffic=frozenset({SignalName.LATENCY}),  # no request finished: no latency to read
+    )
+    state = State(
+        history={Measure.REQUESTS: served},
+        latency_windows=windows,
+        activation_value=0.0,
+        replica_source=ReplicaSource.KUBERNETES,
+    )
+    d = decide(signals, state, config, NOW_S)
+    assert (d.desired_replicas, d.reason) == (desired, reason)
+    assert d.headroom is not None
+    if desired:
+        assert "too little to price releasing the last one" in d.headroom.why
+    else:
+        assert d.headroom.replicas == 0 and d.idle is not None and d.idle.release

@@ -128,3 +128,24 @@ def test_scale_to_zero_misses_count_only_against_no_warm_replica() -> None:
     reactive = Series((NOW_S - 3600,), (1.0,))
     assert headroom_floor(windows, reactive, 1.0, 0.99, 90.0, NOW_S, wake_misses=30.0).replicas == 1
     assert headroom_floor(windows, reactive, 1.0, 0.99, 90.0, NOW_S, wake_misses=2.0).replicas == 0
+
+
+@pytest.mark.parametrize(
+    ("reactive_from_s", "floor"),
+    [
+        # the asks' history begins after every window's lookup (end - 60 s window - 90 s horizon): each
+        # window stands for what was Ready in it, 1 replica that served every request under 0.25 s
+        (NOW_S - 30, 0),
+        # the history covers the lookups and says the ask was 0: every window is a wake from zero
+        (NOW_S - 3600, 1),
+    ],
+)
+def test_a_window_before_the_asks_history_is_served_by_what_was_ready(
+    reactive_from_s: float, floor: int
+) -> None:
+    """Five calm minutes on 1 replica, the asks' history starting only 30 s ago (a trace that opens
+    under load, a scaler just started): reading the unknown ask before it as 0 made all five look like
+    wakes from zero, all missed at F = 0, and held the last replica for as long as they weighed."""
+    windows = [window(NOW_S - 60 * i, 1, CALM) for i in range(5)]
+    reactive = Series((reactive_from_s,), (0.0,))
+    assert headroom_floor(windows, reactive, 1.0, 0.99, 90.0, NOW_S).replicas == floor
