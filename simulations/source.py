@@ -127,6 +127,7 @@ class MemorySource:
             cold_start_samples_s=states.cold_starts_s,
             replica_source=ReplicaSource.SIMULATION,
             notes=dict(states.notes),
+            rate_window_s=duration_s(self.rate_window),
         )
         if target.config.activation_query is not None:
             value, series = self.activation(target.config.activation_query, now)

@@ -774,7 +774,11 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
                 f"KV cache {kv:.0%} full (at least {KV_CACHE_FULL_FRACTION:.0%}): the replicas are saturated"
             )
             floors.append(Floor(FloorKind.KV_CACHE, floor, why))
-        kept = keep_warm_floor(history_asks, floor, desired, now_s, cold.seconds, config.min_idle_s)
+        # the idle lag of a windowed rate holds only for asks read from one (the served requests)
+        rate_window_s = state.rate_window_s if capacity is not None and projection is not None else None
+        kept = keep_warm_floor(
+            history_asks, floor, desired, now_s, cold.seconds, config.min_idle_s, rate_window_s
+        )
         if kept.held and kept.verdict is not None:
             floors.append(
                 Floor(FloorKind.KEEP_WARM, kept.replicas, f"replica {kept.level}: {kept.verdict.why}")

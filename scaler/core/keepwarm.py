@@ -82,11 +82,24 @@ class KeepWarm:
 
 
 def keep_warm_floor(
-    asks: Series, current: int, desired: int, now_s: float, cold_start_s: float, min_idle_s: float = 0.0
+    asks: Series,
+    current: int,
+    desired: int,
+    now_s: float,
+    cold_start_s: float,
+    min_idle_s: float = 0.0,
+    rate_window_s: float | None = None,
 ) -> KeepWarm:
     """Walk down from ``current`` to ``desired``: the first replica level whose release does not pay holds
     the fleet there. A level is needed at the history steps where the ask reached it; one never needed in
-    the history has been idle at least as long as the history (unknown without one: it stays)."""
+    the history has been idle at least as long as the history (unknown without one: it stays).
+
+    ``rate_window_s``: the window of the rate the asks were read from. The first replica is needed while
+    any request came, and a rate over a window W still reads one W after it: if step t was the last to
+    read demand and t + step read none, the last request came in (t - W, t + step - W], so the replica has
+    been idle at least ``now - t + W - step``, and each gap between demand was as much longer. Worked
+    example: a 1 m rate on a 15 s history, the last request at 3,600 s: the rate reads it until 3,660 s,
+    and at 3,720 s the replica has been idle 105 s, not the 60 s the rate alone shows."""
     times = np.asarray(asks.times_s)
     values = np.asarray(asks.values)
     step_s = float(np.diff(times).min()) if len(times) >= 2 else 0.0
@@ -97,9 +110,12 @@ def keep_warm_floor(
         # rule holds at 1, so level 2 was not needed).
         busy = times[values > 1e-9] if level == 1 else times[values >= level - 1e-9]
         idle_s: float | None = (now_s - float(times[0])) if len(times) else None
+        lag_s = max(0.0, rate_window_s - step_s) if level == 1 and rate_window_s and step_s > 0 else 0.0
         if busy.size:
             idle_s = max(0.0, now_s - float(busy.max()))
-        gaps = gaps_between(busy, step_s) if step_s > 0 else ()
+            if float(times[-1]) > float(busy.max()):  # a later step read nothing: the lag has started
+                idle_s += lag_s
+        gaps = tuple(g + lag_s for g in gaps_between(busy, step_s)) if step_s > 0 else ()
         verdict = decide_release(idle_s, gaps, cold_start_s, min_idle_s if level == 1 else 0.0)
         if not verdict.release:
             return KeepWarm(level, True, level, verdict)

@@ -101,6 +101,9 @@ class State:
     activation_value: float | None = None
     activation_history: Series | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
+    # The window of the rates in ``history`` (served requests, tokens): a rate still reads demand up to
+    # this long after the last request. None: unknown (then idle time is counted from the rate alone).
+    rate_window_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -259,7 +259,11 @@ class PrometheusSource:
             measured, windows = history.reduced[hkey]
             notes: dict[str, str] = dict(pod_notes.get(key, {}))
             state = State(
-                history=measured, latency_windows=windows, notes=notes, replica_source=replica_source
+                history=measured,
+                latency_windows=windows,
+                notes=notes,
+                replica_source=replica_source,
+                rate_window_s=window_s,
             )
             if states is not None:
                 signals = _with_pod_counts(signals, states)

@@ -55,3 +55,45 @@ def test_a_fraction_above_a_level_does_not_hold_the_next_one() -> None:
 )
 def test_release_table(idle_s: float | None, gaps_s: tuple[float, ...], release: bool) -> None:
     assert decide_release(idle_s, gaps_s, cold_start_s=60.0).release is release
+
+
+@pytest.mark.parametrize(
+    ("history", "rate_window_s", "held", "idle_s"),
+    [
+        # A 1 m rate read demand until 15 s ago; the step after read none. The last request came at least
+        # 60 - 15 = 45 s before that step: idle 15 + 45 = 60 s >= the 60 s cold start, so it goes.
+        ([1.0] * 240 + [0.0], 60.0, False, 60.0),
+        # The same history with no window known: idle 15 s, it stays (the rate alone).
+        ([1.0] * 240 + [0.0], None, True, 15.0),
+        # The rate still reads demand now: the lag has not started, idle 0 s.
+        ([1.0] * 240, 60.0, True, 0.0),
+        # A window no longer than the step adds nothing.
+        ([1.0] * 240 + [0.0], 15.0, True, 15.0),
+    ],
+)
+def test_a_windowed_rate_reads_demand_a_window_after_it_stopped(
+    history: list[float], rate_window_s: float | None, held: bool, idle_s: float
+) -> None:
+    kept = keep_warm_floor(
+        asks(history), current=1, desired=0, now_s=NOW_S, cold_start_s=60.0, rate_window_s=rate_window_s
+    )
+    assert kept.held is held
+    assert kept.verdict is not None and kept.verdict.idle_s == pytest.approx(idle_s)
+
+
+def test_the_gaps_between_demand_are_as_much_longer() -> None:
+    """Demand at every step but two silent ones (a gap of 30 s on the rate) three times, then silence
+    for 15 s: with a 1 m window each gap was 30 + 45 = 75 s and the replica has been idle 60 s: 15 s more
+    expected idle < the 60 s cold start, so it stays, where break-even alone would have released it."""
+    burst = [1.0] * 8 + [0.0, 0.0]
+    kept = keep_warm_floor(
+        asks([1.0] * 200 + burst * 3 + [1.0] * 8 + [0.0]),
+        current=1,
+        desired=0,
+        now_s=NOW_S,
+        cold_start_s=60.0,
+        rate_window_s=60.0,
+    )
+    assert kept.held
+    assert kept.verdict is not None and kept.verdict.idle_s == pytest.approx(60.0)
+    assert kept.verdict.expected_idle_s == pytest.approx(15.0)

@@ -49,6 +49,8 @@ def test_history_is_read_and_reduced_once_per_step(
     queue = first[(NS, "llm", "llm")].state.history[Measure.QUEUE]
     assert len(queue) >= 1 and set(queue.values) == {4.0}  # waiting 3 + running 1
     assert isinstance(queue.values, array) and queue.values.typecode == "d"
+    # the rates in the history are over the source's window: keep-warm counts idle time from it
+    assert first[(NS, "llm", "llm")].state.rate_window_s == 10.0
 
     now[0] += 2.0
     second = src.collect(targets)
