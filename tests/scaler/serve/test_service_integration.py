@@ -18,9 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from scaler.serve.collector import ProcessCollector
-from scaler.serve.server import ScalerThread, ServeOptions
+from scaler.serve.server import ScalerThread
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess, free_port
+from tests.harness.scaler import loopback_scaler
 
 NS = "itest"
 RATE_WINDOW = "10s"
@@ -97,19 +98,8 @@ def pods(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[dict[str, 
 
 @pytest.fixture(scope="module")
 def scaler(pods: dict[str, FakePod], prometheus: PrometheusProcess) -> Iterator[ScalerThread]:
-    options = ServeOptions(
-        grpc_port=0,
-        metrics_port=0,
-        bind_address="127.0.0.1",
-        prometheus_url=prometheus.url,
-        refresh_s=0.5,
-        history_step_s=1.0,
-        rate_window=RATE_WINDOW,
-        staleness_s=30,
-    )
-    s = ScalerThread(options).start()
-    yield s
-    s.stop()
+    with loopback_scaler(prometheus.url, RATE_WINDOW) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

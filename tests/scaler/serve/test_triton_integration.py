@@ -17,10 +17,10 @@ from scaler.core.config import parse_metadata
 from scaler.core.decision import decide
 from scaler.core.target import Target
 from scaler.describe import describe
-from scaler.serve.server import ScalerThread, ServeOptions
 from scaler.sources.prometheus import PrometheusSource
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess
+from tests.harness.scaler import loopback_scaler
 
 NS = "tritest"
 RATE_WINDOW = "10s"
@@ -96,23 +96,9 @@ def pods(fleet: FakeFleet, prometheus: PrometheusProcess) -> Iterator[list[FakeP
 def stub(
     pods: list[FakePod], prometheus: PrometheusProcess, keda_pb: tuple[ModuleType, ModuleType]
 ) -> Iterator[Any]:
-    options = ServeOptions(
-        grpc_port=0,
-        metrics_port=0,
-        bind_address="127.0.0.1",
-        prometheus_url=prometheus.url,
-        refresh_s=0.5,
-        history_step_s=1.0,
-        rate_window=RATE_WINDOW,
-        staleness_s=30,
-    )
-    s = ScalerThread(options).start()
-    try:
-        with grpc.insecure_channel(s.address) as ch:
-            grpc.channel_ready_future(ch).result(timeout=10)
-            yield keda_pb[1].ExternalScalerStub(ch)
-    finally:
-        s.stop()
+    with loopback_scaler(prometheus.url, RATE_WINDOW) as s, grpc.insecure_channel(s.address) as ch:
+        grpc.channel_ready_future(ch).result(timeout=10)
+        yield keda_pb[1].ExternalScalerStub(ch)
 
 
 def _replicas(stub: Any, keda_pb: tuple[ModuleType, ModuleType], name: str, meta: dict[str, str]) -> int:
