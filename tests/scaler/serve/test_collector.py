@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
+import logging
 import os
+import pickle
 import signal
 from collections.abc import Mapping, Sequence
 
 import pytest
 
+from scaler.core.decision import Decision
 from scaler.core.signals import Measure, Signals
 from scaler.core.state import Observation, Series, State
 from scaler.core.target import Target, target_from_ref
+from scaler.serve import collector as collector_module
 from scaler.serve.collector import (
     Collected,
     ProcessCollector,
@@ -19,6 +25,8 @@ from scaler.serve.collector import (
     ThreadCollector,
     collect_and_decide,
     key_of,
+    restamped,
+    same_answer,
 )
 from scaler.sources.prometheus import QueryObserver
 from scaler.sources.source import Key, Source
@@ -75,8 +83,38 @@ class FailingSource:
         raise RuntimeError("prometheus http://127.0.0.1:1: query up failed: connection refused")
 
 
+class CountingSource(HistorySource):
+    """HistorySource, but so-3's queue grows by 10 requests with every collect: the one decision of the
+    batch that changes from one collect to the next."""
+
+    def __init__(self, observe: QueryObserver | None = None, collects: int = 0) -> None:
+        super().__init__(observe)
+        self.collects = collects
+
+    def collect(self, targets: Sequence[Target]) -> Mapping[Key, Observation]:
+        out = dict(super().collect(targets))
+        self.collects += 1
+        for key, obs in out.items():
+            if key[1] == "so-3":
+                signals = dataclasses.replace(obs.signals, queue_requests=10.0 * self.collects)
+                out[key] = dataclasses.replace(obs, signals=signals)
+        return out
+
+
 def history_source(url: str, observe: QueryObserver) -> Source:
     return HistorySource(observe)
+
+
+def counting_source(url: str, observe: QueryObserver) -> Source:
+    return CountingSource(observe)
+
+
+_STEPS = itertools.count()
+
+
+def stepping_clock() -> float:
+    """2 s later at every call (in whichever process calls it)."""
+    return NOW_S + 2.0 * next(_STEPS)
 
 
 def failing_source(url: str, observe: QueryObserver) -> Source:
@@ -259,3 +297,111 @@ def test_a_child_out_of_step_fails_one_collect_and_the_next_sends_everything() -
     finally:
         collector.close()
     assert collected.decided == collect_and_decide(HistorySource(), targets, fixed_clock).decided
+
+
+def test_only_changed_decisions_cross_and_the_rest_are_restamped() -> None:
+    """A decision equal in every field but its time to the last one sent crosses as its position; this
+    side restamps the one it holds. Here so-3's queue grows every collect: one decision of 21 crosses."""
+    targets = _targets()
+    collector = ProcessCollector(counting_source, clock=fixed_clock)
+
+    async def go() -> tuple[list[int], list[Collected]]:
+        crossed, out = [], []
+        for _ in range(3):
+            out.append(await collector.collect("u", targets))
+            crossed.append(collector.last_crossed)
+        return crossed, out
+
+    try:
+        crossed, collected = asyncio.run(go())
+    finally:
+        collector.close()
+    assert crossed == [21, 1, 1]  # the message for so-gone is unchanged too
+    for n, c in enumerate(collected):
+        assert c.decided == collect_and_decide(CountingSource(collects=n), targets, fixed_clock).decided
+    queue = [next(s.value for s in c.decided[("ns", "so-3", "d3")].signals if s.signal.value == "queue")  # type: ignore[union-attr]
+             for c in collected]  # fmt: skip
+    assert queue == [10.0, 20.0, 30.0]
+
+
+def test_unchanged_decisions_carry_the_time_of_the_collect() -> None:
+    """On a clock that moves 2 s per call every decision says when it was made, crossed or restamped,
+    and equals one made in this process at that time."""
+    targets = _targets()
+    collector = ProcessCollector(history_source, clock=stepping_clock)
+
+    async def go() -> list[Collected]:
+        return [await collector.collect("u", targets) for _ in range(3)]
+
+    try:
+        collected = asyncio.run(go())
+    finally:
+        collector.close()
+    assert len({c.now_s for c in collected}) == 3
+    for c in collected:
+        assert all(d.now_s == c.now_s for d in c.decided.values() if isinstance(d, Decision))
+
+        def then(c: Collected = c) -> float:
+            return c.now_s
+
+        assert c.decided == collect_and_decide(HistorySource(), targets, then).decided
+
+
+def test_restamped_is_replace_of_the_time() -> None:
+    decided = collect_and_decide(HistorySource(), _targets()[:1], fixed_clock).decided
+    decision = next(iter(decided.values()))
+    assert isinstance(decision, Decision)
+    assert restamped(decision, NOW_S + 5) == dataclasses.replace(decision, now_s=NOW_S + 5)
+    assert restamped(decision, NOW_S + 5).now_s == NOW_S + 5 and decision.now_s == NOW_S
+    assert restamped(decision, NOW_S) is decision
+    assert same_answer(decision, restamped(decision, NOW_S + 5))
+    assert not same_answer(
+        decision, dataclasses.replace(decision, desired_replicas=decision.desired_replicas + 1)
+    )
+    assert same_answer("not a Deployment", "not a Deployment")
+    assert not same_answer(None, "not a Deployment") and not same_answer("gone", decision)
+    assert not same_answer(decision, dataclasses.replace(decision, reason_note="another note"))
+    # NaN is unequal to itself: a decision holding one always crosses (the safe side)
+    first = dataclasses.replace(decision.signals[0], value=float("nan"))
+    with_nan = dataclasses.replace(decision, signals=(first, *decision.signals[1:]))
+    assert not same_answer(with_nan, pickle.loads(pickle.dumps(with_nan)))
+
+
+def test_out_of_step_decisions_fail_one_collect_and_the_next_sends_every_decision() -> None:
+    targets = _targets()
+    collector = ProcessCollector(history_source, clock=fixed_clock)
+
+    async def go() -> tuple[int, Collected]:
+        await collector.collect("u", targets)
+        collector._decided["u"].pop(("ns", "so-5", "d5"))  # this side lost one the child thinks it has
+        with pytest.raises(RefreshWorkerError, match="none is held here"):
+            await collector.collect("u", targets)
+        collected = await collector.collect("u", targets)
+        return collector.last_crossed, collected
+
+    try:
+        crossed, collected = asyncio.run(go())
+    finally:
+        collector.close()
+    assert crossed == len(targets)
+    assert collected.decided == collect_and_decide(HistorySource(), targets, fixed_clock).decided
+
+
+def test_the_child_forgets_the_decisions_it_sent_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in this process (the bound is patched here, not in a spawned child): past MAX_TARGETS keys
+    the child forgets what it sent and sends every decision, saying so."""
+    monkeypatch.setattr(collector_module, "MAX_TARGETS", 25)
+    monkeypatch.setattr(collector_module, "_child", collector_module._ChildState())
+    collector_module._child_init(history_source, fixed_clock, logging.WARNING)
+    a = [target_from_ref("ns", f"a-{i}", _meta(f"a{i}")) for i in range(15)]
+    b = [target_from_ref("ns", f"b-{i}", _meta(f"b{i}")) for i in range(15)]
+
+    def ship(targets: list[Target]) -> collector_module._Shipped:
+        change = collector_module._TargetChange([key_of(t) for t in targets], targets, reset=True)
+        return collector_module._child_collect("u", change)
+
+    first, again, other, past = ship(a), ship(a), ship(b), ship(a)
+    assert (len(first.chunks), len(first.unchanged) // 4, first.decisions_reset) == (1, 0, False)
+    assert (len(again.chunks), len(again.unchanged) // 4) == (0, 15)  # the same 15: positions only
+    assert not other.decisions_reset and len(other.unchanged) == 0  # 30 keys sent now, over 25
+    assert past.decisions_reset and len(past.unchanged) == 0 and len(past.chunks) == 1
