@@ -28,6 +28,7 @@ from scaler.sources.query import (
     Query,
     RangeSample,
     Sample,
+    Shape,
     history_key,
     history_range,
     index_history,
@@ -48,6 +49,8 @@ HISTORY_S = 3600.0
 HISTORY_STEP_S = 15.0
 # The activation query's recent values, for the arrival rate while at zero.
 ACTIVATION_WINDOW_S = 60.0
+# Targets without samples whose reduction is kept (_without_samples): 8x make bench's 2,000.
+MAX_UNSAMPLED = 16_384
 
 
 log = logging.getLogger("scaler.sources.prometheus")
@@ -147,6 +150,8 @@ class PrometheusSource:
         self._kube = kube
         self._clock = clock
         self._history_read: _HistoryRead | None = None
+        # Per target key, the (Target, window, shape, signals) of a target with no samples (_without_samples).
+        self._unsampled: dict[tuple[str, str, str], tuple[Target, float, Shape, Signals]] = {}
         # Queries sent by the last collect (the scaler's llm_scaler_queries_per_refresh).
         self.queries_last_collect = 0
         self._queries_in_collect = 0
@@ -246,8 +251,12 @@ class PrometheusSource:
             # Its own few samples (the index's superset), and the shape read from them once: shape_of
             # over the whole results scanned every pod's presence samples for each of 2,000 targets.
             samples = instant.samples_for(t, states)
-            shape = shape_of(t, samples, states)
-            signals = reduce_signals(t, samples, states, window_s=window_s, shape=shape)
+            if states is None and not samples:
+                shape, signals = self._without_samples(t, key, window_s)
+            else:
+                self._unsampled.pop(key, None)
+                shape = shape_of(t, samples, states)
+                signals = reduce_signals(t, samples, states, window_s=window_s, shape=shape)
             # History changes once per step (15 s), refreshes come every 2 s: reduce once per step and
             # hand every refresh the same Series objects.
             prefixes = states.prefixes if states is not None else None
@@ -279,6 +288,24 @@ class PrometheusSource:
                 state = replace(state, activation_value=value, activation_history=series)
             out[key] = Observation(signals, state)
         return out
+
+    def _without_samples(
+        self, t: Target, key: tuple[str, str, str], window_s: float
+    ) -> tuple[Shape, Signals]:
+        """``shape_of`` and ``reduce_signals`` of a target with no sample and no pods known by ownership
+        (a Deployment at zero, or not exporting yet), reused while its Target is the same object: both are
+        functions of the target and the samples alone, and a target with none reads the same every
+        refresh. 1,950 of make bench's 2,000 ScaledObjects have no pods; reducing nothing took 70-90 us
+        each, 0.15 s of every 2 s refresh (ad-hoc timing, not a repo command)."""
+        held = self._unsampled.get(key)
+        if held is not None and held[0] is t and held[1] == window_s:
+            return held[2], held[3]
+        shape = shape_of(t, {}, None)
+        signals = reduce_signals(t, {}, None, window_s=window_s, shape=shape)
+        if len(self._unsampled) >= MAX_UNSAMPLED:  # names a client invents cannot grow it without bound
+            self._unsampled.clear()
+        self._unsampled[key] = (t, window_s, shape, signals)
+        return shape, signals
 
     # -- the parts of a collect ---------------------------------------------------------------------
     def _history(self, targets: Sequence[Target], now_s: float) -> _HistoryRead:

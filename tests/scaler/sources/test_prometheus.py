@@ -12,7 +12,7 @@ from scaler.core.config import parse_metadata
 from scaler.core.signals import Measure
 from scaler.core.target import Target
 from scaler.sources.prometheus import PrometheusSource
-from scaler.sources.query import plan_history
+from scaler.sources.query import plan_history, reduce_signals, shape_of
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess
 
@@ -79,3 +79,28 @@ def test_a_batch_inside_the_last_history_read_reuses_it(
     meta = {"backend": "vllm", "deployment": "llm", "targetQueuePerReplica": "4"}
     src.collect([Target("elsewhere", "llm", parse_metadata(meta))])
     assert src.queries_last_collect == full
+
+
+def test_a_target_without_samples_reuses_its_reduction_while_its_target_is_the_same(
+    prometheus: PrometheusProcess, targets: list[Target]
+) -> None:
+    """A Deployment with no pod (at zero, or not exporting yet) reads the same every refresh: its shape
+    and signals are reused while its Target is the same object, and equal what reducing afresh gives."""
+    src, now = _stepped_source(prometheus)
+    meta = {"backend": "vllm", "deployment": "ghost", "targetQueuePerReplica": "4"}
+    ghost = Target(NS, "ghost", parse_metadata(meta))
+    key = (NS, "ghost", "ghost")
+    first = src.collect([*targets, ghost])[key].signals
+    now[0] += 2.0
+    second = src.collect([*targets, ghost])[key].signals
+    assert second is first
+    assert first == reduce_signals(ghost, {}, None, window_s=10.0, shape=shape_of(ghost, {}, None))
+    assert first.current_replicas == 0 and first.queue_requests is None
+    # changed metadata is a new Target: reduced afresh, on its own metadata
+    changed = Target(NS, "ghost", parse_metadata({**meta, "targetGpuUtilization": "70"}))
+    third = src.collect([*targets, changed])[key].signals
+    assert third is not first
+    assert third == reduce_signals(changed, {}, None, window_s=10.0, shape=shape_of(changed, {}, None))
+    # the Deployment with a pod is never served from it
+    assert (NS, "llm", "llm") not in src._unsampled
+    assert src.collect(targets)[(NS, "llm", "llm")].signals.queue_requests == 4.0
