@@ -353,7 +353,8 @@ _ROOM_SLO = {"backend": "vllm", "deployment": "llama", "latencySloSeconds": "1"}
         (0.89, 0.995, 500.0, 1.1, True),  # under 0.95 of the SLO: the burst's tail, not a fleet too small
         (0.97, 0.995, 500.0, 1.1, False),  # the tail is at the SLO: scale up
         (0.64, 0.97, 500.0, 1.1, False),  # the target was missed
-        (0.64, 1.0, 500.0, 1.3, False),  # more than a quarter replica over: demand, not rounding
+        (0.46, 1.0, 500.0, 1.2513, True),  # flash-crowd-s1 at 942 s: one replica served the crowd in time
+        (0.64, 1.0, 500.0, 1.6, False),  # more than half a replica over: demand, not rounding
         (0.64, 1.0, 19.0, 1.1, False),  # too few requests (under 20) to say latency has room
         (0.64, 1.0, 500.0, 0.9, False),  # not over the fleet at all: nothing to hold
     ],
