@@ -161,10 +161,9 @@ class ProcessCollector:
         # sides apply the same changes in the same order.
         self._held: dict[str, dict[Key, Target]] = {}
         self._last: dict[str, list[Target]] = {}
-        # Per URL, the last decision the child sent for each key, mirrored the same way; URLs whose next
-        # collect asks the child to send every decision (this side lost step with it).
+        # Per URL, the last decision the child sent for each key, mirrored the same way. A URL not here
+        # (never collected, or this side lost step with the child) asks the child for every decision.
         self._decided: dict[str, dict[Key, Decision | str]] = {}
-        self._resend: set[str] = set()
         self.last_crossed = 0  # decisions the last collect pickled across (the rest were unchanged)
         self._lock = asyncio.Lock()
 
@@ -218,7 +217,6 @@ class ProcessCollector:
             last = held.get(key)
             if last is None:  # out of step: the next collect asks for every decision
                 self._decided.pop(url, None)
-                self._resend.add(url)
                 raise RefreshWorkerError(
                     f"the refresh process said the decision for {key} is unchanged, but none is held here; "
                     "the next refresh sends every decision"
@@ -229,10 +227,8 @@ class ProcessCollector:
     async def _collect_in_child(self, url: str, targets: Sequence[Target]) -> _Shipped:
         pool = self._executor()
         change = self._change(url, targets)
-        if url in self._resend:
+        if url not in self._decided:
             change = dataclasses.replace(change, resend_decisions=True)
-            self._resend.discard(url)
-            self._decided.pop(url, None)
         try:
             out = await asyncio.get_running_loop().run_in_executor(pool, _child_collect, url, change)
         except BrokenProcessPool as exc:

@@ -150,8 +150,8 @@ class PrometheusSource:
         self._kube = kube
         self._clock = clock
         self._history_read: _HistoryRead | None = None
-        # Per target key, the (Target, window, shape, signals) of a target with no samples (_without_samples).
-        self._unsampled: dict[tuple[str, str, str], tuple[Target, float, Shape, Signals]] = {}
+        # Per target key, the (Target, shape, signals) of a target with no samples (_without_samples).
+        self._unsampled: dict[tuple[str, str, str], tuple[Target, Shape, Signals]] = {}
         # Queries sent by the last collect (the scaler's llm_scaler_queries_per_refresh).
         self.queries_last_collect = 0
         self._queries_in_collect = 0
@@ -298,13 +298,13 @@ class PrometheusSource:
         refresh. 1,950 of make bench's 2,000 ScaledObjects have no pods; reducing nothing took 70-90 us
         each, 0.15 s of every 2 s refresh (ad-hoc timing, not a repo command)."""
         held = self._unsampled.get(key)
-        if held is not None and held[0] is t and held[1] == window_s:
-            return held[2], held[3]
+        if held is not None and held[0] is t:  # window_s is the source's own: fixed for its life
+            return held[1], held[2]
         shape = shape_of(t, {}, None)
         signals = reduce_signals(t, {}, None, window_s=window_s, shape=shape)
         if len(self._unsampled) >= MAX_UNSAMPLED:  # names a client invents cannot grow it without bound
             self._unsampled.clear()
-        self._unsampled[key] = (t, window_s, shape, signals)
+        self._unsampled[key] = (t, shape, signals)
         return shape, signals
 
     # -- the parts of a collect ---------------------------------------------------------------------

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
+from typing import Any
 
 from scaler.serve.server import ScalerThread, ServeOptions
 
 
 @contextlib.contextmanager
-def loopback_scaler(prometheus_url: str, rate_window: str = "10s") -> Iterator[ScalerThread]:
+def loopback_scaler(prometheus_url: str, rate_window: str = "10s", **options: Any) -> Iterator[ScalerThread]:
     """A started ScalerThread on 127.0.0.1 (ephemeral gRPC and metrics ports) that refreshes every 0.5 s
-    on a 1 s history step, so a test sees a change within seconds; stopped on exit."""
-    options = ServeOptions(
+    on a 1 s history step, so a test sees a change within seconds; stopped on exit. ``options``: other
+    ServeOptions fields (e.g. ``auth``), or these overridden."""
+    defaults = ServeOptions(
         grpc_port=0,
         metrics_port=0,
         bind_address="127.0.0.1",
@@ -22,7 +25,7 @@ def loopback_scaler(prometheus_url: str, rate_window: str = "10s") -> Iterator[S
         rate_window=rate_window,
         staleness_s=30,
     )
-    s = ScalerThread(options).start()
+    s = ScalerThread(dataclasses.replace(defaults, **options)).start()
     try:
         yield s
     finally:

@@ -4,6 +4,7 @@ never appear in logs, RPC error details or the scaler's metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -17,10 +18,11 @@ import bcrypt
 import grpc
 import pytest
 
-from scaler.serve.server import ScalerThread, ServeOptions
+from scaler.serve.server import ScalerThread
 from scaler.sources.prometheus import PrometheusAuth
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess
+from tests.harness.scaler import loopback_scaler
 from tests.reliability.certs import CA
 from tests.reliability.support import HeaderCheckingProxy, SecuredPrometheus, wait_for
 
@@ -76,19 +78,8 @@ def secured(
     prom.stop()
 
 
-def _scaler(url: str, auth: PrometheusAuth) -> ScalerThread:
-    options = ServeOptions(
-        grpc_port=0,
-        metrics_port=0,
-        bind_address="127.0.0.1",
-        prometheus_url=url,
-        refresh_s=0.5,
-        query_timeout_s=2.0,
-        history_step_s=5.0,
-        rate_window="10s",
-        auth=auth,
-    )
-    return ScalerThread(options).start()
+def _scaler(url: str, auth: PrometheusAuth) -> contextlib.AbstractContextManager[ScalerThread]:
+    return loopback_scaler(url, auth=auth, query_timeout_s=2.0, history_step_s=5.0, staleness_s=60.0)
 
 
 def _ask(
@@ -122,12 +113,9 @@ def test_basic_auth_over_tls_with_a_custom_ca(
     good = PrometheusAuth(
         basic_user="scaler", basic_password_file=str(password_file), ca_file=str(secured.ca_file)
     )
-    s = _scaler(secured.url, good)
-    try:
+    with _scaler(secured.url, good) as s:
         assert _ask(s.address, keda_pb, "basic-so") == (grpc.StatusCode.OK, "", 3.0)
         text = _metrics_text(s)
-    finally:
-        s.stop()
     # the wrong password, or no CA: UNAVAILABLE naming the server, and no password anywhere
     wrong_file = tmp_path / "wrong"
     wrong_file.write_text("not-the-password")
@@ -144,12 +132,9 @@ def test_basic_auth_over_tls_with_a_custom_ca(
         ),
         (PrometheusAuth(ca_file=str(secured.ca_file)), "401"),
     ):
-        s = _scaler(secured.url, auth)
-        try:
+        with _scaler(secured.url, auth) as s:
             code, details, _ = _ask(s.address, keda_pb, "basic-so")
             text += _metrics_text(s)
-        finally:
-            s.stop()
         assert code == grpc.StatusCode.UNAVAILABLE and expect in details, details
         assert secured.url.removeprefix("https://") in details
         assert PASSWORD not in details
@@ -168,24 +153,23 @@ def test_bearer_token_from_a_file_and_its_rotation(
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     proxy = HeaderCheckingProxy(prometheus.url, f"Bearer {TOKEN}")
-    s = _scaler(proxy.url, PrometheusAuth(bearer_token_file=str(token_file)))
     try:
-        assert _ask(s.address, keda_pb, "bearer-so") == (grpc.StatusCode.OK, "", 3.0)
-        assert proxy.seen and set(proxy.seen) == {f"Bearer {TOKEN}"}
-        assert proxy.refused == 0
-        # The projected service-account token rotates: Prometheus' side accepts only the new one, and
-        # the file now holds it. A running scaler carries it from the next refresh on, without a restart.
-        entry = s.server.refresher.entries[(NS, "bearer-so", "llama")]
-        proxy.expected = f"Bearer {ROTATED_TOKEN}"
-        token_file.write_text(ROTATED_TOKEN + "\n")
-        rotated_at = len(proxy.seen)
-        wait_for(lambda: f"Bearer {ROTATED_TOKEN}" in proxy.seen[rotated_at:], 10)
-        refreshed = entry.refreshed_at_s or 0.0
-        wait_for(lambda: (entry.refreshed_at_s or 0.0) > refreshed and entry.error is None, 10)
-        assert _ask(s.address, keda_pb, "bearer-so") == (grpc.StatusCode.OK, "", 3.0)
-        text = _metrics_text(s)
+        with _scaler(proxy.url, PrometheusAuth(bearer_token_file=str(token_file))) as s:
+            assert _ask(s.address, keda_pb, "bearer-so") == (grpc.StatusCode.OK, "", 3.0)
+            assert proxy.seen and set(proxy.seen) == {f"Bearer {TOKEN}"}
+            assert proxy.refused == 0
+            # The projected service-account token rotates: Prometheus' side accepts only the new one, and
+            # the file now holds it. A running scaler carries it from the next refresh on, without a restart.
+            entry = s.server.refresher.entries[(NS, "bearer-so", "llama")]
+            proxy.expected = f"Bearer {ROTATED_TOKEN}"
+            token_file.write_text(ROTATED_TOKEN + "\n")
+            rotated_at = len(proxy.seen)
+            wait_for(lambda: f"Bearer {ROTATED_TOKEN}" in proxy.seen[rotated_at:], 10)
+            refreshed = entry.refreshed_at_s or 0.0
+            wait_for(lambda: (entry.refreshed_at_s or 0.0) > refreshed and entry.error is None, 10)
+            assert _ask(s.address, keda_pb, "bearer-so") == (grpc.StatusCode.OK, "", 3.0)
+            text = _metrics_text(s)
     finally:
-        s.stop()
         proxy.close()
     assert TOKEN not in caplog.text and ROTATED_TOKEN not in caplog.text
     assert TOKEN not in text and ROTATED_TOKEN not in text
