@@ -65,6 +65,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _niceness(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 19, got {text!r}") from None
+    if not 0 <= value <= 19:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 19, got {value}")
+    return value
+
+
 def _url(text: str) -> str:
     try:
         return validate_prometheus_url(text)
@@ -200,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
         "child keeps the refresh's Python off the GIL the RPCs need)",
     )
     serve.add_argument(
+        "--refresh-nice",
+        type=_niceness,
+        default=_env("SCALER_REFRESH_NICE", "10"),
+        help="niceness of the refresh process, 0-19: KEDA's calls come first and the refresh takes what "
+        "is left of the CPU [SCALER_REFRESH_NICE, 10]",
+    )
+    serve.add_argument(
         "--staleness-seconds",
         type=_seconds,
         default=_env("SCALER_STALENESS_SECONDS", "60"),
@@ -333,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 history_step_s=args.history_step_seconds,
                 activation_namespace_labels=args.activation_namespace_labels,
                 refresh_process=not args.refresh_in_thread,
+                refresh_nice=args.refresh_nice,
             )
             asyncio.run(serve_forever(options))
             return 0

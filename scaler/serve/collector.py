@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from scaler.core.decision import Decision, decide
+from scaler.core.state import Observation
 from scaler.core.target import Target
 from scaler.serve.targets import MAX_TARGETS
 from scaler.sources.prometheus import QueryObserver
@@ -101,18 +102,39 @@ def restamped(decision: Decision, now_s: float) -> Decision:
     return copy
 
 
-def collect_and_decide(source: Source, targets: Sequence[Target], clock: Callable[[], float]) -> Collected:
-    """One collect, then the pure core for each target. The same code in a thread and in the child."""
+# Per key, the Observation a decision was made from, the target it was made for, and the decision.
+Decided = dict[Key, tuple[Observation, Target, Decision]]
+
+
+def collect_and_decide(
+    source: Source, targets: Sequence[Target], clock: Callable[[], float], held: Decided | None = None
+) -> Collected:
+    """One collect, then the pure core for each target. The same code in a thread and in the child.
+
+    ``held``: the last collect's decisions, replaced by this one's. A target whose source returned the very
+    Observation object it decided from last time (the source's promise: nothing in it ages) for the same
+    Target gets that decision restamped, not decided again: 1,950 of make bench's 2,000 ScaledObjects
+    read nothing at all, and deciding them took 66 ms of every 2 s refresh (ad-hoc timing)."""
     observations = source.collect(targets)
     now_s = clock()
     decided: dict[Key, Decision | str] = {}
+    last = dict(held) if held is not None else {}
+    if held is not None:
+        held.clear()  # only this collect's targets: a key of a ScaledObject gone does not stay
     for t in targets:
         key = key_of(t)
         obs = observations.get(key)
         if obs is not None and obs.error is not None:
             decided[key] = obs.error
         elif obs is not None:
-            decided[key] = decide(obs.signals, obs.state, t.config, now_s)
+            before = last.get(key)
+            if before is not None and before[0] is obs and before[1] is t:
+                decision = restamped(before[2], now_s)
+            else:
+                decision = decide(obs.signals, obs.state, t.config, now_s)
+            decided[key] = decision
+            if held is not None:
+                held[key] = (obs, t, decision)
     return Collected(decided, now_s, getattr(source, "queries_last_collect", 0))
 
 
@@ -129,6 +151,7 @@ class ThreadCollector:
         self._source_for = source_for
         self._clock = clock
         self._sources: dict[str, Source] = {}
+        self._decided: dict[str, Decided] = {}
 
     def source(self, url: str) -> Source:
         if url not in self._sources:
@@ -137,7 +160,8 @@ class ThreadCollector:
 
     async def collect(self, url: str, targets: Sequence[Target]) -> Collected:
         # Off the event loop: for 2,000 ScaledObjects the decisions take tens of milliseconds.
-        return await asyncio.to_thread(collect_and_decide, self.source(url), targets, self._clock)
+        held = self._decided.setdefault(url, {})
+        return await asyncio.to_thread(collect_and_decide, self.source(url), targets, self._clock, held)
 
     def close(self) -> None:
         pass
@@ -150,10 +174,12 @@ class RefreshWorkerError(RuntimeError):
 class ProcessCollector:
     """Collects in one child process (spawned at ``start`` or on first use; respawned if it dies)."""
 
-    def __init__(self, factory: SourceFactory, clock: Callable[[], float] = time.time) -> None:
-        """``factory`` and ``clock`` must pickle (module-level functions): the child is spawned."""
+    def __init__(self, factory: SourceFactory, clock: Callable[[], float] = time.time, nice: int = 0) -> None:
+        """``factory`` and ``clock`` must pickle (module-level functions): the child is spawned. ``nice``:
+        added to the child's niceness (it can only lower its own priority)."""
         self._factory = factory
         self._clock = clock
+        self._nice = nice
         self._pool: ProcessPoolExecutor | None = None
         self._observe: QueryObserver | None = None
         # Per Prometheus URL, what the child holds, mirrored: every target sent (by key) and the list of
@@ -178,7 +204,7 @@ class ProcessCollector:
                 # not fork: the serving process runs gRPC's threads, which a forked child must not inherit
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_child_init,
-                initargs=(self._factory, self._clock, logging.getLogger().level),
+                initargs=(self._factory, self._clock, logging.getLogger().level, self._nice),
             )
         return self._pool
 
@@ -318,14 +344,17 @@ class _ChildState:
     held: dict[str, dict[Key, Target]] = field(default_factory=dict)
     last: dict[str, list[Target]] = field(default_factory=dict)
     sent: dict[str, dict[Key, Decision | str]] = field(default_factory=dict)
+    decided: dict[str, Decided] = field(default_factory=dict)
     events: list[QueryEvent] = field(default_factory=list)
 
 
 _child = _ChildState()
 
 
-def _child_init(factory: SourceFactory, clock: Callable[[], float], log_level: int) -> None:
+def _child_init(factory: SourceFactory, clock: Callable[[], float], log_level: int, nice: int) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if nice:
+        os.nice(nice)
     _child.factory, _child.clock = factory, clock
 
 
@@ -359,7 +388,7 @@ def _child_collect(url: str, change: _TargetChange) -> _Shipped:
         if source is None:
             assert _child.factory is not None, "the child was started without a source factory"
             source = _child.sources[url] = _child.factory(url, _child_observe)
-        out = collect_and_decide(source, targets, _child.clock)
+        out = collect_and_decide(source, targets, _child.clock, _child.decided.setdefault(url, {}))
     except Exception as exc:  # shipped back as a value: the child's exception types need not pickle
         return _Shipped((), 0.0, 0, tuple(_child.events), error=str(exc) or type(exc).__name__)
     sent = _child.sent.setdefault(url, {})

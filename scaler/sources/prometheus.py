@@ -152,6 +152,11 @@ class PrometheusSource:
         self._history_read: _HistoryRead | None = None
         # Per target key, the (Target, shape, signals) of a target with no samples (_without_samples).
         self._unsampled: dict[tuple[str, str, str], tuple[Target, Shape, Signals]] = {}
+        # Per target key, the Observation of a target with nothing to read at all: no samples, no pods, no
+        # history in the last hour, no activationQuery. Returned again, the same object, while its Target
+        # and notes are the same: the contract of ``Source.collect`` that lets the refresh restamp its last
+        # decision instead of deciding again (``collect_and_decide``).
+        self._quiet: dict[tuple[str, str, str], tuple[Target, Observation]] = {}
         # Queries sent by the last collect (the scaler's llm_scaler_queries_per_refresh).
         self.queries_last_collect = 0
         self._queries_in_collect = 0
@@ -266,6 +271,20 @@ class PrometheusSource:
                 mine = history.index.get(history_key(t), {})
                 history.reduced[hkey] = reduce_history(t, mine, prefixes, shape)
             measured, windows = history.reduced[hkey]
+            quiet = (
+                states is None
+                and not samples
+                and t.config.activation_query is None
+                and not windows
+                and not any(len(series) for series in measured.values())
+            )
+            if not quiet:
+                self._quiet.pop(key, None)
+            else:
+                held = self._quiet.get(key)
+                if held is not None and held[0] is t and held[1].state.notes == pod_notes.get(key, {}):
+                    out[key] = held[1]
+                    continue
             notes: dict[str, str] = dict(pod_notes.get(key, {}))
             state = State(
                 history=measured,
@@ -287,6 +306,10 @@ class PrometheusSource:
                 value, series = activation.get((t.namespace, t.config.activation_query), (None, None))
                 state = replace(state, activation_value=value, activation_history=series)
             out[key] = Observation(signals, state)
+            if quiet:
+                if len(self._quiet) >= MAX_UNSAMPLED:
+                    self._quiet.clear()
+                self._quiet[key] = (t, out[key])
         return out
 
     def _without_samples(

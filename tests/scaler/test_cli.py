@@ -82,6 +82,8 @@ def explain(*extra: str, metadata: list[str] = GOOD) -> list[str]:
         ),
         (["serve", "--grpc-port", "70000"], ["--grpc-port", "0-65535"]),
         (["serve", "--refresh-seconds", "0"], ["--refresh-seconds", "seconds"]),
+        (["serve", "--refresh-nice", "20"], ["--refresh-nice", "0 to 19"]),
+        (["serve", "--refresh-nice", "low"], ["--refresh-nice", "0 to 19", "'low'"]),
         (
             ["serve", "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"],
             ["--tls-cert", "no such file"],

@@ -10,16 +10,19 @@ import os
 import pickle
 import signal
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import pytest
 
-from scaler.core.decision import Decision
+from scaler.core.config import ScalerConfig, parse_metadata
+from scaler.core.decision import Decision, decide
 from scaler.core.signals import Measure, Signals
 from scaler.core.state import Observation, Series, State
 from scaler.core.target import Target, target_from_ref
 from scaler.serve import collector as collector_module
 from scaler.serve.collector import (
     Collected,
+    Decided,
     ProcessCollector,
     RefreshWorkerError,
     ThreadCollector,
@@ -29,6 +32,7 @@ from scaler.serve.collector import (
     same_answer,
 )
 from scaler.sources.prometheus import QueryObserver
+from scaler.sources.query import reduce_signals, shape_of
 from scaler.sources.source import Key, Source
 
 NOW_S = 1_000_000.0
@@ -153,6 +157,25 @@ def test_the_child_decides_exactly_what_the_thread_decides() -> None:
     assert all(not isinstance(d, str) and d.valid for k, d in child.decided.items() if k[1] != "so-gone")
     assert child.decided == collect_and_decide(HistorySource(), targets, fixed_clock).decided
     assert observed == [("vllm:queue", 0.25, None)]  # the child's query, in this process' metrics
+
+
+def test_the_child_runs_at_the_niceness_it_was_given() -> None:
+    """KEDA's calls come first: the refresh child lowers its own priority by ``nice``."""
+    collector = ProcessCollector(history_source, clock=fixed_clock, nice=7)
+
+    async def go() -> tuple[int, Collected]:
+        pid = await collector.start()
+        return os.getpriority(os.PRIO_PROCESS, pid), await collector.collect("u", _targets()[:1])
+
+    try:
+        niceness, collected = asyncio.run(go())
+    finally:
+        collector.close()
+    assert niceness == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)
+    assert (
+        collected.decided[("ns", "so-0", "d0")]
+        == collect_and_decide(HistorySource(), _targets()[:1], fixed_clock).decided[("ns", "so-0", "d0")]
+    )
 
 
 def test_a_failed_collect_raises_its_message_and_still_reports_its_queries() -> None:
@@ -392,7 +415,7 @@ def test_the_child_forgets_the_decisions_it_sent_past_the_bound(monkeypatch: pyt
     the child forgets what it sent and sends every decision, saying so."""
     monkeypatch.setattr(collector_module, "MAX_TARGETS", 25)
     monkeypatch.setattr(collector_module, "_child", collector_module._ChildState())
-    collector_module._child_init(history_source, fixed_clock, logging.WARNING)
+    collector_module._child_init(history_source, fixed_clock, logging.WARNING, 0)
     a = [target_from_ref("ns", f"a-{i}", _meta(f"a{i}")) for i in range(15)]
     b = [target_from_ref("ns", f"b-{i}", _meta(f"b{i}")) for i in range(15)]
 
@@ -405,3 +428,90 @@ def test_the_child_forgets_the_decisions_it_sent_past_the_bound(monkeypatch: pyt
     assert (len(again.chunks), len(again.unchanged) // 4) == (0, 15)  # the same 15: positions only
     assert not other.decisions_reset and len(other.unchanged) == 0  # 30 keys sent now, over 25
     assert past.decisions_reset and len(past.unchanged) == 0 and len(past.chunks) == 1
+
+
+class QuietSource:
+    """Returns the very same Observation object for every target at every collect (the source's promise
+    that nothing in it ages), except ``so-busy``, which gets a new one each time."""
+
+    def __init__(self) -> None:
+        self.held: dict[Key, Observation] = {}
+
+    def collect(self, targets: Sequence[Target]) -> Mapping[Key, Observation]:
+        out: dict[Key, Observation] = {}
+        for t in targets:
+            if t.name == "so-busy":
+                out[key_of(t)] = Observation(
+                    Signals(current_replicas=2, ready_replicas=2, queue_requests=9.0)
+                )
+            else:
+                out[key_of(t)] = self.held.setdefault(key_of(t), Observation(Signals(0, 0)))
+        return out
+
+
+def test_the_same_observation_for_the_same_target_is_restamped_not_decided_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    meta = {"backend": "vllm", "targetQueuePerReplica": "4", "scaleToZero": "false"}
+    targets = [target_from_ref("ns", name, {**meta, "deployment": name}) for name in ("so-quiet", "so-busy")]
+    calls: list[str] = []
+
+    def counting(signals: Signals, state: State, config: ScalerConfig, now_s: float) -> Decision:
+        calls.append(config.deployment)
+        return decide(signals, state, config, now_s)
+
+    monkeypatch.setattr(collector_module, "decide", counting)
+    source, held = QuietSource(), cast(Decided, {})
+    times = iter([NOW_S, NOW_S + 2, NOW_S + 4])
+    first = collect_and_decide(source, targets, lambda: next(times), held)
+    second = collect_and_decide(source, targets, lambda: next(times), held)
+    assert calls == ["so-quiet", "so-busy", "so-busy"]  # the quiet one decided once
+    quiet = ("ns", "so-quiet", "so-quiet")
+    made = first.decided[quiet]
+    assert isinstance(made, Decision)
+    assert second.decided[quiet] == dataclasses.replace(made, now_s=NOW_S + 2)
+    assert second.decided[quiet] == decide(Signals(0, 0), State(), targets[0].config, NOW_S + 2)
+    # changed metadata is a new Target: decided afresh even from the same Observation object
+    changed = [
+        target_from_ref("ns", "so-quiet", {**meta, "deployment": "so-quiet", "targetQueuePerReplica": "8"})
+    ]
+    collect_and_decide(source, changed, lambda: next(times), held)
+    assert calls[-1] == "so-quiet" and list(held) == [quiet]  # and only this collect's keys stay held
+    # without a held map (the simulator, one-off explains) every target is decided
+    calls.clear()
+    collect_and_decide(source, targets, fixed_clock)
+    collect_and_decide(source, targets, fixed_clock)
+    assert calls == ["so-quiet", "so-busy"] * 2
+
+
+QUIET_CONFIGS = [
+    {"targetQueuePerReplica": "4"},
+    {"latencySloSeconds": "2"},
+    {"latencySloSeconds": "2", "coldStartSeconds": "300"},
+    {"targetTokensPerSecondPerReplica": "2000", "targetGpuUtilization": "70"},
+    {
+        "targetGpuUtilization": "70",
+        "minIdleSeconds": "600",
+        "latencyMetric": "ttft",
+        "latencySloSeconds": "1",
+    },
+]
+
+
+@pytest.mark.parametrize("meta", QUIET_CONFIGS, ids=lambda m: ",".join(m))
+@pytest.mark.parametrize("backend", ["vllm", "triton"])
+@pytest.mark.parametrize("to_zero", ["false", "true"])
+def test_an_observation_with_nothing_in_it_decides_the_same_at_any_time(
+    meta: dict[str, str], backend: str, to_zero: str
+) -> None:
+    """The premise of restamping: with no samples, no pods, no history and no activationQuery (what
+    PrometheusSource returns the same object for), ``decide`` answers the same a minute or an hour later.
+    (scaleToZero without an activationQuery is refused at the edge; an embedder can still build one.)"""
+    config = parse_metadata({"backend": backend, "deployment": "d", "scaleToZero": to_zero, **meta})
+    target = Target("ns", "so", config)
+    signals = reduce_signals(target, {}, None, window_s=60.0, shape=shape_of(target, {}, None))
+    state = State(notes={"replicas": "no Kubernetes API access", "pods": "guessing"}, rate_window_s=60.0)
+    first = decide(signals, state, target.config, NOW_S)
+    for later_s in (2.0, 15.0, 600.0, 3600.0):
+        later = decide(signals, state, target.config, NOW_S + later_s)
+        assert later == restamped(first, NOW_S + later_s), later_s

@@ -104,3 +104,44 @@ def test_a_target_without_samples_reuses_its_reduction_while_its_target_is_the_s
     # the Deployment with a pod is never served from it
     assert (NS, "llm", "llm") not in src._unsampled
     assert src.collect(targets)[(NS, "llm", "llm")].signals.queue_requests == 4.0
+
+
+def test_a_target_with_nothing_to_read_is_the_same_observation_until_something_changes(
+    prometheus: PrometheusProcess, fleet: FakeFleet, targets: list[Target]
+) -> None:
+    """No samples, no pods, no history, no activationQuery: the very same Observation object, which the
+    refresh restamps instead of deciding again (``collect_and_decide``), and a new one as soon as any of
+    those is there."""
+    src, now = _stepped_source(prometheus)
+    meta = {"backend": "vllm", "deployment": "quiet", "targetQueuePerReplica": "4", "scaleToZero": "false"}
+    quiet = Target(NS, "quiet", parse_metadata(meta))
+    woken = Target(
+        NS,
+        "woken",
+        parse_metadata({**meta, "activationQuery": f'vllm:num_requests_waiting{{namespace="{NS}"}}'}),
+    )
+    key, llm = (NS, "quiet", "quiet"), (NS, "llm", "llm")
+    first = src.collect([*targets, quiet, woken])
+    now[0] += 2.0
+    second = src.collect([*targets, quiet, woken])
+    assert second[key] is first[key]
+    assert first[key].signals.current_replicas == 0 and not first[key].state.history.get(Measure.QUEUE)
+    # read every refresh: a Deployment with a pod, and a target whose activationQuery has a value
+    assert second[llm] is not first[llm]
+    assert second[(NS, "woken", "quiet")] is not first[(NS, "woken", "quiet")]
+    now[0] += 15.0  # the next history step: still nothing in it
+    assert src.collect([*targets, quiet])[key] is first[key]
+    # changed metadata is a new Target: a new Observation
+    changed = Target(NS, "quiet", parse_metadata({**meta, "targetGpuUtilization": "70"}))
+    assert src.collect([*targets, changed])[key] is not first[key]
+    # a pod appears: its samples are read, and the next refresh is a new Observation again
+    pod = fleet.add(FakePod(NS, "quiet-5d4f8b7c9-qqqqq", waiting=2, running=0, generation_tokens_per_s=0))
+    try:
+        prometheus.wait_until(f'vllm:num_requests_waiting{{namespace="{NS}",pod=~"quiet-.*"}}', bool)
+        now[0] += 2.0
+        awake = src.collect([*targets, changed])[key]
+        assert awake.signals.queue_requests == 2.0
+        now[0] += 2.0
+        assert src.collect([*targets, changed])[key] is not awake
+    finally:
+        fleet.remove(pod.namespace, pod.name)
