@@ -34,6 +34,7 @@ from scaler.sources.query import (
     index_history,
     index_instant,
     index_kube_state,
+    merge_history,
     plan_history,
     plan_kube_state,
     plan_queries,
@@ -47,6 +48,9 @@ from scaler.sources.spec import duration_s
 # Demand history read for forecasts, stabilisation and idle time; one hour shows the gaps between bursts.
 HISTORY_S = 3600.0
 HISTORY_STEP_S = 15.0
+# Steps of the last history read read again at the next one: samples of a slow scrape (up to its timeout)
+# reach Prometheus after the step they belong to was read. Two steps of 15 s cover a 30 s lag.
+REREAD_STEPS = 2
 # The activation query's recent values, for the arrival rate while at zero.
 ACTIVATION_WINDOW_S = 60.0
 # Targets without samples whose reduction is kept (_without_samples): 8x make bench's 2,000.
@@ -102,6 +106,9 @@ class _HistoryRead:
     index: HistoryIndex
     # (profile key, latency metric) of the targets with a latency SLO: each adds a latency history query
     latencies: frozenset[tuple[str, str]] = frozenset()
+    # What was read (by query kind) and the queries that read it: the next step appends to it.
+    results: dict[str, list[RangeSample]] = field(default_factory=dict)
+    queries: tuple[tuple[str, str, float | None], ...] = ()
     # By (namespace, deployment, profile key, models, ReplicaSet prefixes, latency metric).
     reduced: dict[
         tuple[str, str, str, frozenset[str] | None, frozenset[str] | None, str],
@@ -352,10 +359,31 @@ class PrometheusSource:
         if last is not None and last.covers(namespaces, backends, end_s, latencies):
             return last
         plan = plan_history(targets, self.rate_window)
+        queries = tuple((q.kind, q.promql, q.step_s) for q in plan.queries)
+        # The same queries one or more steps on: read only the steps since the last read, and the last
+        # REREAD_STEPS of it again (a sample scraped before a step's end can reach Prometheus after the step
+        # was read), and keep the rest of the held hour. Re-reading the whole hour every step cost
+        # Prometheus 0.41 s of CPU and this process 0.27 s on make bench's world, every 15 s (ad-hoc timing).
+        since_s = start_s
+        if (
+            last is not None
+            and last.queries == queries
+            and all(step is None for _, _, step in queries)
+            and start_s < last.end_s < end_s
+        ):
+            since_s = max(start_s, last.end_s - REREAD_STEPS * self.history_step_s)
         results = {
-            q.kind: self.query_range(q, start_s, end_s, q.step_s or self.history_step_s) for q in plan.queries
+            q.kind: self.query_range(q, since_s, end_s, q.step_s or self.history_step_s) for q in plan.queries
         }
-        self._history_read = _HistoryRead(namespaces, backends, end_s, index_history(results), latencies)
+        if since_s > start_s:
+            assert last is not None
+            results = {
+                kind: merge_history(last.results.get(kind, ()), fresh, start_s, since_s)
+                for kind, fresh in results.items()
+            }
+        self._history_read = _HistoryRead(
+            namespaces, backends, end_s, index_history(results), latencies, results=results, queries=queries
+        )
         return self._history_read
 
     def _pod_states(

@@ -13,8 +13,10 @@ kube-state-metrics join planned here), else by the names Kubernetes generates.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -850,6 +852,34 @@ def _sum_series(series: Iterable[RangeSample]) -> Series | None:
 
 
 HistoryIndex = dict[tuple[str, str], dict[str, list[RangeSample]]]
+
+
+def merge_history(
+    held: Sequence[RangeSample], fresh: Sequence[RangeSample], start_s: float, since_s: float
+) -> list[RangeSample]:
+    """One range query's series over [start_s, end]: ``held``'s points in [start_s, since_s), then
+    ``fresh``'s (a read of the same query from ``since_s`` on), matched by labels. What a read of the
+    whole range returns, given that each step of a range query is evaluated on its own: a series that
+    stopped keeps its older points, a new one has only its fresh ones. Sorted by labels, as Prometheus
+    sorts a range result. Worked example (15 s steps): held 996,405..1,000,005, since 999,975, start
+    996,420: held's 996,420..999,960 (239 points), then fresh's 999,975..1,000,020 (4 points)."""
+    merged: dict[tuple[tuple[str, str], ...], tuple[Labels, array[float], array[float]]] = {}
+    for s in held:
+        lo, hi = bisect.bisect_left(s.times_s, start_s), bisect.bisect_left(s.times_s, since_s)
+        if lo < hi:
+            merged[tuple(sorted(s.labels.items()))] = (
+                s.labels,
+                array("d", s.times_s[lo:hi]),
+                array("d", s.values[lo:hi]),
+            )
+    for s in fresh:
+        key = tuple(sorted(s.labels.items()))
+        if key in merged:
+            merged[key][1].extend(s.times_s)
+            merged[key][2].extend(s.values)
+        else:
+            merged[key] = (s.labels, array("d", s.times_s), array("d", s.values))
+    return [RangeSample(labels, times_s, values) for _, (labels, times_s, values) in sorted(merged.items())]
 
 
 def index_history(results: Mapping[str, Sequence[RangeSample]]) -> HistoryIndex:

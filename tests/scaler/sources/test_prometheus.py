@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from array import array
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from scaler.core.config import parse_metadata
 from scaler.core.signals import Measure
 from scaler.core.target import Target
 from scaler.sources.prometheus import PrometheusSource
-from scaler.sources.query import plan_history, reduce_signals, shape_of
+from scaler.sources.query import Query, RangeSample, merge_history, plan_history, reduce_signals, shape_of
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess
 
@@ -145,3 +146,82 @@ def test_a_target_with_nothing_to_read_is_the_same_observation_until_something_c
         assert src.collect([*targets, changed])[key] is not awake
     finally:
         fleet.remove(pod.namespace, pod.name)
+
+
+def test_each_history_step_reads_only_the_new_steps_and_equals_a_whole_read(
+    fleet: FakeFleet, targets: list[Target], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hour is read once; each later step reads from two steps before the last read's end (late
+    samples) and keeps the rest. Merged, it is what reading the whole hour returns, series by series.
+    On a Prometheus of its own, given the hour before it started (as a production one has it), with
+    ends 60 s and more in the past, so every sample in them has reached it."""
+    started = time.time()
+    own = PrometheusProcess(tmp_path, fleet.address, fleet.sd_file)
+    own.start()
+    try:
+        own.wait_until(f'vllm:num_requests_waiting{{namespace="{NS}"}}', bool)
+        assert own.backfill(f'{{namespace="{NS}"}}', started - 3900, started - 5) > 0
+        own.wait_until(f'count_over_time(vllm:num_requests_waiting{{namespace="{NS}"}}[1h]) > 600', bool)
+        _incremental_equals_whole(own, targets, monkeypatch)
+    finally:
+        own.stop()
+
+
+def _incremental_equals_whole(
+    prometheus: PrometheusProcess, targets: list[Target], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = time.time()
+    end = real - real % 15 - 60
+    now = [end + 1]
+    src = PrometheusSource(prometheus.url, rate_window="10s", history_step_s=15.0, clock=lambda: now[0])
+    ranges: list[tuple[str, float, float]] = []
+    send = src.query_range
+
+    def spy(q: Query, start_s: float, end_s: float, step_s: float) -> list[RangeSample]:
+        ranges.append((q.kind, start_s, end_s))
+        return send(q, start_s, end_s, step_s)
+
+    monkeypatch.setattr(src, "query_range", spy)
+    src.collect(targets)
+    assert {(a, b) for _, a, b in ranges} == {(end - 3600, end)}  # the first read: the hour
+    for step_s in (15.0, 45.0):  # the next step, and one three steps on (a refresh that came late)
+        ranges.clear()
+        previous_end = end
+        end += step_s
+        now[0] += step_s
+        merged = src.collect(targets)
+        assert {(a, b) for _, a, b in ranges} == {(previous_end - 30, end)}
+        whole_src = PrometheusSource(
+            prometheus.url, rate_window="10s", history_step_s=15.0, clock=lambda: now[0]
+        )
+        whole = whole_src.collect(targets)
+        held, read = src._history_read, whole_src._history_read
+        assert held is not None and read is not None
+        assert held.results.keys() == read.results.keys()
+        for kind, series in read.results.items():
+            assert held.results[kind] == series, kind  # labels, times and values, in Prometheus' order
+        queue = merged[(NS, "llm", "llm")].state.history[Measure.QUEUE]
+        assert len(queue) >= 200 and queue.times_s[-1] == end and set(queue.values) == {4.0}
+        assert merged[(NS, "llm", "llm")].state == whole[(NS, "llm", "llm")].state
+    # other queries (a latency SLO adds one): the whole hour again
+    ranges.clear()
+    end += 15
+    now[0] += 15
+    slo = Target(
+        NS, "slo", parse_metadata({"backend": "vllm", "deployment": "llm", "latencySloSeconds": "2"})
+    )
+    src.collect([*targets, slo])
+    assert {(a, b) for _, a, b in ranges} == {(end - 3600, end)}
+
+
+def test_merge_history_keeps_held_points_then_fresh_ones_by_labels() -> None:
+    def series(pod: str, times: list[float]) -> RangeSample:
+        return RangeSample(
+            {"namespace": NS, "pod_prefix": pod}, array("d", times), array("d", [t / 15 for t in times])
+        )
+
+    held = [series("b", [0.0, 15.0, 30.0, 45.0]), series("a", [15.0, 30.0])]  # "a" stops at 30
+    fresh = [series("b", [30.0, 45.0, 60.0]), series("c", [60.0])]  # "c" is new; 30 and 45 read again
+    merged = merge_history(held, fresh, start_s=15.0, since_s=30.0)
+    assert merged == [series("a", [15.0]), series("b", [15.0, 30.0, 45.0, 60.0]), series("c", [60.0])]
+    assert held[0] == series("b", [0.0, 15.0, 30.0, 45.0])  # the held read is not changed
