@@ -489,20 +489,27 @@ def _latency_persists(v: SignalVerdict, state: State, config: ScalerConfig) -> S
 def ask_history(verdicts: tuple[SignalVerdict, ...], state: State, capacity: Capacity | None) -> Series:
     """The replicas asked at each history step: the projection on the served requests, and each target
     signal on its own history; the largest per step."""
-    by_time: dict[float, float] = {}
+    # In numpy, one array per source: a Python loop over 240 steps and each target signal was 60 % of
+    # a busy Deployment's decide (ad-hoc cProfile). The same arithmetic as ceil_ratio, step by step.
+    times: list[np.ndarray] = []
+    asks: list[np.ndarray] = []
     if capacity is not None:
         needs = reactive_needs(state, capacity)
-        for t, need in zip(needs.times_s, needs.values, strict=True):
-            by_time[t] = max(by_time.get(t, 0.0), need)
+        times.append(np.asarray(needs.times_s, dtype=np.float64))
+        asks.append(np.asarray(needs.values, dtype=np.float64))
     for v in verdicts:
         measure = _TARGET_MEASURE.get(v.signal)
         history = state.history.get(measure) if measure is not None else None
         if history is None or v.status != Status.OK:
             continue
-        for t, value in zip(history.times_s, history.values, strict=True):
-            by_time[t] = max(by_time.get(t, 0.0), float(ceil_ratio(value, v.target)))
-    ordered = sorted(by_time)
-    return Series(ordered, [by_time[t] for t in ordered])
+        times.append(np.asarray(history.times_s, dtype=np.float64))
+        asks.append(np.maximum(0.0, np.ceil(np.asarray(history.values, dtype=np.float64) / v.target - 1e-9)))
+    if not times:
+        return Series()
+    ordered, at = np.unique(np.concatenate(times), return_inverse=True)
+    most = np.zeros(len(ordered))
+    np.fmax.at(most, at, np.concatenate(asks))  # fmax: a NaN need leaves the step as it was, as max() did
+    return Series(ordered.tolist(), most.tolist())
 
 
 def _wake_misses(state: State, horizon_s: float, cold_start_s: float, now_s: float) -> float:

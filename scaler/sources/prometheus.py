@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import os
 import time
 from array import array
 from collections.abc import Callable, Sequence
@@ -109,6 +110,10 @@ class _HistoryRead:
     # What was read (by query kind) and the queries that read it: the next step appends to it.
     results: dict[str, list[RangeSample]] = field(default_factory=dict)
     queries: tuple[tuple[str, str, float | None], ...] = ()
+    # By (profile key, models, latency metric): the reduction of a Deployment with nothing in the hour.
+    empty: dict[
+        tuple[str, frozenset[str] | None, str], tuple[dict[Measure, Series], tuple[LatencyWindow, ...]]
+    ] = field(default_factory=dict)
     # By (namespace, deployment, profile key, models, ReplicaSet prefixes, latency metric).
     reduced: dict[
         tuple[str, str, str, frozenset[str] | None, frozenset[str] | None, str],
@@ -172,8 +177,18 @@ class PrometheusSource:
         self._auth = auth or PrometheusAuth()
         self._observe = observe
         session = requests.Session()
+        # The environment (HTTPS_PROXY/NO_PROXY, REQUESTS_CA_BUNDLE) is read once, here: requests reads it
+        # again before every query otherwise, 26 % of the refresh child's profile on make bench's world
+        # (13-15 queries every 2 s; an ad-hoc cProfile). A changed environment needs a restart anyway.
+        session.proxies.update(requests.utils.get_environ_proxies(url))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            session.verify = bundle
+        session.trust_env = False
         if self._auth.ca_file:
             session.verify = self._auth.ca_file
+        if self._auth.insecure_skip_verify:  # PrometheusConnect ignores disable_ssl for a session given
+            session.verify = False
         # No retries inside a refresh: the next refresh is the retry, and a slow retry would hold it up.
         self._conn = PrometheusConnect(
             url=url,
@@ -276,7 +291,15 @@ class PrometheusSource:
             hkey = (t.namespace, t.config.deployment, shape.profile.key, shape.models, prefixes, latency)
             if hkey not in history.reduced:
                 mine = history.index.get(history_key(t), {})
-                history.reduced[hkey] = reduce_history(t, mine, prefixes, shape)
+                if mine:
+                    history.reduced[hkey] = reduce_history(t, mine, prefixes, shape)
+                else:
+                    # Nothing in the hour: the same empty reduction for every Deployment of this shape.
+                    # 1,950 of make bench's 2,000 read none, 0.1 s at every history step (ad-hoc timing).
+                    ekey = (shape.profile.key, shape.models, latency)
+                    if ekey not in history.empty:
+                        history.empty[ekey] = reduce_history(t, {}, prefixes, shape)
+                    history.reduced[hkey] = history.empty[ekey]
             measured, windows = history.reduced[hkey]
             quiet = (
                 states is None

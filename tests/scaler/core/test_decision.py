@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import cast
 
+import numpy as np
 import pytest
 
+from scaler.core.capacity import Capacity
 from scaler.core.config import parse_metadata
-from scaler.core.decision import FloorKind, Phase, Reason, Status, ceil_ratio, decide, evaluate_signals
+from scaler.core.decision import (
+    FloorKind,
+    Phase,
+    Reason,
+    SignalVerdict,
+    Status,
+    ask_history,
+    ceil_ratio,
+    decide,
+    evaluate_signals,
+)
 from scaler.core.signals import Measure, SignalName, Signals
 from scaler.core.state import ReplicaSource, Series, State
 
@@ -398,3 +411,54 @@ def test_latency_asks_beyond_the_ready_fleet_only_when_the_projection_falls_shor
     else:
         assert (out.desired_replicas, out.status) == (None, Status.GUARD)
         assert "drain the backlog" in out.note and "75 s horizon" in out.note
+
+
+class _PerReplica:
+    """What reactive_needs reads of a Capacity: requests per second one replica serves."""
+
+    def __init__(self, per_s: float) -> None:
+        self.per_s = per_s
+
+    def replicas_for(self, requests_per_s: float) -> float:
+        return requests_per_s / self.per_s
+
+
+def _ask_history_by_loop(
+    verdicts: tuple[SignalVerdict, ...], state: State, per_s: float | None
+) -> list[tuple[float, float]]:
+    """ask_history as it was written before numpy, step by step: the reference it must equal."""
+    by_time: dict[float, float] = {}
+    served = state.history.get(Measure.REQUESTS)
+    if per_s is not None and served is not None:
+        for t, v in zip(served.times_s, served.values, strict=True):
+            by_time[t] = max(by_time.get(t, 0.0), max(0.0, v) / per_s)
+    for v in verdicts:
+        measure = {SignalName.QUEUE: Measure.QUEUE, SignalName.TOKENS: Measure.TOKENS}.get(v.signal)
+        history = state.history.get(measure) if measure is not None else None
+        if history is None or v.status != Status.OK:
+            continue
+        for t, value in zip(history.times_s, history.values, strict=True):
+            by_time[t] = max(by_time.get(t, 0.0), float(ceil_ratio(value, v.target)))
+    return sorted(by_time.items())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ask_history_equals_the_step_by_step_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    grid = NOW_S - 15.0 * np.arange(240)[::-1]
+    history = {
+        # served requests on the whole grid, the queue on a later part of it, tokens on a shifted grid
+        Measure.REQUESTS: Series(grid, rng.gamma(1.0, 3.0, 240)),
+        Measure.QUEUE: Series(grid[100:], np.round(rng.gamma(0.7, 9.0, 140))),
+        Measure.TOKENS: Series(grid[::2] + 7.5, rng.gamma(1.2, 900.0, 120)),
+    }
+    state = State(history=history)
+    verdicts = (
+        SignalVerdict(SignalName.QUEUE, 3.0, 4.0, 1, Status.OK),
+        SignalVerdict(SignalName.TOKENS, 800.0, 1000.0, 1, Status.OK if seed % 2 else Status.MISSING),
+    )
+    for per_s in (None, 2.5):
+        capacity = cast(Capacity, _PerReplica(per_s)) if per_s is not None else None
+        got = ask_history(verdicts, state, capacity)
+        want = _ask_history_by_loop(verdicts, state, per_s)
+        assert list(zip(got.times_s, got.values, strict=True)) == want

@@ -12,7 +12,7 @@ import pytest
 from scaler.core.config import parse_metadata
 from scaler.core.signals import Measure
 from scaler.core.target import Target
-from scaler.sources.prometheus import PrometheusSource
+from scaler.sources.prometheus import PrometheusSource, SourceError
 from scaler.sources.query import Query, RangeSample, merge_history, plan_history, reduce_signals, shape_of
 from tests.harness.exporter import FakeFleet, FakePod
 from tests.harness.prometheus import PrometheusProcess
@@ -225,3 +225,21 @@ def test_merge_history_keeps_held_points_then_fresh_ones_by_labels() -> None:
     merged = merge_history(held, fresh, start_s=15.0, since_s=30.0)
     assert merged == [series("a", [15.0]), series("b", [15.0, 30.0, 45.0, 60.0]), series("c", [60.0])]
     assert held[0] == series("b", [0.0, 15.0, 30.0, 45.0])  # the held read is not changed
+
+
+def test_the_proxy_environment_is_read_once_when_the_source_is_made(
+    prometheus: PrometheusProcess, targets: list[Target], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY and NO_PROXY are honoured, as requests honours them, but read when the source is made,
+    not before every query. The proxy here is a closed loopback port: a query sent through it fails."""
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    direct = PrometheusSource(prometheus.url, rate_window="10s")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:1")
+    assert direct.collect(targets)[(NS, "llm", "llm")].signals.queue_requests == 4.0  # made before: direct
+    proxied = PrometheusSource(prometheus.url, rate_window="10s")
+    with pytest.raises(SourceError, match="failed"):
+        proxied.collect(targets)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    bypassed = PrometheusSource(prometheus.url, rate_window="10s")
+    assert bypassed.collect(targets)[(NS, "llm", "llm")].signals.queue_requests == 4.0

@@ -642,3 +642,25 @@ def test_tensorrt_llm_step_history_is_ready_replicas_over_the_fleets_iterations(
     step = history[Measure.STEP_S]
     assert tuple(step.times_s) == (0.0, 15.0)
     assert tuple(step.values) == pytest.approx((0.020, 0.050))
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"backend": "vllm", "targetQueuePerReplica": "4"},
+        {"backend": "vllm", "latencySloSeconds": "2", "model": "llama"},
+        {"backend": "triton", "tritonBackend": "auto", "latencySloSeconds": "1", "latencyMetric": "ttft"},
+    ],
+    ids=["vllm", "vllm-slo-model", "triton-auto-ttft"],
+)
+def test_a_deployment_with_nothing_in_the_hour_reduces_the_same_whatever_its_name(
+    meta: dict[str, str],
+) -> None:
+    """Why PrometheusSource shares one empty reduction per shape: the names only select series."""
+    first = Target("ns-a", "so-a", parse_metadata({**meta, "deployment": "alpha"}))
+    other = Target("ns-b", "so-b", parse_metadata({**meta, "deployment": "beta-7"}))
+    shape = shape_of(first, {}, None)
+    assert shape == shape_of(other, {}, None)
+    empty = reduce_history(first, {}, None, shape)
+    assert empty == reduce_history(other, {}, frozenset({"beta-7-5d4f8b7c9"}), shape)
+    assert not empty[1] and not any(len(s) for s in empty[0].values())
