@@ -21,6 +21,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from scaler.core.config import Backend, LatencyMetric, ScalerConfig
 from scaler.core.signals import Measure, SignalName, Signals
 from scaler.core.state import LatencyWindow, Series, pack_floats
@@ -838,17 +840,19 @@ class RangeSample:
 
 def _sum_series(series: Iterable[RangeSample]) -> Series | None:
     """Sum series point by point (range queries share their timestamps); None when there is none."""
-    totals: dict[float, float] = defaultdict(float)
-    seen = False
-    for s in series:
-        seen = True
-        for t, v in zip(s.times_s, s.values, strict=True):
-            if math.isfinite(v):
-                totals[t] += v
-    if not seen:
+    parts = list(series)
+    if not parts:
         return None
-    times = tuple(sorted(totals))
-    return Series(times, tuple(totals[t] for t in times))
+    # In numpy: a Python loop over every point of every series was 17 % of the refresh child's profile on
+    # make bench's world. np.add.at adds in index order, so each step's total is summed in series order
+    # from 0.0, as the loop did: the same floats (tested against it).
+    times = np.concatenate([np.asarray(s.times_s, dtype=np.float64) for s in parts])
+    values = np.concatenate([np.asarray(s.values, dtype=np.float64) for s in parts])
+    finite = np.isfinite(values)
+    steps, at = np.unique(times[finite], return_inverse=True)
+    totals = np.zeros(len(steps))
+    np.add.at(totals, at, values[finite])
+    return Series(steps.tolist(), totals.tolist())
 
 
 HistoryIndex = dict[tuple[str, str], dict[str, list[RangeSample]]]

@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scaler.core.config import parse_metadata
@@ -16,6 +17,7 @@ from scaler.sources.membership import PodStates
 from scaler.sources.query import (
     RangeSample,
     Sample,
+    _sum_series,
     attainment,
     histogram_quantile,
     history_range,
@@ -664,3 +666,30 @@ def test_a_deployment_with_nothing_in_the_hour_reduces_the_same_whatever_its_nam
     empty = reduce_history(first, {}, None, shape)
     assert empty == reduce_history(other, {}, frozenset({"beta-7-5d4f8b7c9"}), shape)
     assert not empty[1] and not any(len(s) for s in empty[0].values())
+
+
+def _sum_by_loop(series: list[RangeSample]) -> list[tuple[float, float]] | None:
+    """_sum_series as it was written before numpy: the reference it must equal, float for float."""
+    if not series:
+        return None
+    totals: dict[float, float] = {}
+    for s in series:
+        for t, v in zip(s.times_s, s.values, strict=True):
+            if math.isfinite(v):
+                totals[t] = totals.get(t, 0.0) + v
+    return sorted(totals.items())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_summed_series_equal_the_point_by_point_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    grid = 1_000_000.0 + 15.0 * np.arange(240)
+    series = [
+        RangeSample({"pod_prefix": f"p{i}"}, grid[lo:hi], rng.gamma(0.8, 1e3 / (i + 1), hi - lo) * 1.1**i)
+        for i, (lo, hi) in enumerate([(0, 240), (30, 200), (100, 240), (0, 5)])
+    ]
+    with_gaps = [*series, RangeSample({"pod_prefix": "nan"}, grid[:3], [math.nan, math.inf, 2.0])]
+    for case in (series, with_gaps, series[:1], []):
+        got = _sum_series(case)
+        want = _sum_by_loop(case)
+        assert (None if got is None else list(zip(got.times_s, got.values, strict=True))) == want
