@@ -60,8 +60,9 @@ SERVERS = ("empty", "scaler-memory", "scaler-prometheus")
 # --servers may add these, to show what the Python gRPC server itself costs: the same constants from
 # grpcio's thread-pool server, and the asyncio one with the health and reflection services beside it.
 # scaler-prometheus-thread: the scaler on the real Prometheus with its refresh in a worker thread of the
-# serving process (--refresh-in-thread), beside scaler-prometheus's child process.
-ON_PROMETHEUS = ("scaler-prometheus", "scaler-prometheus-thread")
+# serving process (--refresh-in-thread), beside scaler-prometheus's child process. scaler-prometheus-nice0:
+# the child at niceness 0 (--refresh-nice 0) instead of the default 10, in the same rounds.
+ON_PROMETHEUS = ("scaler-prometheus", "scaler-prometheus-thread", "scaler-prometheus-nice0")
 EXTRA_SERVERS = ("empty-sync", "empty-health-reflection", *ON_PROMETHEUS[1:])
 PARTS = ("rpc", "queries", "history", "soak", "simulator")
 # --parts may add these: a py-spy profile of the scaler on a real Prometheus under the RPC load.
@@ -161,7 +162,9 @@ def _serve_empty_sync(port_file: Path) -> None:
     server.stop(1)
 
 
-async def _serve_scaler(port_file: Path, prometheus_url: str | None, refresh_process: bool = True) -> None:
+async def _serve_scaler(
+    port_file: Path, prometheus_url: str | None, refresh_process: bool = True, refresh_nice: int | None = None
+) -> None:
     from scaler.serve.server import ScalerServer, ServeOptions, tune_process
 
     tune_process()  # as `python -m scaler serve` does
@@ -177,6 +180,7 @@ async def _serve_scaler(port_file: Path, prometheus_url: str | None, refresh_pro
         history_step_s=15.0,
         query_timeout_s=10.0,
         refresh_process=refresh_process,
+        refresh_nice=ServeOptions.refresh_nice if refresh_nice is None else refresh_nice,  # None: the default
     )
     source = MemorySource(queue=8.0, replicas=2)
     server = ScalerServer(options, source_for=None if prometheus_url else (lambda _url: source))
@@ -943,6 +947,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.port_file,
                     args.prometheus_url if args.serve in ON_PROMETHEUS else None,
                     refresh_process=args.serve != "scaler-prometheus-thread",
+                    refresh_nice=0 if args.serve == "scaler-prometheus-nice0" else None,
                 )
             )
         return 0
