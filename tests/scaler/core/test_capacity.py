@@ -11,6 +11,7 @@ from scaler.core.capacity import (
     RHO_MIN,
     CapacitySource,
     CostModel,
+    _mix_between,
     estimate_capacity,
     learn_costs,
     request_mix,
@@ -148,3 +149,25 @@ def test_capacity_follows_the_mix() -> None:
     longer = estimate_capacity(code, history, 1.0, LatencyMetric.TTFT, NOW_S)
     assert longer.requests_per_s_per_replica < cap.requests_per_s_per_replica
     assert cap.replicas_for(11.4) == pytest.approx(2.0, rel=0.05)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_mix_of_a_window_equals_a_scan_of_the_whole_series(seed: int) -> None:
+    """_mix_between bisects the sorted times; the sums must be a scan's, float for float."""
+    rng = np.random.default_rng(seed)
+    times = 1_000_000.0 + 15.0 * np.arange(240)
+    history = {
+        Measure.PROMPT_TOKENS: Series(times, rng.gamma(1.0, 4000.0, 240)),
+        Measure.GENERATION_TOKENS: Series(times[40:], rng.gamma(1.0, 300.0, 200)),
+        Measure.REQUESTS: Series(times, rng.gamma(0.5, 3.0, 240) * (rng.random(240) > 0.3)),
+    }
+
+    def scan(start_s: float, end_s: float) -> tuple[float | None, float | None]:
+        prompt, output, requests = (
+            sum(v for t, v in zip(history[m].times_s, history[m].values, strict=True) if start_s < t <= end_s)
+            for m in (Measure.PROMPT_TOKENS, Measure.GENERATION_TOKENS, Measure.REQUESTS)
+        )
+        return (None, None) if requests <= 0 else (prompt / requests, max(1.0, output / requests))
+
+    for end_s in (times[0] - 15, times[0], times[10] + 7.5, times[45], times[120], times[-1], times[-1] + 60):
+        assert _mix_between(history, end_s - 60.0, end_s) == scan(end_s - 60.0, end_s), end_s
