@@ -162,13 +162,12 @@ class PrometheusSource:
         self._kube = kube
         self._clock = clock
         self._history_read: _HistoryRead | None = None
-        # Per target key, the (Target, shape, signals) of a target with no samples (_without_samples).
-        self._unsampled: dict[tuple[str, str, str], tuple[Target, Shape, Signals]] = {}
-        # Per target key, the Observation of a target with nothing to read at all: no samples, no pods, no
-        # history in the last hour, no activationQuery. Returned again, the same object, while its Target
-        # and notes are the same: the contract of ``Source.collect`` that lets the refresh restamp its last
-        # decision instead of deciding again (``collect_and_decide``).
-        self._quiet: dict[tuple[str, str, str], tuple[Target, Observation]] = {}
+        # Per target key, the (Target, shape, signals, observation) of a target with no samples
+        # (_without_samples). The observation is held only while there is nothing to read at all (no
+        # history in the last hour, no activationQuery either), and returned again, the same object, while
+        # its Target and notes are the same: the contract of ``Source.collect`` that lets the refresh
+        # restamp its last decision instead of deciding again (``collect_and_decide``).
+        self._unsampled: dict[tuple[str, str, str], tuple[Target, Shape, Signals, Observation | None]] = {}
         # Queries sent by the last collect (the scaler's llm_scaler_queries_per_refresh).
         self.queries_last_collect = 0
         self._queries_in_collect = 0
@@ -308,12 +307,10 @@ class PrometheusSource:
                 and not windows
                 and not any(len(series) for series in measured.values())
             )
-            if not quiet:
-                self._quiet.pop(key, None)
-            else:
-                held = self._quiet.get(key)
-                if held is not None and held[0] is t and held[1].state.notes == pod_notes.get(key, {}):
-                    out[key] = held[1]
+            if quiet:
+                held = self._unsampled[key][3]  # the entry _without_samples just checked for this Target
+                if held is not None and held.state.notes == pod_notes.get(key, {}):
+                    out[key] = held
                     continue
             notes: dict[str, str] = dict(pod_notes.get(key, {}))
             state = State(
@@ -336,10 +333,8 @@ class PrometheusSource:
                 value, series = activation.get((t.namespace, t.config.activation_query), (None, None))
                 state = replace(state, activation_value=value, activation_history=series)
             out[key] = Observation(signals, state)
-            if quiet:
-                if len(self._quiet) >= MAX_UNSAMPLED:
-                    self._quiet.clear()
-                self._quiet[key] = (t, out[key])
+            if states is None and not samples:
+                self._unsampled[key] = (t, shape, signals, out[key] if quiet else None)
         return out
 
     def _without_samples(
@@ -357,7 +352,7 @@ class PrometheusSource:
         signals = reduce_signals(t, {}, None, window_s=window_s, shape=shape)
         if len(self._unsampled) >= MAX_UNSAMPLED:  # names a client invents cannot grow it without bound
             self._unsampled.clear()
-        self._unsampled[key] = (t, shape, signals)
+        self._unsampled[key] = (t, shape, signals, None)
         return shape, signals
 
     # -- the parts of a collect ---------------------------------------------------------------------
