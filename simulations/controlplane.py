@@ -10,8 +10,10 @@ Sources (read from upstream code, see ../shared/KEDA.md):
 - KEDA: ``pkg/scaling/executor/scale_scaledobjects.go``: 0 -> max(minReplicaCount, 1) when a trigger is
   active, -> 0 once ``lastActiveTime + cooldownPeriod`` passed with all triggers inactive (only when
   ``minReplicaCount`` is 0); ``pollingInterval`` 30 s and ``cooldownPeriod`` 300 s by default;
-  ``external-push``: each ``true`` pushed triggers an immediate scale check. A scaler error never scales
-  to zero; ``pkg/fallback``: past ``failureThreshold`` consecutive metric errors the HPA gets the fallback.
+  ``external-push``: each value pushed triggers an immediate scale check (``startPushScalers`` calls
+  ``RequestScale`` with it): ``true`` activates, ``false`` releases once the cooldown has passed. A
+  scaler error never scales to zero; ``pkg/fallback``: past ``failureThreshold`` consecutive metric
+  errors the HPA gets the fallback.
 - Knative KPA: ``pkg/autoscaler/scaling/autoscaler.go`` ``Scale``: every 2 s, stable window 60 s, panic
   window 10 % of it (6 s), panic threshold 200 %, target utilisation 70 %, max scale-up rate 1000, max
   scale-down rate 2, scale-to-zero grace period 30 s.

@@ -272,8 +272,9 @@ class ScalerPolicy(Policy):
         dt = self.sim.dt_s
         if _due(k, REFRESH_S, dt):
             self.refresh(t_s)
-            if self.take_push(t_s) is True:  # false is ignored by KEDA
-                self.keda.check(self.fleet, t_s, True)
+            pushed = self.take_push(t_s)
+            if pushed is not None:  # KEDA's push loop calls RequestScale with every value, false too
+                self.keda.check(self.fleet, t_s, pushed)
         if _due(k, self.keda.polling_s, dt):
             self.metric(t_s)  # KEDA's poll calls GetMetrics too (its value feeds only the metrics cache)
             self.keda.check(self.fleet, t_s, self.is_active(t_s))

@@ -121,6 +121,35 @@ def test_stream_is_active_push_wakes_from_zero_before_the_poll() -> None:
     assert pol.pushes >= 1  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(("cooldown", "released_at"), [("0", 766.0), ("30", 780.0)])
+def test_pushed_inactive_releases_at_once_without_a_cooldown(cooldown: str, released_at: float) -> None:
+    # KEDA calls RequestScale with every pushed value, false included. A request every 2 s from 12 to
+    # 706 s on one warm replica, then none: the refresh at 766 s reads 60 s idle, a cold start's worth,
+    # and pushes inactive. With cooldownPeriod 0 (deploy/scaling) that push releases at once; with 30 s
+    # it waits for the poll at 780 s (polls every 30 s; the last active one was at 750 s).
+    arrivals = np.arange(12.0, 707.0, 2.0)
+    n = len(arrivals)
+    trace = Trace("t", arrivals, np.full(n, 100), np.full(n, 10))
+    sim = SimSettings(profile=profile_named("llama8b-h100"), tail_s=60.0)
+    pol = make_policy("scaler", sim, trace, {"polling_s": "30", "cooldown_s": cooldown})
+    f = Fleet(trace, FleetConfig(sim.profile, cold_start_s=60.0, cold_start_jitter=0.0), initial_replicas=1)
+    from simulations.controlplane import ScrapeStore
+
+    store = ScrapeStore()
+    pol.attach(f, store)
+    released = None
+    for k in range(int(900 / sim.dt_s)):
+        t = k * sim.dt_s
+        store.collect(f, t)
+        pol.tick(k, t)
+        f.step(t, sim.dt_s)
+        if released is None and f.replicas == 0:
+            released = t
+    inactive = [t for t, d in pol.decisions if d.valid and not d.active]  # type: ignore[attr-defined]
+    assert inactive[0] == 766.0
+    assert released == released_at
+
+
 def test_kpa_panic_mode_never_scales_down_and_stable_window_averages() -> None:
     kpa = Kpa(target_per_pod=10.0, max_replicas=50)
     for s in range(60):
