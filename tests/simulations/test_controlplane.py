@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulations.controlplane import Fallback, Hpa, HpaBehavior, HpaPolicy, Keda, Kpa
+from simulations.controlplane import Fallback, Hpa, HpaBehavior, HpaPolicy, Keda, Kpa, ScrapeStore
 from simulations.fleet import Fleet, FleetConfig
 from simulations.policies import make_policy
-from simulations.policy import SimSettings
+from simulations.policy import Policy, SimSettings
 from simulations.profile import profile_named
 from simulations.trace import Trace
 
@@ -90,29 +90,36 @@ def test_keda_error_never_scales_to_zero_and_hpa_does_nothing_at_zero() -> None:
     assert f0.replicas == 0  # the HPA is disabled at 0 replicas; KEDA owns 0 <-> 1
 
 
-def test_stream_is_active_push_wakes_from_zero_before_the_poll() -> None:
-    # The scaler at zero with requests queued at the gateway: the push on the refresh after the next
-    # scrape activates at once instead of at the next 30 s poll.
-    arrivals = tuple(float(x) for x in np.arange(5.0, 40.0, 0.5))
+def _scaler_in_the_loop(
+    arrivals: np.ndarray, given: dict[str, str], replicas: int, seconds: float
+) -> tuple[Policy, ScrapeStore, list[tuple[float, int]]]:
+    """The scaler policy, KEDA and the HPA over ``arrivals`` on a 60 s cold-start fleet of ``replicas``,
+    stepped for ``seconds``; with the fleet's size after each step."""
     n = len(arrivals)
-    trace = Trace("t", np.asarray(arrivals), np.full(n, 100), np.full(n, 10))
+    trace = Trace("t", arrivals, np.full(n, 100), np.full(n, 10))
     sim = SimSettings(profile=profile_named("llama8b-h100"), tail_s=60.0)
-    pol = make_policy("scaler", sim, trace, {"polling_s": "30"})
-    pol.initial_replicas = 0
-    f = Fleet(trace, FleetConfig(sim.profile, cold_start_s=60.0, cold_start_jitter=0.0), initial_replicas=0)
-    from simulations.controlplane import ScrapeStore
-
+    pol = make_policy("scaler", sim, trace, given)
+    pol.initial_replicas = replicas
+    f = Fleet(
+        trace, FleetConfig(sim.profile, cold_start_s=60.0, cold_start_jitter=0.0), initial_replicas=replicas
+    )
     store = ScrapeStore()
     pol.attach(f, store)
-    activated_at = None
-    for k in range(int(40 / sim.dt_s)):
+    sizes = []
+    for k in range(int(seconds / sim.dt_s)):
         t = k * sim.dt_s
         store.collect(f, t)
         pol.tick(k, t)
         f.step(t, sim.dt_s)
-        if activated_at is None and f.replicas > 0:
-            activated_at = t
-    assert activated_at is not None
+        sizes.append((t, f.replicas))
+    return pol, store, sizes
+
+
+def test_stream_is_active_push_wakes_from_zero_before_the_poll() -> None:
+    # The scaler at zero with requests queued at the gateway: the push on the refresh after the next
+    # scrape activates at once instead of at the next 30 s poll.
+    pol, store, sizes = _scaler_in_the_loop(np.arange(5.0, 40.0, 0.5), {"polling_s": "30"}, 0, 40.0)
+    activated_at = next(t for t, replicas in sizes if replicas > 0)
     gateway = next(tg for tg in store.targets if tg.job == "gateway")
     assert gateway.times[:2] == [0.5, 15.5]  # its scrape offset (a hash of the target, seed 0) is 0.5 s
     # The scrape at 15.5 s is the first to show the gateway queue (arrivals start at 5 s), the refresh at 16 s
@@ -127,27 +134,11 @@ def test_pushed_inactive_releases_at_once_without_a_cooldown(cooldown: str, rele
     # 706 s on one warm replica, then none: the refresh at 766 s reads 60 s idle, a cold start's worth,
     # and pushes inactive. With cooldownPeriod 0 (deploy/scaling) that push releases at once; with 30 s
     # it waits for the poll at 780 s (polls every 30 s; the last active one was at 750 s).
-    arrivals = np.arange(12.0, 707.0, 2.0)
-    n = len(arrivals)
-    trace = Trace("t", arrivals, np.full(n, 100), np.full(n, 10))
-    sim = SimSettings(profile=profile_named("llama8b-h100"), tail_s=60.0)
-    pol = make_policy("scaler", sim, trace, {"polling_s": "30", "cooldown_s": cooldown})
-    f = Fleet(trace, FleetConfig(sim.profile, cold_start_s=60.0, cold_start_jitter=0.0), initial_replicas=1)
-    from simulations.controlplane import ScrapeStore
-
-    store = ScrapeStore()
-    pol.attach(f, store)
-    released = None
-    for k in range(int(900 / sim.dt_s)):
-        t = k * sim.dt_s
-        store.collect(f, t)
-        pol.tick(k, t)
-        f.step(t, sim.dt_s)
-        if released is None and f.replicas == 0:
-            released = t
+    given = {"polling_s": "30", "cooldown_s": cooldown}
+    pol, _, sizes = _scaler_in_the_loop(np.arange(12.0, 707.0, 2.0), given, 1, 900.0)
     inactive = [t for t, d in pol.decisions if d.valid and not d.active]  # type: ignore[attr-defined]
     assert inactive[0] == 766.0
-    assert released == released_at
+    assert next(t for t, replicas in sizes if replicas == 0) == released_at
 
 
 def test_kpa_panic_mode_never_scales_down_and_stable_window_averages() -> None:
