@@ -298,12 +298,13 @@ def _mix_between(
     totals = []
     for measure in (Measure.PROMPT_TOKENS, Measure.GENERATION_TOKENS, Measure.REQUESTS):
         s = history.get(measure)
+        if not s:
+            totals.append(0.0)
+            continue
         # The points in (start_s, end_s] of times sorted oldest first, summed in the same order as a scan
         # of the whole series would (the same float); bisect instead of a scan per latency window.
-        lo, hi = (
-            (bisect.bisect_right(s.times_s, start_s), bisect.bisect_right(s.times_s, end_s)) if s else (0, 0)
-        )
-        totals.append(sum(s.values[lo:hi]) if s else 0.0)
+        lo, hi = bisect.bisect_right(s.times_s, start_s), bisect.bisect_right(s.times_s, end_s)
+        totals.append(sum(s.values[lo:hi]))
     prompt, output, requests = totals
     if requests <= 0:
         return None, None

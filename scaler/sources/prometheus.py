@@ -277,7 +277,8 @@ class PrometheusSource:
             # Its own few samples (the index's superset), and the shape read from them once: shape_of
             # over the whole results scanned every pod's presence samples for each of 2,000 targets.
             samples = instant.samples_for(t, states)
-            if states is None and not samples:
+            unsampled = states is None and not samples
+            if unsampled:
                 shape, signals = self._without_samples(t, key, window_s)
             else:
                 self._unsampled.pop(key, None)
@@ -301,8 +302,7 @@ class PrometheusSource:
                     history.reduced[hkey] = history.empty[ekey]
             measured, windows = history.reduced[hkey]
             quiet = (
-                states is None
-                and not samples
+                unsampled
                 and t.config.activation_query is None
                 and not windows
                 and not any(len(series) for series in measured.values())
@@ -333,7 +333,7 @@ class PrometheusSource:
                 value, series = activation.get((t.namespace, t.config.activation_query), (None, None))
                 state = replace(state, activation_value=value, activation_history=series)
             out[key] = Observation(signals, state)
-            if states is None and not samples:
+            if unsampled:
                 self._unsampled[key] = (t, shape, signals, out[key] if quiet else None)
         return out
 
