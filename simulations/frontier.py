@@ -220,6 +220,15 @@ def size_hindsight(
     lp.settings.update({"scale": key, "schedule": "lp"})
     if progress is not None:
         progress(1.0, "hindsight sized")
+    return hindsight_or_static(lp, static_run, settings)
+
+
+def hindsight_or_static(
+    lp: RunResult, static_run: RunResult | None, settings: Mapping[str, str]
+) -> RunResult:
+    """The sized LP schedule's run, or the static fleet's when that reaches the target with fewer GPU-hours
+    (or comes closer to it when neither reaches it): a planner with hindsight picks the cheaper plan."""
+    target = float(settings["target_attainment"])
     reached = lp.summary()["slo_attainment"] or 0.0
     if static_run is not None:
         st = static_run.summary()

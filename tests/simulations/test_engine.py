@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from simulations.baselines import static_peak_replicas
-from simulations.engine import compare, opens_idle, simulate, warmup_trace
+from simulations.engine import Comparison, compare, opens_idle, simulate, warmup_trace
 from simulations.oracle import oracle_bound
 from simulations.policies import make_policy
 from simulations.policy import POLICIES, SimSettings
@@ -24,10 +24,20 @@ def test_same_seed_same_result_and_seed_matters(conv_short: Trace, sim70: SimSet
     assert c.cold_starts == 0 or not np.array_equal(a.ttft_s, c.ttft_s, equal_nan=True)
 
 
+@pytest.fixture(scope="module")
+def parallel(conv_short: Trace) -> Comparison:
+    """``compare`` as the CLI runs it: two workers."""
+    return compare(conv_short, _sim70(), POLICIES, workers=2)
+
+
+def _sim70() -> SimSettings:
+    return SimSettings(profile=profile_named("llama70b-h100x4"), tail_s=120.0)
+
+
 def test_comparison_reports_each_policy_against_the_bound_at_its_attainment(
-    conv_short: Trace, sim70: SimSettings
+    conv_short: Trace, parallel: Comparison
 ) -> None:
-    c = compare(conv_short, sim70, POLICIES)
+    c = parallel
     s = c.summary()
     assert set(s["policies"]) == set(POLICIES)
     assert s["requests"] == len(conv_short)
@@ -37,6 +47,24 @@ def test_comparison_reports_each_policy_against_the_bound_at_its_attainment(
         assert row["bound_gpu_hours"] == round(c.oracle.at_met(r.met()), 4)
         assert row["gpu_hours"] >= row["bound_gpu_hours"], name
         assert r.met() == round(row["slo_attainment"] * len(conv_short))
+
+
+def test_compare_in_parallel_equals_sequential(
+    conv_short: Trace, sim70: SimSettings, parallel: Comparison
+) -> None:
+    """The runs share the workers (the longest first) and hindsight weighs the static fleet afterwards: the
+    same runs, in the policies' order, as one process makes them."""
+    assert sim70 == _sim70()
+    one = compare(conv_short, sim70, POLICIES, workers=1)
+    two = parallel
+    assert list(two.runs) == list(POLICIES)
+    for name in POLICIES:
+        a, b = one.runs[name], two.runs[name]
+        assert a.summary() == b.summary(), name
+        assert a.settings == b.settings, name
+        assert np.array_equal(a.ttft_s, b.ttft_s, equal_nan=True), name
+        assert [t for t, _ in a.decisions] == [t for t, _ in b.decisions], name
+    assert two.runs["hindsight"].settings["schedule"] in ("lp", "static")
 
 
 def test_oracle_work_of_a_single_request(sim70: SimSettings) -> None:
