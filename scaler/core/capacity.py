@@ -279,10 +279,28 @@ def demonstrated_per_s(
     the mix of today: at least 5.5 requests/s per replica.
     """
     best = 0.0
+    by_end = {round(w.end_s, 3): w for w in windows}
     for w in windows:
         if w.requests < DEMONSTRATION_MIN_REQUESTS or w.ready < 1:
             continue
         if attainment_at(w, w.ready, slo_s) < target:
+            continue
+        # Not contradicted: the minute after it, on no more replicas, met the target too. A replica falling
+        # behind serves its first requests in time while its backlog builds: one replica on the conversation
+        # trace replayed at twice its speed served 595 requests in a minute, all in time, and a minute later
+        # 49 % were. Counted, that minute "showed" 13 requests/s per replica where the model's was 5.3, and
+        # 11.9 requests/s were sized at one replica, which fell behind (0.76 attainment where the static
+        # fleet of two got 1.0). The latest minute has no minute after it yet and counts: the first minute
+        # of a crowd that one replica serves in time is what keeps a second from starting (waiting a minute
+        # for the confirmation took flash-crowd-s1 from 10.07 to 10.50 GPU-h, 3 cold starts, at 1.0).
+        after = by_end.get(round(w.end_s + window_s, 3))
+        if after is not None and (
+            after.ready > w.ready
+            or (
+                after.requests >= DEMONSTRATION_MIN_REQUESTS
+                and attainment_at(after, after.ready, slo_s) < target
+            )
+        ):
             continue
         prompt, output = _mix_between(history, w.end_s - window_s, w.end_s)
         if prompt is None or output is None:

@@ -12,6 +12,7 @@ from scaler.core.capacity import (
     CapacitySource,
     CostModel,
     _mix_between,
+    demonstrated_per_s,
     estimate_capacity,
     learn_costs,
     request_mix,
@@ -19,7 +20,7 @@ from scaler.core.capacity import (
 )
 from scaler.core.config import LatencyMetric
 from scaler.core.signals import Measure, Signals
-from scaler.core.state import Series
+from scaler.core.state import LatencyWindow, Series
 
 NOW_S = 1_700_000_000.0
 STEP_S = 15.0
@@ -171,3 +172,50 @@ def test_the_mix_of_a_window_equals_a_scan_of_the_whole_series(seed: int) -> Non
 
     for end_s in (times[0] - 15, times[0], times[10] + 7.5, times[45], times[120], times[-1], times[-1] + 60):
         assert _mix_between(history, end_s - 60.0, end_s) == scan(end_s - 60.0, end_s), end_s
+
+
+BOUNDS = (0.25, 0.5, 1.0, 2.0, float("inf"))
+
+
+def _minute(end_s: float, ready: float, requests: float, in_time: float) -> LatencyWindow:
+    """A minute of ``requests`` on ``ready`` replicas, the fraction ``in_time`` under 0.25 s, the rest at
+    1-2 s (late against a 1 s SLO at any fleet up to twice this one)."""
+    fast = requests * in_time
+    return LatencyWindow(end_s, ready, requests, BOUNDS, (fast, fast, fast, requests, requests))
+
+
+@pytest.mark.parametrize(
+    ("after", "want_per_s"),
+    [
+        # The latest minute: nothing after it yet, so it counts (600 requests on one replica: 10/s).
+        (None, 10.0),
+        # The next minute met the target on the same replica: sustained.
+        ((1.0, 600.0, 1.0), 10.0),
+        # The next minute missed on the same replica (49 % in time): the 600 were served while the backlog
+        # built, not capacity within the SLO. The 120-request minute before it demonstrates 2/s.
+        ((1.0, 600.0, 0.49), 2.0),
+        # The next minute met the target only because a second replica had joined: not evidence for one
+        # replica at 10/s; that minute itself shows 600 / 60 / 2 = 5/s each.
+        ((2.0, 600.0, 1.0), 5.0),
+        # A quiet next minute (under DEMONSTRATION_MIN_REQUESTS) neither confirms nor contradicts.
+        ((1.0, 30.0, 0.0), 10.0),
+    ],
+)
+def test_a_demonstration_the_next_minute_contradicts_does_not_count(
+    after: tuple[float, float, float] | None, want_per_s: float
+) -> None:
+    times = tuple(NOW_S - 240 + 15.0 * i for i in range(17))
+    # The same mix throughout (1,000 prompt and 200 output tokens per request), so the conversion between
+    # mixes is 1 and the demonstrated rate is requests / 60 / ready.
+    history = {
+        Measure.PROMPT_TOKENS: Series(times, (1000.0,) * 17),
+        Measure.GENERATION_TOKENS: Series(times, (200.0,) * 17),
+        Measure.REQUESTS: Series(times, (1.0,) * 17),
+    }
+    end = NOW_S - 60.0
+    windows = [_minute(end - 60.0, 1.0, 120.0, 1.0), _minute(end, 1.0, 600.0, 1.0)]
+    if after is not None:
+        windows.append(_minute(end + 60.0, *after))
+    work_s = COST.prefill_s_per_token * 1000 + COST.decode_s_per_token * 200
+    got = demonstrated_per_s(windows, history, COST, work_s, 1.0, 0.99)
+    assert got == pytest.approx(want_per_s)
