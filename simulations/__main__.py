@@ -99,6 +99,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--max-replicas", type=int, default=32)
+    p.add_argument(
+        "--speedup",
+        type=_positive("--speedup"),
+        default=1.0,
+        help="replay the trace this many times faster (its load this many times higher); --slice is in the "
+        "replayed seconds",
+    )
     p.add_argument("--slice", help="START:END seconds of the trace to replay, e.g. 0:1200")
     p.add_argument(
         "--openmetrics", type=Path, help="also write the run's time series to this OpenMetrics file"
@@ -157,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> tuple[Trace, SimSettings]:
-    trace = load_trace(args.trace)
+    trace = load_trace(args.trace).sped_up(args.speedup)
     if args.slice:
         start, sep, end = str(args.slice).partition(":")
         try:

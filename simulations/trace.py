@@ -40,6 +40,17 @@ class Trace:
     def span_s(self) -> float:
         return float(self.arrival_s[-1]) if len(self) else 0.0
 
+    def sped_up(self, factor: float) -> Trace:
+        """The same requests arriving ``factor`` times faster (the load ``factor`` times higher, the same
+        mix and burst shapes, each ``factor`` times shorter): a busier service than the trace's own. The
+        conversation trace at 2x is 11 requests/s over 30 minutes where the whole hour averaged 5.5."""
+        if not (math.isfinite(factor) and factor > 0):
+            raise TraceError(f"the speed-up must be a finite number > 0, got {factor!r}")
+        if factor == 1:
+            return self
+        a = self.arrival_s / factor
+        return Trace(f"{self.name} x{factor:g}", a, self.input_tokens, self.output_tokens)
+
     def slice(self, start_s: float, end_s: float) -> Trace:
         """Requests arriving in [start_s, end_s), re-based to start at 0."""
         keep = (self.arrival_s >= start_s) & (self.arrival_s < end_s)

@@ -36,6 +36,14 @@ ROOT = Path(__file__).resolve().parents[2]
         (["compare", "--trace", "azure-conv", "--out", "x", "--set", "kpa.nope=1"], "unknown setting"),
         (["compare", "--trace", "azure-conv", "--out", "x", "--metadata", "backend=tpu"], "backend"),
         (["compare", "--trace", "azure-conv", "--out", "x", "--slice", "abc"], "--slice must be"),
+        (
+            ["compare", "--trace", "azure-conv", "--out", "x", "--speedup", "0"],
+            "--speedup must be a finite number > 0",
+        ),
+        (
+            ["run", "--policy", "kpa", "--trace", "azure-conv", "--out", "x", "--speedup", "fast"],
+            "--speedup must be",
+        ),
         (["run", "--policy", "nope", "--trace", "azure-conv", "--out", "x"], "unknown policy"),
         (
             ["run", "--policy", "kpa", "--trace", "azure-conv", "--out", "x", "--metadata", "a=b"],

@@ -32,8 +32,19 @@ def test_tuning_and_held_out_sets_are_disjoint_and_cover_the_same_kinds() -> Non
 
 
 def test_azure_halves_split_the_bundled_trace(conv: Trace) -> None:
-    halves = [t.load() for t in TRACES if t.kind == "azure-conv"]
+    halves = [t.load() for t in TRACES if t.kind == "azure-conv" and t.speedup == 1]
     assert sum(len(h) for h in halves) == len(conv)
+
+
+def test_a_sped_up_row_is_the_trace_replayed_faster_then_sliced(conv: Trace) -> None:
+    """azure-conv x2[0:1800]: the whole hour's requests, each arriving at half its time, in 30 minutes."""
+    spec = next(t for t in TRACES if t.name == "azure-conv x2[0:1800]")
+    assert spec.set == "held-out"
+    fast = spec.load()
+    assert len(fast) == len(conv) and fast.span_s == pytest.approx(conv.span_s / 2)
+    assert list(fast.input_tokens) == list(conv.input_tokens)
+    with pytest.raises(ValueError, match="the speed-up must be a finite number > 0, got 0"):
+        conv.sped_up(0)
 
 
 def test_row_and_table_give_the_gpu_hours_at_the_scalers_attainment() -> None:
