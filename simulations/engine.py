@@ -317,8 +317,8 @@ def compare(
             runs[name] = _policy_run(trace, sim, bound, name, setting, meta, keep_scrapes, sub)
     else:
         # The runs are independent (hindsight weighs the static fleet's run afterwards, below), so they
-        # share the workers, the longest first: the scaler's run is 34.5 s of a sequential compare's 78 s
-        # on the conversation trace, each baseline's 5-7 s (the bench, commit 612480a).
+        # share the workers, the longest first: the scaler's run is 38.5 s of a sequential compare's 90.5 s
+        # on the conversation trace, each baseline's 5-9 s (the bench, commit eaa17c0).
         first = sorted(range(n), key=lambda i: policies[i] != "scaler")
         with ProcessPoolExecutor(max_workers=min(workers, n)) as pool:
             futures = {
@@ -361,7 +361,7 @@ def _policy_run(
     if isinstance(pol, HindsightPolicy) and not pol.settings["scale"]:
         from simulations.frontier import size_hindsight
 
-        return size_hindsight(trace, sim, bound, pol.settings, None, progress)
+        return size_hindsight(trace, sim, bound, pol.settings, progress)
     return simulate(trace, pol, sim, progress, keep_scrapes=keep_scrapes)
 
 

@@ -193,12 +193,11 @@ def size_hindsight(
     sim: SimSettings,
     bound: OracleBound,
     settings: Mapping[str, str],
-    static_run: RunResult | None,
     progress: Progress | None = None,
 ) -> RunResult:
     """The hindsight run: the smallest scale of the LP schedule that reaches the target attainment (bisection
-    as in the frontiers; runs that cannot reach it stop early), or the static fleet's run when that reaches
-    the target with fewer GPU-hours (``settings["schedule"]`` says which)."""
+    as in the frontiers; runs that cannot reach it stop early). ``compare`` then weighs it against the static
+    fleet's run (``hindsight_or_static``)."""
     target = float(settings["target_attainment"])
     allowed = int((1.0 - target) * len(trace))
     knob = next(k for k in knobs(sim) if k.policy == "hindsight")
@@ -220,14 +219,15 @@ def size_hindsight(
     lp.settings.update({"scale": key, "schedule": "lp"})
     if progress is not None:
         progress(1.0, "hindsight sized")
-    return hindsight_or_static(lp, static_run, settings)
+    return lp
 
 
 def hindsight_or_static(
     lp: RunResult, static_run: RunResult | None, settings: Mapping[str, str]
 ) -> RunResult:
     """The sized LP schedule's run, or the static fleet's when that reaches the target with fewer GPU-hours
-    (or comes closer to it when neither reaches it): a planner with hindsight picks the cheaper plan."""
+    (or comes closer to it when neither reaches it): a planner with hindsight picks the cheaper plan
+    (``settings["schedule"]`` says which)."""
     target = float(settings["target_attainment"])
     reached = lp.summary()["slo_attainment"] or 0.0
     if static_run is not None:
