@@ -288,7 +288,8 @@ def compare(
     workers: int = 2,
 ) -> Comparison:
     """Every policy over the same trace and settings, plus the oracle bound; with ``frontier``, each
-    baseline's sweep (``simulations.frontier``) against the scaler's attainment."""
+    baseline's sweep (``simulations.frontier``) against the scaler's attainment. The runs, and then the
+    sweeps, share ``workers`` processes (1: all in this one)."""
     if frontier and "scaler" not in policies:
         raise ValueError("--frontier compares against the scaler: keep scaler in --policies")
     for name in policies:  # a bad setting fails at once, not after the LP solve
