@@ -20,6 +20,6 @@ def conv_short(conv: Trace) -> Trace:
     return conv.slice(1500, 2100)
 
 
-@pytest.fixture
-def sim70() -> SimSettings:
+@pytest.fixture(scope="session")
+def sim70() -> SimSettings:  # frozen: safe to share
     return SimSettings(profile=profile_named("llama70b-h100x4"), tail_s=120.0)

@@ -25,13 +25,9 @@ def test_same_seed_same_result_and_seed_matters(conv_short: Trace, sim70: SimSet
 
 
 @pytest.fixture(scope="module")
-def parallel(conv_short: Trace) -> Comparison:
+def parallel(conv_short: Trace, sim70: SimSettings) -> Comparison:
     """``compare`` as the CLI runs it: two workers."""
-    return compare(conv_short, _sim70(), POLICIES, workers=2)
-
-
-def _sim70() -> SimSettings:
-    return SimSettings(profile=profile_named("llama70b-h100x4"), tail_s=120.0)
+    return compare(conv_short, sim70, POLICIES, workers=2)
 
 
 def test_comparison_reports_each_policy_against_the_bound_at_its_attainment(
@@ -54,7 +50,6 @@ def test_compare_in_parallel_equals_sequential(
 ) -> None:
     """The runs share the workers (the longest first) and hindsight weighs the static fleet afterwards: the
     same runs, in the policies' order, as one process makes them."""
-    assert sim70 == _sim70()
     one = compare(conv_short, sim70, POLICIES, workers=1)
     two = parallel
     assert list(two.runs) == list(POLICIES)
