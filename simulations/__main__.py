@@ -112,6 +112,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="processes for the policies' runs and the frontier sweeps (1-8)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m simulations", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -125,12 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also sweep each baseline's main knob: GPU-hours it needs to match the scaler's attainment",
     )
-    c.add_argument(
-        "--workers",
-        type=int,
-        default=2,
-        help="processes for the policies' runs and the frontier sweeps (1-8)",
-    )
+    _workers(c)
     r = sub.add_parser("run", help="one policy with its settings, for tuning")
     _common(r)
     r.add_argument("--policy", required=True, help=f"one of {', '.join(POLICIES)}")
@@ -143,12 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--cold-start-s", type=_positive("--cold-start-s"), default=60.0)
     sc.add_argument("--ttft-slo-s", type=_positive("--ttft-slo-s"), default=1.0)
     sc.add_argument("--seed", type=_seed, default=0)
-    sc.add_argument(
-        "--workers",
-        type=int,
-        default=2,
-        help="processes for the policies' runs and the frontier sweeps (1-8)",
-    )
+    _workers(sc)
     d = sub.add_parser("demo", help="the closed loop through the real gRPC server, and the scorecard")
     d.add_argument("--out", type=Path, default=Path("out/demo"))
     d.add_argument("--trace", default="azure-conv")

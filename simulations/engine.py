@@ -297,17 +297,9 @@ def compare(
     bound = oracle_bound(trace, sim)
     runs: dict[str, RunResult] = {}
     n = len(policies)
+    jobs = [(name, (settings or {}).get(name), metadata if name == "scaler" else None) for name in policies]
     # Build every policy first, so a bad setting fails before minutes of simulation.
-    built = [
-        make_policy(
-            name, sim, trace, (settings or {}).get(name), metadata if name == "scaler" else None, bound=bound
-        )
-        for name in policies
-    ]
-    jobs = [
-        (policies[i], (settings or {}).get(policies[i]), metadata if policies[i] == "scaler" else None)
-        for i in range(n)
-    ]
+    built = [make_policy(name, sim, trace, given, meta, bound=bound) for name, given, meta in jobs]
     if workers <= 1 or n <= 1:
         for i, (name, setting, meta) in enumerate(jobs):
 
