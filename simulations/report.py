@@ -57,6 +57,8 @@ class ProgressBar:
         self.stream.flush()
 
 
+# What each row of a run's decisions.jsonl carries besides the replicas and the reason.
+DECISION_EVIDENCE = ("capacity", "projection", "headroom", "floors")
 PLOTS_HINT = "plots skipped: matplotlib is not installed; pip install 'llm-keda-scaler[sim]' for them"
 WATCHES = {
     "keda-queue": "KEDA on vllm:num_requests_waiting",
@@ -241,20 +243,21 @@ def write_run(r: RunResult, out_dir: Path, oracle: OracleBound | None) -> dict[s
     if r.decisions:
         with (out_dir / "decisions.jsonl").open("w") as fh:
             for t, d in r.decisions:
-                fh.write(
-                    json.dumps(
-                        {
-                            "t_s": t,
-                            "desired": d.desired_replicas,
-                            "active": d.active,
-                            "valid": d.valid,
-                            "reason": d.reason.value,
-                            "current": d.current_replicas,
-                            "ready": d.ready_replicas,
-                        }
-                    )
-                    + "\n"
-                )
+                # The evidence as `explain` shows it (Decision.to_dict): the capacity estimate with its
+                # learned costs, the projection, the headroom and each floor.
+                record = d.to_dict()
+                evidence = {k: record[k] for k in DECISION_EVIDENCE if k in record}
+                row = {
+                    "t_s": t,
+                    "desired": d.desired_replicas,
+                    "active": d.active,
+                    "valid": d.valid,
+                    "reason": d.reason.value,
+                    "current": d.current_replicas,
+                    "ready": d.ready_replicas,
+                    **evidence,
+                }
+                fh.write(json.dumps(row) + "\n")
     try:
         plot({r.policy: r}, out_dir, None, r.sim.ttft_slo_s)
     except ImportError:

@@ -1,0 +1,41 @@
+"""Write the two held-aside trace variants the capacity-fit experiment was judged on (never tuned on).
+
+    python docs/experiments/capacity-fit/variants.py OUT_DIR
+
+- ``multi.csv``: a multi-client overlay, the conversation trace's [600, 2400) s and the code trace's
+  [1200, 3000) s arriving together (30 minutes).
+- ``diurnal-flash.csv``: a diurnal day-part (1.5 requests/s mean over 40 minutes, period 80 minutes,
+  amplitude 0.6, seed 11) with x8 flash crowds on a 0.5/s base (every 20 minutes from 500 s, 120 s
+  long, seed 12).
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from simulations.trace import Trace, diurnal, flash_crowd, load_trace, write_trace
+
+
+def overlay(name: str, *traces: Trace) -> Trace:
+    arrival = np.concatenate([t.arrival_s for t in traces])
+    order = np.argsort(arrival, kind="stable")
+    return Trace(
+        name,
+        arrival[order],
+        np.concatenate([t.input_tokens for t in traces])[order],
+        np.concatenate([t.output_tokens for t in traces])[order],
+    )
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    conv, code = load_trace("azure-conv"), load_trace("azure-code")
+    base = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=11)
+    crowds = flash_crowd(0.5, 2400, factor=8, every_s=1200, first_s=500, crowd_len_s=120, seed=12)
+    write_trace(overlay("multi", conv.slice(600, 2400), code.slice(1200, 3000)), out / "multi.csv")
+    write_trace(overlay("diurnal-flash", base, crowds), out / "diurnal-flash.csv")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
