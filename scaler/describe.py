@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from scaler.core.capacity import BATCH_SHARE
 from scaler.core.decision import Decision, FloorKind, Phase, Reason, SignalVerdict, Status
 from scaler.core.signals import SignalName
 
@@ -85,6 +86,15 @@ def describe(decision: Decision, header: Iterable[str] = ()) -> str:
             f"             costs {learned}: step {c.cost.step_base_s * 1e3:.1f} ms, "
             f"{c.cost.decode_s_per_token * 1e3:.2f} ms per output token, "
             f"{c.cost.prefill_s_per_token * 1e6:.0f} us per prompt token" + (f"; {c.note}" if c.note else "")
+        )
+        shown = (
+            f"; a past minute showed {_num(c.demonstrated_per_s)}/s on {c.demonstrated_on} replica(s)"
+            if c.demonstrated_per_s is not None
+            else ""
+        )
+        lines.append(
+            f"             batch limit {c.batch_limit:.0f} sequences: at most "
+            f"{_num(c.batch_requests_per_s)} requests/s keep the mean batch at {BATCH_SHARE:g} of it{shown}"
         )
     if d.projection is not None:
         p = d.projection

@@ -16,14 +16,22 @@ rho* = 0.8 one replica serves 5.7 requests/s.
 
 ``a``, ``b`` and ``c`` are learned online by least squares on the Deployment's history (mean inter-token
 latency, running sequences and prompt tokens per Ready replica, one sample per history step in which the
-replica was busy), pulled towards a conservative prior by pseudo-observations, so a Deployment never seen
-under load is sized from the prior and one seen for a few minutes from its own numbers. Pure: history in,
-an estimate out.
+replica was busy and settled), with one weak row per cost towards a conservative prior; below
+PRIOR_WEIGHT_SAMPLES busy steps the prior alone sizes the Deployment.
+
+Two limits keep a learned capacity off the cliff. The utilisation target is at most RHO_LEARNED_MAX once
+the costs are the Deployment's own: with costs learned within a few per cent, one replica on a
+Poisson stream at the FP8 profile's costs held every request within a 1 s TTFT at utilisation 0.72 and
+none at 0.86 (docs/experiments/capacity-fit). And the mean batch Little's law implies stays within
+BATCH_SHARE of the engine's batch limit (vLLM's --max-num-seqs, read off the history when requests have
+waited behind a full batch): at 12 requests/s that stream's mean batch is 343 sequences, over the limit of
+256, and requests queue in front of the engine. Pure: history in, an estimate out.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -45,10 +53,14 @@ PRIOR_PREFILL_S_PER_TOKEN = 0.0001  # c: 10,000 prompt tokens/s
 # A request mix assumed before any request has been seen (backlog at zero is counted in requests).
 PRIOR_PROMPT_TOKENS = 1000.0
 PRIOR_OUTPUT_TOKENS = 200.0
-# Weight of the prior, in samples: 8 samples at a 15 s step are 2 minutes of load; after 10 minutes of
-# load the Deployment's own numbers dominate.
+# Busy samples before the Deployment's own costs replace the prior: 8 at a 15 s step are 2 minutes of
+# steady load.
 PRIOR_WEIGHT_SAMPLES = 8.0
+# A relative error of 1 on a cost weighs what a relative error of RIDGE on one step's time does...
 RIDGE = 0.02
+# ...and on the base, a tenth of that: the base is the model's size, which the prior cannot know (an 8B
+# model's is 8 ms, a 70B's 20), and any one load level places it.
+BASE_RIDGE_SHARE = 0.1
 # A minute with fewer requests than this demonstrates nothing about capacity.
 DEMONSTRATION_MIN_REQUESTS = 50.0
 # A step is steady when the running sequences are within this factor of what Little's law implies.
@@ -64,6 +76,17 @@ MIX_WINDOW_S = 300.0
 # RHO_MIN the SLO is too tight for the engine and more replicas barely help (said in explain).
 RHO_MAX = 0.8
 RHO_MIN = 0.3
+# The most a learned capacity may load a replica. The prior's costs are slow on purpose, so 0.8 of them is
+# well under a real replica's limit; learned costs are accurate, and 0.8 of them is at the cliff (one
+# replica: 0.72 held, 0.86 fell behind). 0.65 leaves room for arrivals burstier than Poisson: the
+# conversation trace at 2x held 1.0 at it (3.66 GPU-h, under the static fleet's 4.56).
+RHO_LEARNED_MAX = 0.65
+# The engine's batch limit (vLLM --max-num-seqs) when the history never showed it: vLLM's default before
+# V1 chose one per GPU, and the lower of its defaults.
+DEFAULT_BATCH_LIMIT = 256.0
+# Share of the batch limit the mean batch may fill: arrivals vary around their mean, and a batch at its
+# limit queues requests in front of the engine, where TTFT grows without bound.
+BATCH_SHARE = 0.5
 # Share of the SLO the typical request may use; the rest is for the tail (queueing, long prompts).
 TYPICAL_SHARE_OF_SLO = 0.5
 # Iterations a typical request waits for before and during its prefill (the one running when it arrives,
@@ -108,62 +131,63 @@ class Capacity:
     mix_measured: bool  # False: the mix is the prior (no request seen recently)
     work_s_per_request: float  # w = c I + b O
     utilisation_target: float  # rho*
-    requests_per_s_per_replica: float  # max(rho* / w, demonstrated)
+    requests_per_s_per_replica: float  # max(rho* / w, min(demonstrated, batch)), rho* under the batch's
     note: str = ""
     # The most any Ready replica has served (per second, at this mix) in a minute that met the SLO's
     # target: evidence that one replica can; None when no such minute is in the history.
     demonstrated_per_s: float | None = None
+    demonstrated_on: int = 0  # the Ready replicas of that minute
+    batch_limit: float = DEFAULT_BATCH_LIMIT  # sequences one replica runs at most (seen, or the default)
+    batch_requests_per_s: float = float("inf")  # the rate whose mean batch is BATCH_SHARE of the limit
 
     def replicas_for(self, requests_per_s: float) -> float:
-        """Replicas (fractional) that serve ``requests_per_s`` within the SLO."""
-        return requests_per_s / self.requests_per_s_per_replica
+        """Replicas (fractional) that serve ``requests_per_s`` within the SLO.
+
+        A demonstration on ``k`` replicas pools their arrivals: ``k`` replicas absorb a burst one of them
+        alone would queue. So it never sizes a fleet below ``k``: there the model's own size holds, up to
+        ``k``. Worked example: a minute on 4 replicas showed 10 requests/s each; 20 requests/s at a model
+        capacity of 6.5 is 3.1 replicas by the model and 2 by the demonstration: 3.1.
+        """
+        n = requests_per_s / self.requests_per_s_per_replica
+        if self.demonstrated_per_s is not None and math.ceil(n - 1e-9) < self.demonstrated_on:
+            model = requests_per_s * self.work_s_per_request / self.utilisation_target
+            n = max(n, min(float(self.demonstrated_on), model))
+        return n
 
 
 def learn_costs(history: Mapping[Measure, Series]) -> CostModel:
     """Learn ``a``, ``b`` and ``c`` from the busy steps of the history, by one linear least-squares fit.
 
-    With ``P`` prompt and ``G`` generated tokens/s per replica, ``rho = c P + b G``, and ``T = a / (1 - rho)``
-    gives ``1 / T = 1/a - (c/a) P - (b/a) G``: linear in the unknowns ``(1/a, c/a, b/a)``. The intercept is
-    the iteration rate of an idle replica, the slopes what each token takes from it. Separating ``c`` from
-    ``b`` needs the mix to vary (both rates grow with the load); when it does not, the fit still pins the
-    work at the mix it saw, which is what the capacity needs, and the prior splits it.
+    One iteration takes ``T = a + c chunk + b n``; per replica, the prompt tokens it prefills per
+    iteration are ``chunk = P T`` and the sequences it decodes ``n = G T`` (``P`` prompt and ``G`` generated
+    tokens/s). So ``T = a + c (P T) + b (G T)``: linear in the costs themselves, in seconds, with regressors
+    the engine's metrics give. Residuals are relative (a step of 50 ms off by 5 matters as much as one of 20
+    ms off by 2). Separating ``c`` from ``b`` needs the mix to vary (both rates grow with the load); when it
+    does not, the fit still pins the work at the mix it saw, which is what the capacity needs.
 
-    The prior enters as PRIOR_WEIGHT_SAMPLES pseudo-observations at the data's own operating points, so it
-    weighs like that many real steps and fades as the history grows, plus one weak row per unknown for the
-    directions the data does not span (flat load says nothing about the intercept). Residuals are relative
-    (a 1/T of 50/s off by 5 matters as much as 20/s off by 2). Coefficients stay within 1/20 and 20x of the
-    prior: outside is a broken metric. Worked example (the 70B profile: a = 14 ms, b = 0.28 ms, c = 70 us),
-    a replica at 2,000 prompt and 400 output tokens/s: rho = 0.14 + 0.112 = 0.252, T = 14 / 0.748 = 18.7 ms.
+    The prior is one weak row per cost, so it settles only what the data leaves open and never argues with
+    what the data pins. A Deployment seen at one load level pins ``T`` there but not how it splits between
+    the base and the per-token costs: the weak rows put the difference where it is cheapest relative to the
+    prior, on the base, so the per-token costs (the capacity) stay at the conservative prior until the load
+    has varied enough to place them. Worked example (flash crowds' quiet start on the FP8 profile, a = 20
+    ms): 52 steps at utilisation 0.06-0.09, T = 21.6 ms, chunk 21 prompt tokens and n = 4: the prior's
+    per-token terms are 2.1 + 1.6 ms, so a = 17.9 ms and the work stays the prior's. Load from utilisation
+    0.14 to 0.63 (the conversation trace at 4x) places all three within 1 % of the profile's. The costs
+    stay within 1/20 and 20x of the prior: outside is a broken metric.
     """
     samples = _busy_samples(history)
-    if samples is None:
+    if samples is None or len(samples[0]) < PRIOR_WEIGHT_SAMPLES:
         return PRIOR
     t_step, prompt_per_s, output_per_s, step_s = samples
-    y = 1.0 / step_s
-    x = np.column_stack([np.ones_like(y), -prompt_per_s, -output_per_s])
-    prior = np.array(
-        [
-            1.0 / PRIOR_STEP_BASE_S,
-            PRIOR_PREFILL_S_PER_TOKEN / PRIOR_STEP_BASE_S,
-            PRIOR_DECODE_S_PER_TOKEN / PRIOR_STEP_BASE_S,
-        ]
-    )
-    at = np.linspace(0, len(y) - 1, int(PRIOR_WEIGHT_SAMPLES)).round().astype(int)
-    x_prior = x[at]
-    y_prior = x_prior @ prior
-    # Relative residuals, on the data's own scale for the pseudo-observations too (where the prior would be
-    # saturated its 1/T is near zero, and weighing by it would let one pseudo-observation outweigh all).
-    weight = 1.0 / np.concatenate([y, y[at]])
-    # The weak rows only settle what the data leaves open: a relative error of 1 on an unknown costs what a
-    # relative error of RIDGE on one step's 1/T does.
-    rows = np.vstack([np.vstack([x, x_prior]) * weight[:, None], RIDGE * np.diag(1.0 / prior)])
-    rhs = np.concatenate([np.concatenate([y, y_prior]) * weight, RIDGE * np.ones(3)])
+    x = np.column_stack([np.ones_like(step_s), prompt_per_s * step_s, output_per_s * step_s])
+    prior = np.array([PRIOR_STEP_BASE_S, PRIOR_PREFILL_S_PER_TOKEN, PRIOR_DECODE_S_PER_TOKEN])
+    ridge = RIDGE * np.array([BASE_RIDGE_SHARE, 1.0, 1.0])
+    rows = np.vstack([x / step_s[:, None], np.diag(ridge / prior)])
+    rhs = np.concatenate([np.ones_like(step_s), ridge])
     fit, *_ = np.linalg.lstsq(rows, rhs, rcond=None)
-    inv_a, c_over_a, b_over_a = np.clip(fit, prior / 20.0, prior * 20.0)
-    a = 1.0 / inv_a
+    a, c, b = np.clip(fit, prior / 20.0, prior * 20.0)
     busy_s = float(len(t_step) * (np.median(np.diff(t_step)) if len(t_step) > 1 else 0.0))
-    source = CapacitySource.LEARNED if len(t_step) >= PRIOR_WEIGHT_SAMPLES else CapacitySource.PRIOR
-    return CostModel(float(a), float(b_over_a * a), float(c_over_a * a), source, len(t_step), busy_s)
+    return CostModel(float(a), float(b), float(c), CapacitySource.LEARNED, len(t_step), busy_s)
 
 
 def _busy_samples(
@@ -236,6 +260,34 @@ def request_mix(
     return prompt / requests, max(1.0, output / requests), True
 
 
+def batch_limit(history: Mapping[Measure, Series]) -> float:
+    """The most sequences one replica ran while requests waited (the engine's batch limit), or the default.
+
+    A step counts when at least one request per Ready replica waited (queue minus running): the batch was
+    full then. Worked example: 2 Ready replicas running 512 with 700 in the queue: 256 per replica."""
+    ready, running, queue = (history.get(m) for m in (Measure.READY, Measure.RUNNING, Measure.QUEUE))
+    if not ready or not running or not queue:
+        return DEFAULT_BATCH_LIMIT
+    r = dict(zip(ready.times_s, ready.values, strict=True))
+    q = dict(zip(queue.times_s, queue.values, strict=True))
+    seen = [
+        n / r[t]
+        for t, n in zip(running.times_s, running.values, strict=True)
+        if r.get(t, 0) >= 1 and q.get(t, 0.0) - n >= r[t]
+    ]
+    return max(seen) if seen else DEFAULT_BATCH_LIMIT
+
+
+def batch_rate(cost: CostModel, output_tokens: float, work_s: float, sequences: float) -> float:
+    """Requests/s one replica serves with ``sequences`` in its batch on average (Little's law).
+
+    ``n = lam O T`` with ``T = a / (1 - lam w)`` gives ``lam = n / (O a + n w)``. Worked example (the FP8
+    profile, a = 20 ms, w = 0.08 s, O = 211, n = 128 of 256): 128 / (4.2 + 10.2) = 8.9 requests/s, utilisation
+    0.71; at 12 requests/s the mean batch is 387, over the limit, and the replica falls behind.
+    """
+    return sequences / (output_tokens * cost.step_base_s + sequences * work_s)
+
+
 def utilisation_target(
     cost: CostModel, prompt_tokens: float, output_tokens: float, slo_s: float | None, metric: LatencyMetric
 ) -> tuple[float, str]:
@@ -268,7 +320,7 @@ def demonstrated_per_s(
     slo_s: float,
     target: float,
     window_s: float = 60.0,
-) -> float | None:
+) -> tuple[float, int] | None:
     """Requests/s per replica, at today's mix, that a past minute showed one replica serves within the SLO.
 
     The model extrapolates from the step time, which cannot place its base when a Deployment always runs
@@ -278,7 +330,7 @@ def demonstrated_per_s(
     floor on the capacity. Worked example: a minute of 330 requests on one replica, all within the SLO, at
     the mix of today: at least 5.5 requests/s per replica.
     """
-    best = 0.0
+    best, on = 0.0, 0
     by_end = {round(w.end_s, 3): w for w in windows}
     for w in windows:
         if w.requests < DEMONSTRATION_MIN_REQUESTS or w.ready < 1:
@@ -306,8 +358,10 @@ def demonstrated_per_s(
         if prompt is None or output is None:
             continue
         work_then = cost.prefill_s_per_token * prompt + cost.decode_s_per_token * output
-        best = max(best, w.requests / window_s / w.ready * work_then)
-    return best / work_now_s if best > 0 else None
+        shown = w.requests / window_s / w.ready * work_then
+        if shown > best:
+            best, on = shown, round(w.ready)
+    return (best / work_now_s, on) if best > 0 else None
 
 
 def _mix_between(
@@ -339,11 +393,30 @@ def estimate_capacity(
     target: float = 0.99,
 ) -> Capacity:
     """The capacity of one Ready replica for the current mix: the learned (or prior) costs at the
-    utilisation the SLO allows, and no less than what a past minute demonstrated."""
+    utilisation the SLO allows, and no less than what a past minute demonstrated, both within the rate
+    whose mean batch fits the engine's batch limit."""
     cost = learn_costs(history)
     prompt, output, measured = request_mix(signals, history, now_s)
     work = cost.prefill_s_per_token * prompt + cost.decode_s_per_token * output
     rho, note = utilisation_target(cost, prompt, output, slo_s, metric)
     shown = demonstrated_per_s(windows, history, cost, work, slo_s, target) if slo_s is not None else None
-    per_s = max(rho / work, shown or 0.0)
-    return Capacity(cost, prompt, output, measured, work, rho, per_s, note, shown)
+    limit = batch_limit(history)
+    batch_per_s = batch_rate(cost, output, work, BATCH_SHARE * limit)
+    if cost.source == CapacitySource.LEARNED:
+        rho = min(rho, RHO_LEARNED_MAX)
+    rho = min(rho, batch_per_s * work)
+    per_s = max(rho / work, min(shown[0], batch_per_s) if shown else 0.0)
+    return Capacity(
+        cost,
+        prompt,
+        output,
+        measured,
+        work,
+        rho,
+        per_s,
+        note,
+        shown[0] if shown else None,
+        shown[1] if shown else 0,
+        limit,
+        batch_per_s,
+    )

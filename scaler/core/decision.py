@@ -247,6 +247,10 @@ class Decision:
                 "prefill_s_per_token": c.cost.prefill_s_per_token,
                 "source": c.cost.source.value,
                 "learned_from_s": c.cost.busy_s,
+                "demonstrated_per_s": c.demonstrated_per_s,
+                "demonstrated_on_replicas": c.demonstrated_on,
+                "batch_limit": c.batch_limit,
+                "batch_requests_per_s": c.batch_requests_per_s,
                 **({"note": c.note} if c.note else {}),
             }
         if self.projection is not None:
@@ -590,7 +594,7 @@ def window_loads(state: State, capacity: Capacity, window_s: float = 60.0) -> li
         arrivals = served + max(0.0, growth) / window_s
         utilisation = served * capacity.work_s_per_request / max(w.ready, 1e-9)
         saturated = growth > 0.1 * w.requests or utilisation >= SATURATED_UTILISATION
-        out.append(WindowLoad(capacity.replicas_for(arrivals), saturated))
+        out.append(WindowLoad(capacity.replicas_for(arrivals), saturated, utilisation))
     return out
 
 

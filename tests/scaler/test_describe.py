@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from scaler.core.config import parse_metadata
 from scaler.core.decision import decide
 from scaler.core.signals import Measure, SignalName, Signals
@@ -49,6 +51,9 @@ def test_from_zero() -> None:
     )  # (0.4 x 0.18 + 24 x 0.18 / 75) / 0.8
     assert got["Projection"].endswith("24 waiting (from activationQuery)")
     assert "the prior (not yet seen under steady load)" in text
+    # the default batch limit, never seen full: 128 / (200 x 8 ms + 128 x 0.18 s) = 5.19 requests/s
+    assert d.capacity is not None and d.capacity.batch_requests_per_s == pytest.approx(128 / 24.64)
+    assert "batch limit 256 sequences: at most 5.19 requests/s keep the mean batch at 0.5 of it" in text
     assert got["Cold start"] == "60 s (prior)"
 
 

@@ -6,12 +6,18 @@ import numpy as np
 import pytest
 
 from scaler.core.capacity import (
+    BATCH_SHARE,
+    DEFAULT_BATCH_LIMIT,
     PRIOR,
+    RHO_LEARNED_MAX,
     RHO_MAX,
     RHO_MIN,
+    Capacity,
     CapacitySource,
     CostModel,
     _mix_between,
+    batch_limit,
+    batch_rate,
     demonstrated_per_s,
     estimate_capacity,
     learn_costs,
@@ -66,10 +72,31 @@ def test_an_hour_of_busy_history_recovers_the_engine_costs() -> None:
     assert cost.busy_s == pytest.approx(234 * STEP_S)
 
 
-def test_a_few_samples_stay_between_the_prior_and_the_engine() -> None:
-    cost = learn_costs(engine_history(3))
-    assert cost.source == CapacitySource.PRIOR  # fewer samples than the prior's weight
-    assert TRUE_C < cost.prefill_s_per_token < PRIOR.prefill_s_per_token * 1.01
+def test_fewer_busy_samples_than_the_priors_weight_are_the_prior() -> None:
+    assert learn_costs(engine_history(11)) == PRIOR  # 11 steps, the first 4 unsettled: 7 samples
+    assert learn_costs(engine_history(12)).source == CapacitySource.LEARNED  # 8
+
+
+def test_one_load_level_places_the_base_and_keeps_the_per_token_costs_at_the_prior() -> None:
+    """The docstring's worked example: a Deployment only ever seen lightly loaded (flash crowds' quiet
+    start on the FP8 profile, a = 20 ms) pins T, not its split; the weak rows put the difference on the
+    base, so the work per request (the capacity) stays the conservative prior's."""
+    n = 52
+    times = tuple(NOW_S - (n - 1 - i) * STEP_S for i in range(n))
+    step, chunk, seqs = 0.0216, 21.0, 4.0  # T, prompt tokens and sequences per iteration, per replica
+    history = {
+        Measure.READY: Series(times, (1.0,) * n),
+        Measure.RUNNING: Series(times, (seqs,) * n),
+        Measure.PROMPT_TOKENS: Series(times, (chunk / step,) * n),
+        Measure.GENERATION_TOKENS: Series(times, (seqs / step,) * n),
+        Measure.STEP_S: Series(times, (step,) * n),
+    }
+    cost = learn_costs(history)
+    assert cost.source == CapacitySource.LEARNED
+    # 21.6 ms - 21 x 0.1 ms - 4 x 0.4 ms = 17.9 ms
+    assert cost.step_base_s == pytest.approx(0.0179, rel=0.02)
+    assert cost.prefill_s_per_token == pytest.approx(PRIOR.prefill_s_per_token, rel=0.02)
+    assert cost.decode_s_per_token == pytest.approx(PRIOR.decode_s_per_token, rel=0.02)
 
 
 def test_bursty_steps_are_not_samples() -> None:
@@ -145,11 +172,21 @@ def test_capacity_follows_the_mix() -> None:
     conv = Signals(1, 1, prompt_tokens_per_s=1155.0, generation_tokens_per_s=211.0, requests_per_s=1.0)
     cap = estimate_capacity(conv, history, 1.0, LatencyMetric.TTFT, NOW_S)
     assert cap.work_s_per_request == pytest.approx(TRUE_C * 1155 + TRUE_B * 211, rel=0.05)  # 0.14 s
-    assert cap.requests_per_s_per_replica == pytest.approx(0.8 / 0.140, rel=0.05)  # 5.7/s
+    # learned costs: at most RHO_LEARNED_MAX (the SLO would allow 0.8), 0.65 / 0.14 = 4.6/s
+    assert cap.utilisation_target == RHO_LEARNED_MAX
+    assert cap.requests_per_s_per_replica == pytest.approx(RHO_LEARNED_MAX / 0.140, rel=0.05)
     code = Signals(1, 1, prompt_tokens_per_s=4 * 2048.0, generation_tokens_per_s=4 * 28.0, requests_per_s=4.0)
     longer = estimate_capacity(code, history, 1.0, LatencyMetric.TTFT, NOW_S)
     assert longer.requests_per_s_per_replica < cap.requests_per_s_per_replica
-    assert cap.replicas_for(11.4) == pytest.approx(2.0, rel=0.05)
+    assert cap.replicas_for(9.3) == pytest.approx(2.0, rel=0.05)
+
+
+def test_the_prior_is_sized_at_the_slos_utilisation() -> None:
+    """The prior's costs are slow on purpose: they are sized at the SLO's utilisation (RHO_MAX binds for a 1 s
+    TTFT), not at the learned cap. 1,000 + 200 tokens: w = 0.1 + 0.08 = 0.18 s, 0.8 / 0.18 = 4.4/s."""
+    cap = estimate_capacity(Signals(1, 1), {}, 1.0, LatencyMetric.TTFT, NOW_S)
+    assert cap.cost == PRIOR and cap.utilisation_target == RHO_MAX
+    assert cap.requests_per_s_per_replica == pytest.approx(0.8 / 0.18)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -218,4 +255,92 @@ def test_a_demonstration_the_next_minute_contradicts_does_not_count(
         windows.append(_minute(end + 60.0, *after))
     work_s = COST.prefill_s_per_token * 1000 + COST.decode_s_per_token * 200
     got = demonstrated_per_s(windows, history, COST, work_s, 1.0, 0.99)
-    assert got == pytest.approx(want_per_s)
+    assert got is not None
+    assert got[0] == pytest.approx(want_per_s)
+    assert got[1] == (2 if want_per_s == 5.0 else 1)  # the Ready replicas of the minute that showed it
+
+
+def _engine(times: tuple[float, ...], ready: float, running: float, queue: float) -> dict[Measure, Series]:
+    n = len(times)
+    return {
+        Measure.READY: Series(times, (ready,) * n),
+        Measure.RUNNING: Series(times, (running,) * n),
+        Measure.QUEUE: Series(times, (queue,) * n),
+    }
+
+
+@pytest.mark.parametrize(
+    ("ready", "running", "queue", "want"),
+    [
+        (2.0, 512.0, 700.0, 256.0),  # the docstring's example: 188 waiting behind 256 per replica
+        (2.0, 300.0, 301.0, DEFAULT_BATCH_LIMIT),  # one waiting across two replicas: not a full batch
+        (2.0, 300.0, 300.0, DEFAULT_BATCH_LIMIT),  # nothing waiting: the batch was never full
+        (4.0, 4096.0, 5000.0, 1024.0),  # vLLM V1's H100 default, seen
+        (0.0, 0.0, 50.0, DEFAULT_BATCH_LIMIT),  # nothing Ready: nothing to read
+    ],
+)
+def test_the_batch_limit_is_what_a_replica_ran_while_requests_waited(
+    ready: float, running: float, queue: float, want: float
+) -> None:
+    assert batch_limit(_engine((NOW_S - 15.0, NOW_S), ready, running, queue)) == want
+
+
+def test_no_queue_history_is_the_default_batch_limit() -> None:
+    history = _engine((NOW_S,), 2.0, 512.0, 700.0)
+    del history[Measure.QUEUE]
+    assert batch_limit(history) == DEFAULT_BATCH_LIMIT
+
+
+def test_the_batch_rate_is_littles_law_at_the_limit() -> None:
+    """The docstring's worked example: a = 20 ms, w = 0.08 s, 211 output tokens, a mean batch of 128:
+    128 / (211 x 0.02 + 128 x 0.08) = 8.9 requests/s; there the mean batch is lam O a / (1 - lam w)."""
+    cost = CostModel(0.020, 0.00014, 44e-6, CapacitySource.LEARNED, 100, 1500.0)
+    lam = batch_rate(cost, 211.0, 0.08, 128.0)
+    assert lam == pytest.approx(128 / (4.22 + 10.24))  # 8.85
+    assert lam * 211.0 * cost.step_s(lam * 0.08) == pytest.approx(128.0)
+
+
+def test_a_demonstration_counts_only_up_to_the_batch_rate() -> None:
+    """A minute on one replica served 30 requests/s, all in time (a batch filling up serves its first
+    requests in time); at the learned costs the mean batch at that rate is far over half the limit, so the
+    capacity is the batch rate, not the minute's."""
+    history = engine_history(240)
+    mix = Signals(1, 1)
+    end = NOW_S - 60.0
+    windows = [_minute(end, 1.0, 1800.0, 1.0)]
+    cap = estimate_capacity(mix, history, 1.0, LatencyMetric.TTFT, NOW_S, windows)
+    assert cap.demonstrated_per_s is not None and cap.demonstrated_per_s > 20.0
+    assert cap.batch_limit == DEFAULT_BATCH_LIMIT  # the history has no queue
+    assert cap.requests_per_s_per_replica == pytest.approx(cap.batch_requests_per_s)
+    assert cap.requests_per_s_per_replica < cap.demonstrated_per_s
+    want = batch_rate(cap.cost, cap.output_tokens_per_request, cap.work_s_per_request, BATCH_SHARE * 256)
+    assert cap.batch_requests_per_s == pytest.approx(want)
+
+
+def _capacity(per_s: float, shown: float | None, on: int) -> Capacity:
+    return Capacity(PRIOR, 1000.0, 200.0, True, 0.1, 0.65, per_s, "", shown, on)
+
+
+@pytest.mark.parametrize(
+    ("requests_per_s", "want"),
+    [
+        # The docstring's example: 10/s shown on 4 replicas, the model's 6.5/s: 20/s is 2 replicas by the
+        # demonstration and 3.08 by the model; a fleet below 4 is sized by the model.
+        (20.0, 20 * 0.1 / 0.65),
+        # 30/s is 3 by the demonstration, a fleet below 4, and 4.6 by the model: never above the 4 that
+        # showed it.
+        (30.0, 4.0),
+        # 35/s is 3.5 by the demonstration, which rounds up to the 4 that showed it: it stands.
+        (35.0, 3.5),
+        # At 4 replicas or more the demonstration stands: 50/s on 5.
+        (50.0, 5.0),
+    ],
+)
+def test_a_demonstration_on_k_replicas_does_not_size_a_fleet_below_k(
+    requests_per_s: float, want: float
+) -> None:
+    assert _capacity(10.0, 10.0, 4).replicas_for(requests_per_s) == pytest.approx(want)
+
+
+def test_without_a_demonstration_replicas_are_the_rate_over_the_capacity() -> None:
+    assert _capacity(6.5, None, 0).replicas_for(20.0) == pytest.approx(20.0 / 6.5)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from scaler.core.headroom import (
     MAX_SCALE_CREDIT,
     WindowLoad,
+    _served_fraction,
     attainment_at,
     headroom_floor,
 )
@@ -149,3 +151,25 @@ def test_a_window_before_the_asks_history_is_served_by_what_was_ready(
     windows = [window(NOW_S - 60 * i, 1, CALM) for i in range(5)]
     reactive = Series((reactive_from_s,), (0.0,))
     assert headroom_floor(windows, reactive, 1.0, 0.99, 90.0, NOW_S).replicas == floor
+
+
+@pytest.mark.parametrize(
+    ("ready", "utilisation", "replicas", "want"),
+    [
+        # 6 replicas at u = 0.2, read on 3: the iteration stretch is 0.8 / 0.6 = 1.33, so requests up to
+        # 0.75 s meet a 1 s SLO (18.75 of 100, between the 0.5 s and 1 s buckets), not the linear rule's 0.5 s
+        (6.0, 0.2, 3.0, 0.1875),
+        (6.0, 0.0, 3.0, 0.125),  # utilisation unknown: the linear rule (0.5 s: 12.5)
+        # 2 replicas at u = 0.55 on 1: over 1 by the model (every request missed); the linear rule is the
+        # more lenient, and near saturation the costs are least sure: half the queueing, 0.5 s
+        (2.0, 0.55, 1.0, 0.125),
+        (2.0, 0.4, 1.0, 0.125),  # u 0.8 on 1: stretch 0.2 / 0.6 = 0.33 < 0.5: linear
+        (6.0, 0.2, 12.0, 0.5),  # more replicas than served it: the linear rule (latencies halve: 2 s)
+    ],
+)
+def test_fewer_replicas_stretch_queueing_by_the_iteration_model_or_linearly_whichever_is_lenient(
+    ready: float, utilisation: float, replicas: float, want: float
+) -> None:
+    w = window(NOW_S, ready, BURST)
+    met = _served_fraction(w, WindowLoad(1.0, False, utilisation), np.array([replicas]), 1.0, 0.0)
+    assert met[0] == pytest.approx(want)
