@@ -264,7 +264,9 @@ def batch_limit(history: Mapping[Measure, Series]) -> float:
     """The most sequences one replica ran while requests waited (the engine's batch limit), or the default.
 
     A step counts when at least one request per Ready replica waited (queue minus running): the batch was
-    full then. Worked example: 2 Ready replicas running 512 with 700 in the queue: 256 per replica."""
+    full then, by its sequence limit or by the KV cache, whichever filled first (a KV-bound engine reads a
+    lower limit, which is the one that binds it). Worked example: 2 Ready replicas running 512 with 700
+    in the queue: 256 per replica."""
     ready, running, queue = (history.get(m) for m in (Measure.READY, Measure.RUNNING, Measure.QUEUE))
     if not ready or not running or not queue:
         return DEFAULT_BATCH_LIMIT
