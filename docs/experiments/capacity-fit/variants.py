@@ -12,6 +12,13 @@ The second held-aside set (stop 25, written before the second round was judged o
 
 - ``multi2.csv``: the conversation trace's [2400, 3600) s and the code trace's [0, 1200) s together.
 - ``diurnal-flash2.csv``: as ``diurnal-flash`` with seeds 13 and 14, the first crowd at 300 s.
+
+The third held-aside set (stop 26, written before anything was run on it; with the conversation trace
+at 2.5x and 1.5x and the code trace at 1.25x, which ``--speedup`` replays directly):
+
+- ``multi3.csv``: the conversation trace's [0, 1200) s and the code trace's [2400, 3600) s together.
+- ``multi4.csv``: the conversation trace at 2x, [0, 1800) s replayed, and the code trace's [1800, 3600) s.
+- ``diurnal-flash3.csv``: as ``diurnal-flash`` with seeds 15 and 16, the first crowd at 700 s.
 """
 
 import sys
@@ -44,6 +51,13 @@ def main(out: Path) -> None:
     base2 = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=13)
     crowds2 = flash_crowd(0.5, 2400, factor=8, every_s=1200, first_s=300, crowd_len_s=120, seed=14)
     write_trace(overlay("diurnal-flash2", base2, crowds2), out / "diurnal-flash2.csv")
+    write_trace(overlay("multi3", conv.slice(0, 1200), code.slice(2400, 3600)), out / "multi3.csv")
+    write_trace(
+        overlay("multi4", conv.sped_up(2.0).slice(0, 1800), code.slice(1800, 3600)), out / "multi4.csv"
+    )
+    base3 = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=15)
+    crowds3 = flash_crowd(0.5, 2400, factor=8, every_s=1200, first_s=700, crowd_len_s=120, seed=16)
+    write_trace(overlay("diurnal-flash3", base3, crowds3), out / "diurnal-flash3.csv")
 
 
 if __name__ == "__main__":
