@@ -19,6 +19,12 @@ at 2.5x and 1.5x and the code trace at 1.25x, which ``--speedup`` replays direct
 - ``multi3.csv``: the conversation trace's [0, 1200) s and the code trace's [2400, 3600) s together.
 - ``multi4.csv``: the conversation trace at 2x, [0, 1800) s replayed, and the code trace's [1800, 3600) s.
 - ``diurnal-flash3.csv``: as ``diurnal-flash`` with seeds 15 and 16, the first crowd at 700 s.
+
+The fourth held-aside set (stop 26, written before anything was run on it, once the third had been read;
+with the code trace at 1.1x and 1.75x and the conversation trace at 3.5x, and seed 9 of the generated
+kinds, which ``--speedup`` and ``python -m simulations trace`` give directly):
+
+- ``multi5.csv``: the conversation trace's [1200, 3000) s and the code trace at 1.5x, [0, 1800) s replayed.
 """
 
 import sys
@@ -54,6 +60,9 @@ def main(out: Path) -> None:
     write_trace(overlay("multi3", conv.slice(0, 1200), code.slice(2400, 3600)), out / "multi3.csv")
     write_trace(
         overlay("multi4", conv.sped_up(2.0).slice(0, 1800), code.slice(1800, 3600)), out / "multi4.csv"
+    )
+    write_trace(
+        overlay("multi5", conv.slice(1200, 3000), code.sped_up(1.5).slice(0, 1800)), out / "multi5.csv"
     )
     base3 = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=15)
     crowds3 = flash_crowd(0.5, 2400, factor=8, every_s=1200, first_s=700, crowd_len_s=120, seed=16)
