@@ -204,14 +204,10 @@ def _busy_samples(
         Measure.GENERATION_TOKENS,
         Measure.STEP_S,
     )
-    series = [history.get(m) for m in needed]
-    if any(s is None or not len(s) for s in series):
+    aligned = _aligned(history, needed)
+    if aligned is None:
         return None
-    by_time = [dict(zip(s.times_s, s.values, strict=True)) for s in series if s is not None]
-    common = sorted(set.intersection(*(set(d) for d in by_time)))
-    if not common:
-        return None
-    ready, running, prompt, generation, step = (np.array([d[t] for t in common]) for d in by_time)
+    common, (ready, running, prompt, generation, step) = aligned
     busy = (ready > 0) & (running >= MIN_RUNNING_PER_REPLICA * np.maximum(ready, 1)) & (step > 0)
     busy &= np.isfinite(step) & np.isfinite(prompt) & np.isfinite(generation)
     # Steady, not bursty: Little's law ties the sequences decoding to the output rate and the step time
@@ -232,6 +228,21 @@ def _busy_samples(
         return None
     r = ready[busy]
     return np.array(common)[busy], prompt[busy] / r, generation[busy] / r, step[busy]
+
+
+def _aligned(
+    history: Mapping[Measure, Series], measures: Sequence[Measure]
+) -> tuple[list[float], list[np.ndarray]] | None:
+    """The steps where every one of ``measures`` has a value, and each one's values there; None when a
+    series is missing or no step has them all."""
+    series = [history.get(m) for m in measures]
+    if any(s is None or not len(s) for s in series):
+        return None
+    by_time = [dict(zip(s.times_s, s.values, strict=True)) for s in series if s is not None]
+    common = sorted(set.intersection(*(set(d) for d in by_time)))
+    if not common:
+        return None
+    return common, [np.array([d[t] for t in common]) for d in by_time]
 
 
 def _step(times: np.ndarray) -> float:
@@ -269,17 +280,12 @@ def batch_limit(history: Mapping[Measure, Series]) -> float:
     full then, by its sequence limit or by the KV cache, whichever filled first (a KV-bound engine reads a
     lower limit, which is the one that binds it). Worked example: 2 Ready replicas running 512 with 700
     in the queue: 256 per replica."""
-    ready, running, queue = (history.get(m) for m in (Measure.READY, Measure.RUNNING, Measure.QUEUE))
-    if not ready or not running or not queue:
+    aligned = _aligned(history, (Measure.READY, Measure.RUNNING, Measure.QUEUE))
+    if aligned is None:
         return DEFAULT_BATCH_LIMIT
-    r = dict(zip(ready.times_s, ready.values, strict=True))
-    q = dict(zip(queue.times_s, queue.values, strict=True))
-    seen = [
-        n / r[t]
-        for t, n in zip(running.times_s, running.values, strict=True)
-        if r.get(t, 0) >= 1 and q.get(t, 0.0) - n >= r[t]
-    ]
-    return max(seen) if seen else DEFAULT_BATCH_LIMIT
+    _, (ready, running, queue) = aligned
+    full = (ready >= 1) & (queue - running >= ready)
+    return float((running[full] / ready[full]).max()) if full.any() else DEFAULT_BATCH_LIMIT
 
 
 def batch_rate(cost: CostModel, output_tokens: float, work_s: float, sequences: float) -> float:
