@@ -65,6 +65,18 @@ def _seed(text: str) -> int:
     return v
 
 
+def _seeds(text: str) -> list[int]:
+    """``--seeds 0,1,2,3``: distinct integers >= 0, at least two (one seed is ``--seed``)."""
+    allowed = "a comma-separated list of at least two distinct integers >= 0, e.g. 0,1,2,3"
+    try:
+        seeds = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds must be {allowed}, got {text!r}") from None
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"--seeds must be {allowed}, got {text!r}")
+    return seeds
+
+
 def _pairs(items: Sequence[str] | None, flag: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items or ():
@@ -146,7 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)}")
     sc.add_argument("--cold-start-s", type=_positive("--cold-start-s"), default=60.0)
     sc.add_argument("--ttft-slo-s", type=_positive("--ttft-slo-s"), default=1.0)
-    sc.add_argument("--seed", type=_seed, default=0)
+    seed = sc.add_mutually_exclusive_group()
+    seed.add_argument("--seed", type=_seed, default=0)
+    seed.add_argument(
+        "--seeds",
+        type=_seeds,
+        help="several seeds, e.g. 0,1,2,3: each seed's scorecard and the verdicts per seed",
+    )
     _workers(sc)
     d = sub.add_parser("demo", help="the closed loop through the real gRPC server, and the scorecard")
     d.add_argument("--out", type=Path, default=Path("out/demo"))
@@ -280,7 +298,12 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     result = run_scorecard(
-        args.out, sim, args.set, args.workers, log=lambda m: print(m, file=sys.stderr, flush=True)
+        args.out,
+        sim,
+        args.set,
+        args.workers,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+        seeds=args.seeds,
     )
     sys.stdout.write((args.out / "scorecard.md").read_text())
     print(f"scorecard ({result['set']}): {result['wall_s']:.0f} s", file=sys.stderr)

@@ -54,6 +54,14 @@ ROOT = Path(__file__).resolve().parents[2]
         (["compare", "--trace", "azure-conv", "--out", "x", "--frontier", "--policies", "kpa"], "--frontier"),
         (["compare", "--trace", "azure-conv", "--out", "x", "--workers", "0"], "--workers"),
         (["scorecard", "--out", "x", "--set", "everything"], "--set"),
+        (
+            ["scorecard", "--out", "x", "--seeds", "1"],
+            "--seeds must be a comma-separated list of at least two",
+        ),
+        (["scorecard", "--out", "x", "--seeds", "0,0"], "--seeds must be"),
+        (["scorecard", "--out", "x", "--seeds", "0,-1"], "--seeds must be"),
+        (["scorecard", "--out", "x", "--seeds", "0,one"], "--seeds must be"),
+        (["scorecard", "--out", "x", "--seed", "1", "--seeds", "0,1"], "not allowed with argument --seed"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from simulations.scorecard import TRACES, row, selected, table
+from simulations.policy import SimSettings
+from simulations.profile import profile_named
+from simulations.scorecard import TRACES, TraceSpec, row, run_scorecard, seeds_table, selected, table, verdict
 from simulations.trace import Trace
 
 
@@ -71,3 +76,71 @@ def test_row_and_table_give_the_gpu_hours_at_the_scalers_attainment() -> None:
     assert "| 10 | 8 | 1.25 | 5 |" in line
     assert line.count("unreachable") == 1  # kpa; the baselines not swept here show "-"
     assert line.count("| - |") == 3
+
+
+def _row(name: str, scaler: float, baselines: dict[str, float | None], attainment: float = 0.99) -> dict:
+    return {
+        "trace": name,
+        "set": "tuning",
+        "scaler_attainment": attainment,
+        "scaler_gpu_hours": scaler,
+        "baselines_gpu_hours_at_scaler_attainment": baselines,
+    }
+
+
+@pytest.mark.parametrize(
+    ("scaler", "baselines", "expected"),
+    [
+        # the docstring's worked example: 10 against keda-tuned 11.5 and static 12 -> 10 / 11.5 = 0.87
+        (10.0, {"keda-tuned": 11.5, "static-peak": 12.0}, ("win", "keda-tuned", 0.87)),
+        # the code trace's held-out half: 6.4433 against the static fleet of 3's 6.4433
+        (6.4433, {"static-peak": 6.4433, "kpa": 9.0}, ("tie", "static-peak", 1.0)),
+        # the code tuning half at seed 1: 20.03 against the static fleet of 4's 9.2844 -> 2.157
+        (20.03, {"static-peak": 9.2844, "kpa": None}, ("loss", "static-peak", 2.157)),
+        # no swept setting of any baseline reaches the scaler's attainment
+        (5.0, {"kpa": None, "keda-tuned": None}, ("win", None, None)),
+    ],
+)
+def test_verdict_against_the_cheapest_baseline_frontier(
+    scaler: float, baselines: dict[str, float | None], expected: tuple
+) -> None:
+    assert verdict(_row("t", scaler, baselines)) == expected
+
+
+def test_seeds_table_counts_the_verdicts_per_row_and_takes_the_median_ratio() -> None:
+    by_seed = {
+        0: [_row("code", 8.0, {"static-peak": 10.0}, 1.0), _row("conv", 2.0, {"kpa": None})],
+        1: [_row("code", 12.0, {"static-peak": 10.0}, 0.96812), _row("conv", 2.0, {"kpa": 2.0})],
+        2: [_row("code", 11.0, {"static-peak": 10.0}), _row("conv", 1.0, {"kpa": 2.0})],
+    }
+    lines = seeds_table(by_seed).splitlines()
+    code, conv = lines[2], lines[3]
+    assert "| 1 @ 8: win vs static-peak 0.8 |" in code
+    assert "| 0.96812 @ 12: loss vs static-peak 1.2 |" in code
+    assert code.endswith("| 1 / 0 / 2 | 1.1 |")  # ratios 0.8, 1.2, 1.1: median 1.1
+    assert "win (no baseline reaches it)" in conv
+    assert conv.endswith("| 2 / 1 / 0 | 0.75 |")  # ratios 1.0 and 0.5 (seed 0 has none)
+    assert "All rows and seeds: 3 wins, 1 ties, 2 losses." in seeds_table(by_seed)
+
+
+def test_a_scorecard_at_two_seeds_writes_each_seed_and_the_verdicts(tmp_path: Path) -> None:
+    """A short generated trace through the real compare --frontier at seeds 0 and 1 (one process)."""
+    spec = TraceSpec("bursts-short", "tuning", "bursts", rate=0.5, duration_s=600.0, seed=3)
+    sim = SimSettings(profile=profile_named("llama8b-h100"), cold_start_s=30.0, ttft_slo_s=2.0)
+    result = run_scorecard(tmp_path, sim, workers=1, seeds=[0, 1], specs=[spec])
+    assert result["seeds"] == [0, 1]
+    for seed in (0, 1):
+        one = json.loads((tmp_path / f"seed-{seed}" / "scorecard.json").read_text())
+        assert one["seed"] == seed
+        summary = json.loads((tmp_path / f"seed-{seed}" / "bursts-short" / "summary.json").read_text())
+        assert summary["seed"] == seed
+        (r,) = one["rows"]
+        assert r["scaler_gpu_hours"] == summary["policies"]["scaler"]["gpu_hours"]
+        outcome, baseline, ratio = verdict(r)
+        assert result["verdicts"][str(seed)]["bursts-short"] == {
+            "outcome": outcome,
+            "baseline": baseline,
+            "ratio": ratio,
+        }
+    md = (tmp_path / "scorecard.md").read_text()
+    assert "at seeds 0, 1" in md and "| bursts-short | tuning |" in md
