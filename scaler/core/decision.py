@@ -594,7 +594,8 @@ def window_loads(state: State, capacity: Capacity, window_s: float = 60.0) -> li
         arrivals = served + max(0.0, growth) / window_s
         utilisation = served * capacity.work_s_per_request / max(w.ready, 1e-9)
         saturated = growth > 0.1 * w.requests or utilisation >= SATURATED_UTILISATION
-        out.append(WindowLoad(capacity.replicas_for(arrivals), saturated, utilisation))
+        carried = sum(_value_at(s, start) for s in (queue, gateway) if s is not None)
+        out.append(WindowLoad(capacity.replicas_for(arrivals), saturated, utilisation, carried))
     return out
 
 

@@ -8,7 +8,7 @@ from typing import cast
 import numpy as np
 import pytest
 
-from scaler.core.capacity import Capacity
+from scaler.core.capacity import PRIOR, Capacity
 from scaler.core.config import parse_metadata
 from scaler.core.decision import (
     FloorKind,
@@ -20,9 +20,10 @@ from scaler.core.decision import (
     ceil_ratio,
     decide,
     evaluate_signals,
+    window_loads,
 )
 from scaler.core.signals import Measure, SignalName, Signals
-from scaler.core.state import ReplicaSource, Series, State
+from scaler.core.state import LatencyWindow, ReplicaSource, Series, State
 
 NOW_S = 1_700_000_000.0
 ALL = {
@@ -462,3 +463,25 @@ def test_ask_history_equals_the_step_by_step_reference(seed: int) -> None:
         got = ask_history(verdicts, state, capacity)
         want = _ask_history_by_loop(verdicts, state, per_s)
         assert list(zip(got.times_s, got.values, strict=True)) == want
+
+
+def test_window_loads_read_arrivals_utilisation_and_the_backlog_a_window_began_with() -> None:
+    """Two minutes on 2 Ready replicas, 0.2 s of work a request, rho* 0.8. The first served 300 (5/s) while
+    the requests waiting (queue 10 -> 40, gateway 0 -> 20) grew by 50: arrivals (300 + 50) / 60 = 5.83/s,
+    5.83 x 0.2 / 0.8 = 1.46 replicas, u 5 x 0.2 / 2 = 0.5, saturated (50 > 30), carried 10. The second began
+    with 60 waiting and drained them: carried 60, not saturated."""
+    cap = Capacity(PRIOR, 1000.0, 250.0, True, 0.2, 0.8, 4.0)
+    bounds, counts = (1.0, float("inf")), (300.0, 300.0)
+    windows = (
+        LatencyWindow(NOW_S - 60, 2.0, 300.0, bounds, counts),
+        LatencyWindow(NOW_S, 2.0, 300.0, bounds, counts),
+    )
+    history = {
+        Measure.QUEUE: series([10.0, 10.0, 10.0, 10.0, 40.0, 30.0, 20.0, 10.0, 0.0]),
+        Measure.GATEWAY: series([0.0, 0.0, 0.0, 0.0, 20.0, 10.0, 0.0, 0.0, 0.0]),
+    }
+    first, second = window_loads(State(history=history, latency_windows=windows), cap)
+    assert (first.need, first.utilisation, first.saturated, first.carried) == pytest.approx(
+        (350 / 60 * 0.2 / 0.8, 0.5, True, 10.0)
+    )
+    assert (second.saturated, second.carried) == (False, 60.0)

@@ -7,6 +7,7 @@ import pytest
 
 from scaler.core.headroom import (
     MAX_SCALE_CREDIT,
+    PEAK_TO_MEAN,
     WindowLoad,
     _served_fraction,
     attainment_at,
@@ -164,7 +165,10 @@ def test_a_window_before_the_asks_history_is_served_by_what_was_ready(
         # more lenient, and near saturation the costs are least sure: half the queueing, 0.5 s
         (2.0, 0.55, 1.0, 0.125),
         (2.0, 0.4, 1.0, 0.125),  # u 0.8 on 1: stretch 0.2 / 0.6 = 0.33 < 0.5: linear
-        (6.0, 0.2, 12.0, 0.5),  # more replicas than served it: the linear rule (latencies halve: 2 s)
+        # more replicas than served it, at u 0.2: they outpace the burst's peak from 6 x 0.2 x 3 = 3.6 on, so
+        # on 12 every request meets it (the linear rule alone: latencies halve, those under 2 s: 0.5)
+        (6.0, 0.2, 12.0, 1.0),
+        (6.0, 0.0, 12.0, 0.5),  # utilisation unknown: the linear rule
     ],
 )
 def test_fewer_replicas_stretch_queueing_by_the_iteration_model_or_linearly_whichever_is_lenient(
@@ -173,3 +177,58 @@ def test_fewer_replicas_stretch_queueing_by_the_iteration_model_or_linearly_whic
     w = window(NOW_S, ready, BURST)
     met = _served_fraction(w, WindowLoad(1.0, False, utilisation), np.array([replicas]), 1.0, 0.0)
     assert met[0] == pytest.approx(want)
+
+
+# BURST on 2 replicas at u 0.9: the replicas outpace its peak from 2 x 0.9 x 3 = 5.4 on.
+@pytest.mark.parametrize(
+    ("replicas", "carried", "want"),
+    [
+        # linear: latencies halve, 50 of 100 within 1 s; a (5.4 - 4) / (5.4 - 2) = 0.41 share of the other
+        # 50 stays late: 1 - 0.5 x 0.41 = 0.794
+        (4.0, 0.0, 1.0 - 0.5 * 1.4 / 3.4),
+        # linear 0.375 (those under 1.5 s); a 2.4 / 3.4 share of the 0.625 late stays: 0.559
+        (3.0, 0.0, 1.0 - 0.625 * 2.4 / 3.4),
+        (6.0, 0.0, 1.0),  # past 5.4: none late
+        (2.0, 0.0, 0.25),  # as many as served it: what it saw
+        # 20 requests waiting when the window began (more than a tenth of its 100): its latencies were a
+        # backlog's, read linearly (those under 2 s)
+        (4.0, 20.0, 0.5),
+    ],
+)
+def test_more_replicas_outpace_a_burst_at_peak_to_mean_times_its_utilisation(
+    replicas: float, carried: float, want: float
+) -> None:
+    assert PEAK_TO_MEAN == 3.0
+    load = WindowLoad(2.0, False, 0.9, carried)
+    met = _served_fraction(window(NOW_S, 2, BURST), load, np.array([replicas]), 1.0, 0.0)
+    assert met[0] == pytest.approx(want)
+
+
+def test_requests_no_replica_serves_in_time_stay_missed_past_the_burst() -> None:
+    """10 of 100 beyond the last finite bound (4 s): on 6 replicas, past 5.4, 0.9 meet the SLO, not 1."""
+    tail = (6.25, 12.5, 25.0, 50.0, 90.0, 100.0)
+    met = _served_fraction(
+        window(NOW_S, 2, tail), WindowLoad(2.0, False, 0.9), np.array([6.0, 12.0]), 1.0, 0.0
+    )
+    assert met == pytest.approx([0.9, 0.9])
+
+
+@pytest.mark.parametrize(
+    ("burst_load", "floor"),
+    [
+        # the module's worked example, the burst at u 0.9 on its 2 replicas. On 5 the linear reading meets
+        # those under 2.5 s (62.5), and a (5.4 - 5) / (5.4 - 2) = 0.118 share of the 37.5 late stays: 4.4,
+        # more than the 2 allowed; 6 leave none (the linear reading alone needs 8)
+        (WindowLoad(2.0, False, 0.9), 6),
+        (WindowLoad(2.0, False, 0.9, carried=20.0), 8),  # a backlog's latencies: the linear reading's 8
+        (WindowLoad(2.0, False, 0.0), 8),  # utilisation unknown: the linear reading's 8
+        (None, 8),
+    ],
+)
+def test_the_floor_buys_up_to_where_the_replicas_outpace_the_burst(
+    burst_load: WindowLoad | None, floor: int
+) -> None:
+    windows = [window(NOW_S - 60, 8, CALM), window(NOW_S, 2, BURST)]
+    reactive = Series((NOW_S - 3600,), (2.0,))
+    loads = [WindowLoad(1.0, False, 0.05), burst_load] if burst_load is not None else None
+    assert headroom_floor(windows, reactive, 1.0, 0.99, 90.0, NOW_S, loads=loads).replicas == floor
