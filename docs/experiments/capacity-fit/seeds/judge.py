@@ -1,0 +1,64 @@
+"""Each row and seed against the cheapest baseline at the scaler's attainment, side by side for tags.
+
+    python docs/experiments/capacity-fit/seeds/judge.py OUT TAG [TAG...]
+
+Reads OUT/TAG.out (rows.sh), OUT/static*.json (static.py) and, where present, OUT/cmp-ROW/summary.json
+(`python -m simulations compare ... --frontier --out OUT/cmp-ROW`, seed 0: every swept point of KEDA,
+KPA and the HPA). A cell is `attainment @ GPU-h / cheapest GPU-h at that attainment, W or L, ratio`;
+the sums at the end count wins (fewer GPU-hours than every point reaching the attainment) and add the
+ratios (the lower, the less GPU a row costs against its best baseline).
+"""
+
+import glob
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def main(out: str, tags: list[str]) -> None:
+    static: dict = {}
+    for f in glob.glob(os.path.join(out, "static*.json")):
+        static.update(json.loads(Path(f).read_text()))
+
+    def cheapest(row: str, a: float) -> tuple[float | None, str | None]:
+        points = [(p[0], p[1], f"static-{p[2]}") for p in static.get(row, [])]
+        f = os.path.join(out, f"cmp-{row}", "summary.json")
+        if os.path.exists(f):
+            for b, v in json.loads(Path(f).read_text())["frontier"].items():
+                if b != "hindsight":
+                    points += [(p[0], p[1], f"{b}:{p[2]}") for p in v["points"]]
+        best: tuple[float | None, str | None] = (None, None)
+        for att, g, name in points:
+            if att >= a - 1e-9 and (best[0] is None or g < best[0]):
+                best = (g, name)
+        return best
+
+    rows: dict = {}
+    for tag in tags:
+        for line in Path(out, f"{tag}.out").read_text().splitlines():
+            p = line.split()
+            rows.setdefault(p[0], {})[tag] = (float(p[1]), float(p[3]))
+    score = {t: [0, 0, 0.0] for t in tags}
+    for name in sorted(rows):
+        row = name.rsplit("-s", 1)[0]
+        cells = []
+        for t in tags:
+            if t not in rows[name]:
+                cells.append("-")
+                continue
+            a, g = rows[name][t]
+            fg, _ = cheapest(row, a)
+            won = fg is None or g < fg
+            ratio = g / fg if fg else 0.0
+            against = fg if fg else "unreachable"
+            cells.append(f"{a:.4f} @ {g:6.2f} / {against} {'W' if won else 'L'} {ratio:.2f}")
+            score[t][0 if won else 1] += 1
+            score[t][2] += ratio
+        print(f"{name:13s} " + " | ".join(cells))
+    for t in tags:
+        print(t, "wins", score[t][0], "losses", score[t][1], "sum of ratios", round(score[t][2], 2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
