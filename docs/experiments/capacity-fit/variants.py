@@ -25,6 +25,12 @@ with the code trace at 1.1x and 1.75x and the conversation trace at 3.5x, and se
 kinds, which ``--speedup`` and ``python -m simulations trace`` give directly):
 
 - ``multi5.csv``: the conversation trace's [1200, 3000) s and the code trace at 1.5x, [0, 1800) s replayed.
+
+The fifth held-aside set (stop 27, written before anything was run on it, once the fourth had been spent on
+the outpaced reading; with the code trace's [900, 2700) s, the code trace at 1.4x ([0, 2500) s), the
+conversation trace at 5x ([0, 720) s), and seed 10 of the generated kinds):
+
+- ``multi6.csv``: the conversation trace at 3x, [0, 1200) s replayed, and the code trace's [600, 1800) s.
 """
 
 import sys
@@ -63,6 +69,9 @@ def main(out: Path) -> None:
     )
     write_trace(
         overlay("multi5", conv.slice(1200, 3000), code.sped_up(1.5).slice(0, 1800)), out / "multi5.csv"
+    )
+    write_trace(
+        overlay("multi6", conv.sped_up(3.0).slice(0, 1200), code.slice(600, 1800)), out / "multi6.csv"
     )
     base3 = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=15)
     crowds3 = flash_crowd(0.5, 2400, factor=8, every_s=1200, first_s=700, crowd_len_s=120, seed=16)
