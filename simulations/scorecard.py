@@ -28,6 +28,8 @@ from simulations.trace import GENERATORS, Trace, load_trace
 
 SETS = ("tuning", "held-out", "all")
 BASELINES = ("keda-queue", "keda-tuned", "hpa-gpu", "kpa", "static-peak")
+# GPU-hours within this fraction of the cheapest baseline's are a tie (6.4433 against 6.4433).
+TIE_TOLERANCE = 5e-4
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,12 @@ def verdict(r: dict[str, Any]) -> tuple[str, str | None, float | None]:
         return "win", None, None
     best = min(reached, key=lambda b: reached[b])
     ratio = r["scaler_gpu_hours"] / reached[best]
-    outcome = "tie" if abs(ratio - 1.0) <= 5e-4 else "win" if ratio < 1.0 else "loss"
-    return outcome, best, round(ratio, 3)
+    return outcome(ratio), best, round(ratio, 3)
+
+
+def outcome(ratio: float) -> str:
+    """win, tie or loss for the scaler's GPU-hours over the cheapest baseline's at its attainment."""
+    return "tie" if abs(ratio - 1.0) <= TIE_TOLERANCE else "win" if ratio < 1.0 else "loss"
 
 
 def seeds_table(by_seed: dict[int, list[dict[str, Any]]]) -> str:
@@ -264,13 +270,8 @@ def run_scorecard(
     if not several:
         return results[runs[0].seed]
     result = {
-        "set": set_name,
-        "profile": sim.profile.name,
-        "cold_start_s": sim.cold_start_s,
-        "ttft_slo_s": sim.ttft_slo_s,
+        **_header(set_name, sim, wall_s, workers),
         "seeds": [r.seed for r in runs],
-        "wall_s": wall_s,
-        "workers": workers,
         "rows": {str(k): v for k, v in rows.items()},
         "verdicts": {
             str(k): {
@@ -290,6 +291,18 @@ def run_scorecard(
     return result
 
 
+def _header(set_name: str, sim: SimSettings, wall_s: float, workers: int) -> dict[str, Any]:
+    """What every scorecard.json says of how it was run (a seed's, or several seeds')."""
+    return {
+        "set": set_name,
+        "profile": sim.profile.name,
+        "cold_start_s": sim.cold_start_s,
+        "ttft_slo_s": sim.ttft_slo_s,
+        "wall_s": wall_s,
+        "workers": workers,
+    }
+
+
 def _write(
     out_dir: Path,
     set_name: str,
@@ -300,16 +313,7 @@ def _write(
     several: bool = False,
 ) -> dict[str, Any]:
     """One seed's scorecard.json / scorecard.md."""
-    result = {
-        "set": set_name,
-        "profile": sim.profile.name,
-        "cold_start_s": sim.cold_start_s,
-        "ttft_slo_s": sim.ttft_slo_s,
-        "seed": sim.seed,
-        "wall_s": wall_s,
-        "workers": workers,
-        "rows": rows,
-    }
+    result = {**_header(set_name, sim, wall_s, workers), "seed": sim.seed, "rows": rows}
     (out_dir / "scorecard.json").write_text(json.dumps(result, indent=2) + "\n")
     md = (
         f"Scorecard ({set_name}): profile {sim.profile.name}, cold start {sim.cold_start_s:g} s, TTFT SLO "
