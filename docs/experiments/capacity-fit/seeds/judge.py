@@ -4,9 +4,10 @@
 
 Reads OUT/TAG.out (rows.sh), OUT/static*.json (static.py) and, where present, OUT/cmp-ROW/summary.json
 (`python -m simulations compare ... --frontier --out OUT/cmp-ROW`, seed 0: every swept point of KEDA,
-KPA and the HPA). A cell is `attainment @ GPU-h / cheapest GPU-h at that attainment, W or L, ratio`;
-the sums at the end count wins (fewer GPU-hours than every point reaching the attainment) and add the
-ratios (the lower, the less GPU a row costs against its best baseline).
+KPA and the HPA). A cell is `attainment @ GPU-h / cheapest GPU-h at that attainment, W, T or L, ratio`,
+by the scorecard's own rule (`simulations.scorecard.outcome`: within 0.05 % is a tie); the sums at the
+end count wins, ties and losses and add the ratios (the lower, the less GPU a row costs against its best
+baseline; a row no point reaches counts as a win and adds nothing).
 """
 
 import glob
@@ -14,6 +15,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from simulations.scorecard import outcome
 
 
 def main(out: str, tags: list[str]) -> None:
@@ -39,7 +42,7 @@ def main(out: str, tags: list[str]) -> None:
         for line in Path(out, f"{tag}.out").read_text().splitlines():
             p = line.split()
             rows.setdefault(p[0], {})[tag] = (float(p[1]), float(p[3]))
-    score = {t: [0, 0, 0.0] for t in tags}
+    score = {t: {"win": 0, "tie": 0, "loss": 0, "ratios": 0.0} for t in tags}
     for name in sorted(rows):
         row = name.rsplit("-s", 1)[0]
         cells = []
@@ -49,15 +52,17 @@ def main(out: str, tags: list[str]) -> None:
                 continue
             a, g = rows[name][t]
             fg, _ = cheapest(row, a)
-            won = fg is None or g < fg
             ratio = g / fg if fg else 0.0
+            verdict = outcome(ratio) if fg else "win"
             against = fg if fg else "unreachable"
-            cells.append(f"{a:.4f} @ {g:6.2f} / {against} {'W' if won else 'L'} {ratio:.2f}")
-            score[t][0 if won else 1] += 1
-            score[t][2] += ratio
+            cells.append(f"{a:.4f} @ {g:6.2f} / {against} {verdict[0].upper()} {ratio:.2f}")
+            score[t][verdict] += 1
+            score[t]["ratios"] += ratio
         print(f"{name:13s} " + " | ".join(cells))
     for t in tags:
-        print(t, "wins", score[t][0], "losses", score[t][1], "sum of ratios", round(score[t][2], 2))
+        s = score[t]
+        ratios = round(s["ratios"], 2)
+        print(t, "wins", s["win"], "ties", s["tie"], "losses", s["loss"], "sum of ratios", ratios)
 
 
 if __name__ == "__main__":
