@@ -45,9 +45,10 @@ MAX_SCALE_CREDIT = 4.0
 # A burst's queue is gone once the replicas outpace its peak rate, and the bursts of the Azure traces peak
 # at about this many times their minute's mean: the code trace's largest (632 requests in a minute) is
 # served with none late by 7 replicas, at 0.32 of their capacity (and at 2x speed, 931 in a minute by 12,
-# at 0.28). So on replicas that would have run the window at 1 / PEAK_TO_MEAN of their capacity, its
-# queueing misses are read as gone (see _served_fraction). Chosen from 2, 2.5 and 3 on the tuning rows and
-# the first held-aside sets at seeds 0-3: 2 left the code trace at 2x at 0.98 where 3 holds 0.994.
+# at 0.28; docs/experiments/capacity-fit/seeds/late_by_minute.py). So on replicas that would have run the
+# window at 1 / PEAK_TO_MEAN of their capacity, its queueing misses are read as gone (_served_fraction).
+# Chosen from 2, 2.5 and 3 on the tuning rows and the first held-aside sets at seeds 0-3: 2 left the code
+# trace at 2x at 0.98 where 3 holds 0.994.
 PEAK_TO_MEAN = 3.0
 # A window that began with more requests waiting than this fraction of those it served inherited its
 # latency from a backlog, which no number of replicas in the window would have removed.
