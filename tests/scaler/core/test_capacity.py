@@ -34,15 +34,17 @@ STEP_S = 15.0
 TRUE_A, TRUE_B, TRUE_C = 0.014, 0.00028, 70e-6
 
 
-def engine_history(n_steps: int, seed: int = 0, ready: float = 2.0) -> dict[Measure, Series]:
-    """A busy Deployment whose iterations follow T = a / (1 - rho) exactly, at varying load and mix (from
-    light load, where T is near a, to rho 0.8)."""
+def engine_history(
+    n_steps: int, seed: int = 0, ready: float = 2.0, rho_range: tuple[float, float] = (0.02, 0.8)
+) -> dict[Measure, Series]:
+    """A busy Deployment whose iterations follow T = a / (1 - rho) exactly, at varying load and mix (by
+    default from light load, where T is near a, to rho 0.8)."""
     rng = np.random.default_rng(seed)
     times = tuple(NOW_S - (n_steps - 1 - i) * STEP_S for i in range(n_steps))
     prompt = rng.uniform(300, 3000, n_steps)  # tokens per request
     output = rng.uniform(50, 500, n_steps)
     work = TRUE_C * prompt + TRUE_B * output
-    rho = rng.uniform(0.02, 0.8, n_steps)
+    rho = rng.uniform(*rho_range, n_steps)
     lam = rho / work  # requests/s per replica
     step = TRUE_A / (1.0 - rho)
     running = lam * output * step  # Little's law, sequences per replica
@@ -108,6 +110,61 @@ def test_bursty_steps_are_not_samples() -> None:
         history[Measure.RUNNING].times_s, tuple(5 * v for v in history[Measure.RUNNING].values)
     )
     assert learn_costs(bursty) == PRIOR
+
+
+def with_backlog(
+    history: dict[Measure, Series], at: list[int], waiting_share: float
+) -> dict[Measure, Series]:
+    """``history`` with requests waiting (``waiting_share`` of the running sequences) at the steps ``at``,
+    whose step times read 1.8x what their load implies (a backlog's full batches)."""
+    times = history[Measure.RUNNING].times_s
+    running = np.asarray(history[Measure.RUNNING].values)
+    step = np.asarray(history[Measure.STEP_S].values, dtype=float).copy()
+    waiting = np.zeros(len(times))
+    waiting[at] = waiting_share * running[at]
+    step[at] *= 1.8
+    return {
+        **history,
+        Measure.WAITING: Series(times, tuple(waiting)),
+        Measure.STEP_S: Series(times, tuple(step)),
+    }
+
+
+def test_steps_that_drained_a_backlog_are_not_samples() -> None:
+    """A fleet sized for its load (utilisation 0.2-0.3: one load level, which pins T but barely its split)
+    where one step in ten read 1.8x its load's step time while requests waited (the conversation trace at
+    5x: 44.8 ms where the load implies 24.1). Counted, they pull the base down and the per-token costs up;
+    with the waiting gauge they and the rate window after them are left out, and the costs are the
+    engine's."""
+    history = engine_history(240, rho_range=(0.2, 0.3))
+    at = list(range(8, 240, 10))
+    no_gauge = with_backlog(history, at, 0.5) | {Measure.WAITING: Series((), ())}
+    skewed = learn_costs(no_gauge)
+    # work per request at a 1,000 / 200 token mix: 0.126 s; the skewed fit reads 0.304 (2.4x: capacity 0.41x)
+    work = 1000 * TRUE_C + 200 * TRUE_B
+    assert 1000 * skewed.prefill_s_per_token + 200 * skewed.decode_s_per_token > 2 * work
+    cost = learn_costs(with_backlog(history, at, 0.5))
+    # of 240 steps, the first 4 unsettled; each of the 24 backlog steps (8, 18, ... 238) is left out with
+    # the 4 steps of its rate window after it (the last with the 1 left): 236 - (23 x 5 + 2) = 119
+    assert cost.samples == 119
+    assert cost.step_base_s == pytest.approx(TRUE_A, rel=0.02)
+    assert 1000 * cost.prefill_s_per_token + 200 * cost.decode_s_per_token == pytest.approx(work, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("share", "samples"),
+    [
+        (0.1, 234),  # a tenth of the running sequences waiting: a busy engine, still a sample
+        (0.11, 229),  # more: the step and the 4 after it (its rate window) are not samples
+    ],
+)
+def test_the_waiting_share_a_sample_tolerates(share: float, samples: int) -> None:
+    history = engine_history(240)
+    times = history[Measure.RUNNING].times_s
+    waiting = np.zeros(len(times))
+    waiting[100] = share * history[Measure.RUNNING].values[100]
+    cost = learn_costs({**history, Measure.WAITING: Series(times, tuple(waiting))})
+    assert cost.samples == samples
 
 
 def test_idle_steps_are_not_samples() -> None:
