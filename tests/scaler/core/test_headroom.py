@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
+from scaler.core import headroom
 from scaler.core.headroom import (
     MAX_SCALE_CREDIT,
     PEAK_TO_MEAN,
@@ -82,6 +85,23 @@ def test_bursts_that_stop_recurring_release_their_headroom() -> None:
     fresh = headroom_floor([window(NOW_S, 2, BURST), *calm[1:]], reactive, 1.0, 0.99, 90.0, NOW_S)
     old = headroom_floor([burst, *calm], reactive, 1.0, 0.99, 90.0, NOW_S)
     assert fresh.replicas > 2 and old.replicas == 0
+
+
+def test_a_burst_that_came_once_twenty_minutes_ago_is_let_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The age scale, worked: one burst on 2 replicas 20 minutes ago (weight e^-2 = 0.135 at 600 s) after
+    20 calm minutes on 4 (weights summing to 9.09): 922 weighted requests, 9.2 misses allowed. Reactive
+    scaling (2) leaves the burst's 75 misses x 0.135 = 10.2; 3 replicas would leave 8.5, and are not
+    worth it (a replica is worth 9.2 / 4 = 2.3 misses). At the old 1200 s (weight e^-1: 27.6 misses of
+    13.3 allowed) the same history held 6 replicas, 20 minutes after a burst that never came back."""
+    burst = window(NOW_S - 1200, 2, BURST)
+    calm = [window(NOW_S - 60 * i, 4, CALM) for i in range(20)]
+    reactive = Series((NOW_S - 7200,), (2.0,))
+    h = headroom_floor([burst, *calm], reactive, 1.0, 0.99, 90.0, NOW_S)
+    assert h.requests == pytest.approx(922.2, abs=0.1)
+    assert h.replicas == 0
+    assert h.misses_at_floor == pytest.approx(75 * math.exp(-2), rel=1e-3)
+    monkeypatch.setattr(headroom, "AGE_SCALE_S", 1200.0)
+    assert headroom_floor([burst, *calm], reactive, 1.0, 0.99, 90.0, NOW_S).replicas == 6
 
 
 def test_a_saturated_window_is_counted_against_its_throughput_not_scaled() -> None:
