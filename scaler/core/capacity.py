@@ -16,7 +16,7 @@ rho* = 0.8 one replica serves 5.7 requests/s (4.6 at RHO_LEARNED_MAX, once the c
 
 ``a``, ``b`` and ``c`` are learned online by least squares on the Deployment's history (mean inter-token
 latency, running sequences and prompt tokens per Ready replica, one sample per history step in which the
-replica was busy and settled), with one weak row per cost towards a conservative prior; below
+replica was busy, settled and drained), with one weak row per cost towards a conservative prior; below
 PRIOR_WEIGHT_SAMPLES busy steps the prior alone sizes the Deployment.
 
 Two limits keep a learned capacity off the cliff. The utilisation target is at most RHO_LEARNED_MAX once
