@@ -226,19 +226,20 @@ def _busy_samples(
     # Settled: the same Ready replicas for the whole rate window before the step. Right after a replica
     # joins, the load is uneven across replicas, and the token-weighted step time of the busy ones reads
     # above what the fleet average predicts (a / (1 - rho) is convex): that inflates the costs.
+    # Drained: no backlog at the step or in its rate window (WAITING_SHARE). Without a waiting gauge (Triton
+    # without request-type metrics) every step is.
+    waiting = history.get(Measure.WAITING)
+    waiting_at = dict(zip(waiting.times_s, waiting.values, strict=True)) if waiting is not None else {}
+    drained = np.array([waiting_at.get(t, 0.0) for t in common]) <= WAITING_SHARE * running
+    busy &= drained
     times = np.array(common)
     ready_at = dict(zip(common, ready, strict=True))
+    drained_at = dict(zip(common, drained, strict=True))
     step_s = _step(times)  # once, not per step: it was a fifth of the simulator's scaler policy (cProfile)
     for lag in range(1, SETTLED_STEPS + 1):
-        prev = np.array([ready_at.get(t - lag * step_s, np.nan) for t in common])
-        busy &= prev == ready
-    waiting = history.get(Measure.WAITING)
-    if waiting is not None and len(waiting):  # Triton without request-type metrics has no waiting gauge
-        waiting_at = dict(zip(waiting.times_s, waiting.values, strict=True))
-        waited = np.array([waiting_at.get(t, 0.0) for t in common]) > WAITING_SHARE * running
-        waited_at = dict(zip(common, waited, strict=True))
-        for lag in range(SETTLED_STEPS + 1):
-            busy &= ~np.array([waited_at.get(t - lag * step_s, False) for t in common])
+        before = [t - lag * step_s for t in common]
+        busy &= np.array([ready_at.get(b, np.nan) for b in before]) == ready
+        busy &= np.array([drained_at.get(b, True) for b in before])
     if not busy.any():
         return None
     r = ready[busy]
