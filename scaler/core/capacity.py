@@ -77,7 +77,7 @@ MIN_RUNNING_PER_REPLICA = 1.0
 # load's. On the conversation trace at 5x (seed 0), 17 replicas that had just drained 508 waiting requests
 # read 44.8 ms at a load whose steps take 24.1 ms; two such steps among ten pulled the fit to a 5.2 ms base
 # and 1.6 ms a token (the profile's: 20 ms and 0.14), a third of the capacity, and the fleet stayed at 11-15
-# replicas where 4 meet the SLO.
+# replicas where 4 meet the SLO (docs/experiments/capacity-fit/seeds/fit_samples.py, run on fe2b91a).
 WAITING_SHARE = 0.1
 # The mix is averaged over this much recent history (a 1 min rate window is noisy for long requests).
 MIX_WINDOW_S = 300.0

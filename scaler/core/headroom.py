@@ -37,9 +37,9 @@ from scaler.core.state import LatencyWindow, Series
 # Windows older than this count for e^-1 of a new one: bursts that stopped recurring release their
 # headroom within about half an hour. At 1200 s a burst that came once held its replicas for 20 minutes
 # and more: the code trace's [600, 1800) s under the conversation trace at 3x held 7-8 replicas for 20
-# minutes after its largest burst, where a static 5 met the same 0.987. 600 s, against 1200 and 2400 on
-# the key rows at seeds 0-3 (docs/experiments/capacity-fit, "Stop 28"): 29 wins and 14 losses, against 20
-# and 20 at 1200 s; the code trace's tuning half stays a loss (1.17-1.49x).
+# minutes after its largest burst, where a static 5 met the same 0.987. On the key rows at seeds 0-3
+# (docs/experiments/capacity-fit, "Stop 28"), 600 s wins 29 and loses 14, where 1200 s won 20 and lost 20;
+# the code trace's tuning half stays a loss (1.17-1.49x).
 AGE_SCALE_S = 600.0
 # Fewer requests than this over the windows and the floor is anecdote: no headroom.
 MIN_REQUESTS = 50.0
