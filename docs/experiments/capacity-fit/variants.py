@@ -31,6 +31,14 @@ the outpaced reading; with the code trace's [900, 2700) s, the code trace at 1.4
 conversation trace at 5x ([0, 720) s), and seed 10 of the generated kinds):
 
 - ``multi6.csv``: the conversation trace at 3x, [0, 1200) s replayed, and the code trace's [600, 1800) s.
+
+The sixth held-aside set (stop 29, written before anything was run on it, once the fifth had been spent on
+the drained fit; with the code trace's [300, 2100) s, the code trace at 1.3x ([600, 2700) s) and at 3x
+([0, 1200) s), and the conversation trace at 6x ([0, 600) s) and at 3x ([300, 1200) s)):
+
+- ``multi7.csv``: the conversation trace's [1800, 3600) s and the code trace at 1.2x, [1200, 3000) s
+  replayed.
+- ``multi8.csv``: the conversation trace at 4x, [0, 900) s replayed, and the code trace's [2700, 3600) s.
 """
 
 import sys
@@ -72,6 +80,12 @@ def main(out: Path) -> None:
     )
     write_trace(
         overlay("multi6", conv.sped_up(3.0).slice(0, 1200), code.slice(600, 1800)), out / "multi6.csv"
+    )
+    write_trace(
+        overlay("multi7", conv.slice(1800, 3600), code.sped_up(1.2).slice(1200, 3000)), out / "multi7.csv"
+    )
+    write_trace(
+        overlay("multi8", conv.sped_up(4.0).slice(0, 900), code.slice(2700, 3600)), out / "multi8.csv"
     )
     base3 = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=15)
     crowds3 = flash_crowd(0.5, 2400, factor=8, every_s=1200, first_s=700, crowd_len_s=120, seed=16)
