@@ -7,7 +7,8 @@ Reads OUT/TAG.out (rows.sh), OUT/static*.json (static.py) and, where present, OU
 KPA and the HPA). A cell is `attainment @ GPU-h / cheapest GPU-h at that attainment, W, T or L, ratio`,
 by the scorecard's own rule (`simulations.scorecard.outcome`: within 0.05 % is a tie); the sums at the
 end count wins, ties and losses and add the ratios (the lower, the less GPU a row costs against its best
-baseline; a row no point reaches counts as a win and adds nothing).
+baseline; a row no point reaches counts as a win and adds nothing), and how many rows end below the 0.99
+attainment target.
 """
 
 import glob
@@ -42,7 +43,7 @@ def main(out: str, tags: list[str]) -> None:
         for line in Path(out, f"{tag}.out").read_text().splitlines():
             p = line.split()
             rows.setdefault(p[0], {})[tag] = (float(p[1]), float(p[3]))
-    score = {t: {"win": 0, "tie": 0, "loss": 0, "ratios": 0.0} for t in tags}
+    score = {t: {"win": 0, "tie": 0, "loss": 0, "ratios": 0.0, "below": 0} for t in tags}
     for name in sorted(rows):
         row = name.rsplit("-s", 1)[0]
         cells = []
@@ -58,11 +59,24 @@ def main(out: str, tags: list[str]) -> None:
             cells.append(f"{a:.4f} @ {g:6.2f} / {against} {verdict[0].upper()} {ratio:.2f}")
             score[t][verdict] += 1
             score[t]["ratios"] += ratio
+            score[t]["below"] += a < 0.99
         print(f"{name:13s} " + " | ".join(cells))
     for t in tags:
         s = score[t]
         ratios = round(s["ratios"], 2)
-        print(t, "wins", s["win"], "ties", s["tie"], "losses", s["loss"], "sum of ratios", ratios)
+        print(
+            t,
+            "wins",
+            s["win"],
+            "ties",
+            s["tie"],
+            "losses",
+            s["loss"],
+            "sum of ratios",
+            ratios,
+            "below 0.99",
+            s["below"],
+        )
 
 
 if __name__ == "__main__":

@@ -15,18 +15,25 @@ import sys
 import numpy as np
 
 from simulations.__main__ import _load, build_parser
-from simulations.engine import simulate
+from simulations.engine import SimSettings, simulate
 from simulations.policies import make_policy
+from simulations.trace import Trace
+
+
+def minutes(run_args: list[str]) -> tuple[Trace, SimSettings, np.ndarray, np.ndarray, np.ndarray]:
+    """What `run RUN_ARGS` replays: trace, settings, arrival times, minute bins and arrivals a minute."""
+    args = build_parser().parse_args(["run", *run_args, "--policy", "static-peak", "--out", "unused"])
+    trace, sim = _load(args)
+    arrival = np.asarray(trace.arrival_s)
+    bins = np.arange(0.0, arrival.max() + 60.0, 60.0)
+    arrived, _ = np.histogram(arrival, bins)
+    return trace, sim, arrival, bins, arrived
 
 
 def main(argv: list[str]) -> None:
     ks = [int(x) for x in argv[0].split(",")]
     work_s = float(argv[1])
-    args = build_parser().parse_args(["run", *argv[2:], "--policy", "static-peak", "--out", "unused"])
-    trace, sim = _load(args)
-    arrival = np.asarray(trace.arrival_s)
-    bins = np.arange(0.0, arrival.max() + 60.0, 60.0)
-    arrived, _ = np.histogram(arrival, bins)
+    trace, sim, arrival, bins, arrived = minutes(argv[2:])
     late = {}
     for k in ks:
         run = simulate(trace, make_policy("static-peak", sim, trace, {"replicas": str(k)}, {}), sim)
