@@ -35,11 +35,13 @@ import numpy as np
 from scaler.core.state import LatencyWindow, Series
 
 # Windows older than this count for e^-1 of a new one: bursts that stopped recurring release their
-# headroom within about half an hour. At 1200 s a burst that came once held its replicas for 20 minutes
-# and more: the code trace's [600, 1800) s under the conversation trace at 3x held 7-8 replicas for 20
-# minutes after its largest burst, where a static 5 met the same 0.987. On the key rows at seeds 0-3
-# (docs/experiments/capacity-fit, "Stop 28"), 600 s wins 29 and loses 14, where 1200 s won 20 and lost 20;
-# the code trace's tuning half stays a loss (1.17-1.49x).
+# headroom within about half an hour. At 1200 s a burst that came once held its replicas to the end: the
+# code trace's [600, 1800) s under the conversation trace at 3x (multi6, seed 1) held 7-8 replicas for the
+# 15 minutes after its largest burst (0.9873 @ 11.51 GPU-h), where a static 5 gets 0.9886 @ 8.26
+# (docs/experiments/capacity-fit/seeds/scaler_minutes.py 5 --trace out/var/multi6.csv --seed 1, run on
+# fe2b91a). On the key rows and the fifth set's Azure rows at seeds 0-3 (docs/experiments/capacity-fit,
+# "Stop 28"), 600 s alone won 30 and lost 29 where 1200 s won 20 and lost 36; with the drained fit, 32 and
+# 27. The code trace's tuning half stays a loss (1.17-1.49x).
 AGE_SCALE_S = 600.0
 # Fewer requests than this over the windows and the floor is anecdote: no headroom.
 MIN_REQUESTS = 50.0
