@@ -4,7 +4,8 @@
 
 Reads OUT/TAG.out (rows.sh), OUT/static*.json (static.py) and, where present, OUT/cmp-ROW/summary.json
 (`python -m simulations compare ... --frontier --out OUT/cmp-ROW`, seed 0: every swept point of KEDA,
-KPA and the HPA). A cell is `attainment @ GPU-h / cheapest GPU-h at that attainment, W, T or L, ratio`,
+KPA and the HPA). A cell is `attainment @ GPU-h / cheapest GPU-h at that attainment and its setting, W, T or
+L, ratio (hindsight: the hindsight reference's GPU-h at that attainment, where compare ran)`,
 by the scorecard's own rule (`simulations.scorecard.outcome`: within 0.05 % is a tie); the sums at the
 end count wins, ties and losses and add the ratios (the lower, the less GPU a row costs against its best
 baseline; a row no point reaches counts as a win and adds nothing), and how many rows end below the 0.99
@@ -25,12 +26,14 @@ def main(out: str, tags: list[str]) -> None:
     for f in glob.glob(os.path.join(out, "static*.json")):
         static.update(json.loads(Path(f).read_text()))
 
-    def cheapest(row: str, a: float) -> tuple[float | None, str | None]:
-        points = [(p[0], p[1], f"static-{p[2]}") for p in static.get(row, [])]
+    def cheapest(row: str, a: float, hindsight: bool = False) -> tuple[float | None, str | None]:
+        """The fewest GPU-hours a baseline (or, with ``hindsight``, the hindsight reference) needs to reach
+        attainment ``a`` on ``row``, and which setting that is."""
+        points = [] if hindsight else [(p[0], p[1], f"static-{p[2]}") for p in static.get(row, [])]
         f = os.path.join(out, f"cmp-{row}", "summary.json")
         if os.path.exists(f):
             for b, v in json.loads(Path(f).read_text())["frontier"].items():
-                if b != "hindsight":
+                if (b == "hindsight") == hindsight:
                     points += [(p[0], p[1], f"{b}:{p[2]}") for p in v["points"]]
         best: tuple[float | None, str | None] = (None, None)
         for att, g, name in points:
@@ -52,11 +55,13 @@ def main(out: str, tags: list[str]) -> None:
                 cells.append("-")
                 continue
             a, g = rows[name][t]
-            fg, _ = cheapest(row, a)
+            fg, which = cheapest(row, a)
             ratio = g / fg if fg else 0.0
             verdict = outcome(ratio) if fg else "win"
-            against = fg if fg else "unreachable"
-            cells.append(f"{a:.4f} @ {g:6.2f} / {against} {verdict[0].upper()} {ratio:.2f}")
+            against = f"{fg} {which}" if fg else "unreachable"
+            hg, _ = cheapest(row, a, hindsight=True)
+            ahead = f" (hindsight {hg})" if hg else ""
+            cells.append(f"{a:.4f} @ {g:6.2f} / {against} {verdict[0].upper()} {ratio:.2f}{ahead}")
             score[t][verdict] += 1
             score[t]["ratios"] += ratio
             score[t]["below"] += a < 0.99
