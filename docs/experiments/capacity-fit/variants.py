@@ -39,6 +39,16 @@ the drained fit; with the code trace's [300, 2100) s, the code trace at 1.3x ([6
 - ``multi7.csv``: the conversation trace's [1800, 3600) s and the code trace at 1.2x, [1200, 3000) s
   replayed.
 - ``multi8.csv``: the conversation trace at 4x, [0, 900) s replayed, and the code trace's [2700, 3600) s.
+
+The seventh held-aside set (stop 30, written before anything was run on it, once the sixth had judged two
+rule sets; with the code trace's [1500, 3300) s, the code trace at 1.6x ([300, 2250) s) and at 2.5x
+([0, 1440) s), the conversation trace at 2.5x ([0, 1440) s) and at 4.5x ([0, 800) s), and seed 11 of the
+generated kinds):
+
+- ``multi9.csv``: the conversation trace at 2.5x, [300, 1200) s replayed, and the code trace at 1.1x,
+  [900, 1800) s replayed.
+- ``multi10.csv``: the conversation trace's [0, 1800) s and the code trace at 1.6x, [450, 2250) s
+  replayed.
 """
 
 import sys
@@ -86,6 +96,13 @@ def main(out: Path) -> None:
     )
     write_trace(
         overlay("multi8", conv.sped_up(4.0).slice(0, 900), code.slice(2700, 3600)), out / "multi8.csv"
+    )
+    write_trace(
+        overlay("multi9", conv.sped_up(2.5).slice(300, 1200), code.sped_up(1.1).slice(900, 1800)),
+        out / "multi9.csv",
+    )
+    write_trace(
+        overlay("multi10", conv.slice(0, 1800), code.sped_up(1.6).slice(450, 2250)), out / "multi10.csv"
     )
     base3 = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=15)
     crowds3 = flash_crowd(0.5, 2400, factor=8, every_s=1200, first_s=700, crowd_len_s=120, seed=16)
