@@ -14,6 +14,7 @@ kube-state-metrics join planned here), else by the names Kubernetes generates.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import re
 from array import array
@@ -39,6 +40,7 @@ from scaler.sources.membership import (
     deployment_keys,
     generated_prefix,
     not_a_deployment,
+    owned_pod_pattern,
     pod_pattern,
     prefix_pattern,
 )
@@ -295,12 +297,15 @@ class InstantIndex:
     by_name: dict[tuple[str, str], dict[str, list[Sample]]]
     cut: dict[str, dict[str, list[Sample]]]
     by_pod: dict[tuple[str, str], dict[str, list[Sample]]]
+    # (namespace, a pod's name less its 5-character suffix) -> those pods: a ReplicaSet's pods, gone or live
+    by_prefix: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
     def samples_for(self, target: Target, pods: PodStates | None) -> Mapping[str, Sequence[Sample]]:
         """A superset of the samples ``reduce_signals(target, ..., pods)`` keeps, by query kind."""
         ns = target.namespace
         if pods is not None:
-            parts = [self.by_pod.get((ns, pod), {}) for pod in sorted(pods.pods)]
+            names = set(pods.pods).union(*(self.by_prefix.get((ns, p), ()) for p in pods.prefixes))
+            parts = [self.by_pod.get((ns, pod), {}) for pod in sorted(names)]
         else:
             named = self.by_name.get((ns, target.config.deployment), {})
             if len(target.config.deployment) < _CUT_DEPLOYMENT_CHARS or ns not in self.cut:
@@ -318,12 +323,15 @@ def index_instant(results: Mapping[str, Sequence[Sample]]) -> InstantIndex:
     by_name: dict[tuple[str, str], dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
     cut: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
     by_pod: dict[tuple[str, str], dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
+    by_prefix: dict[tuple[str, str], set[str]] = defaultdict(set)
     for kind, samples in results.items():
         for s in samples:
             ns, pod = s.labels.get("namespace"), s.labels.get("pod")
             if not ns or not pod:
                 continue
             by_pod[(ns, pod)][kind].append(s)
+            if len(pod) > SUFFIX_LEN:
+                by_prefix[(ns, pod[:-SUFFIX_LEN])].add(pod)
             if len(pod) >= _CUT_POD_CHARS:
                 cut[ns][kind].append(s)
             elif pod.count("-") >= 2:
@@ -332,6 +340,7 @@ def index_instant(results: Mapping[str, Sequence[Sample]]) -> InstantIndex:
         by_name={k: dict(v) for k, v in by_name.items()},
         cut={k: dict(v) for k, v in cut.items()},
         by_pod={k: dict(v) for k, v in by_pod.items()},
+        by_prefix={k: frozenset(v) for k, v in by_prefix.items()},
     )
 
 
@@ -358,13 +367,30 @@ def reduce_signals(
     pattern = pod_pattern(cfg.deployment) if pods is None else None
     members = pods.pods if pods is not None else frozenset()
 
-    def member(pod: str) -> bool:
-        return pattern.fullmatch(pod) is not None if pattern is not None else pod in members
+    # A pod deleted by a scale-down is no longer listed by ownership, yet what it served in the rate window
+    # is still in its counters (a range keeps a series' samples until they age out). Counting only the live
+    # pods read the served rate low for a rate window after each scale-down, which asked for the next one:
+    # the conversation trace at 3x ([300, 1200) s, seed 2, with the ramp hold lifted) went 3 -> 2 replicas
+    # at 676 s, read 8.2 requests/s at 692 s where about 12.5 arrived, went to 1 and missed 662 requests in
+    # the next minute. So rates (the served requests, tokens, latency) also read the pods the Deployment's
+    # ReplicaSets had and no longer have; gauges (queue, running, KV cache) are the live pods' alone.
+    gone = owned_pod_pattern(pods.prefixes) if pods is not None else None
+    departed: set[str] = set()
 
-    def mine(kind: str, model_filter: bool = True) -> list[Sample]:
+    def member(pod: str, rate: bool) -> bool:
+        if pattern is not None:
+            return pattern.fullmatch(pod) is not None
+        if pod in members:
+            return True
+        if rate and gone is not None and gone.fullmatch(pod) is not None:
+            departed.add(pod)
+            return True
+        return False
+
+    def mine(kind: str, model_filter: bool = True, rate: bool = False) -> list[Sample]:
         out = []
         for s in results.get(kind, ()):
-            if s.labels.get("namespace") != target.namespace or not member(s.labels.get("pod", "")):
+            if s.labels.get("namespace") != target.namespace or not member(s.labels.get("pod", ""), rate):
                 continue
             if model_filter and models is not None and s.labels.get(prof.model_label) not in models:
                 continue
@@ -398,12 +424,12 @@ def reduce_signals(
     no_traffic: set[SignalName] = set()
     unconfigured: set[SignalName] = set()
 
-    def total(kind: str) -> float | None:
-        samples = _finite(mine(kind))
+    def total(kind: str, rate: bool = False) -> float | None:
+        samples = _finite(mine(kind, rate=rate))
         return sum(s.value for s in samples) if samples else None
 
     queue = total(f"{backend}:queue")
-    rates = [total(f"{backend}:throughput:{i}") for i in range(len(prof.throughput_counters))]
+    rates = [total(f"{backend}:throughput:{i}", rate=True) for i in range(len(prof.throughput_counters))]
     known = [r for r in rates if r is not None]
     tokens = sum(known) if known else None
     sources: dict[str, str] = {}
@@ -479,7 +505,11 @@ def reduce_signals(
     attained = seen = None
     if cfg.latency_slo_s is not None:
         latency, note, idle, buckets = _latency(
-            cfg.latency_metric, cfg.latency_quantile, prof.latency[cfg.latency_metric], backend, mine
+            cfg.latency_metric,
+            cfg.latency_quantile,
+            prof.latency[cfg.latency_metric],
+            backend,
+            functools.partial(mine, rate=True),
         )
         if buckets is not None:
             attained, seen = attainment(buckets, cfg.latency_slo_s, window_s)
@@ -488,6 +518,10 @@ def reduce_signals(
         if idle:
             no_traffic.add(SignalName.LATENCY)
 
+    requests_per_s = total(f"{backend}:requests", rate=True)
+    if departed:
+        gone_pods = ", ".join(sorted(departed)[:5])
+        sources["departed"] = f"rates include {len(departed)} pod(s) gone within the rate window: {gone_pods}"
     if failed:
         notes["pods"] = f"{len(failed)} pod(s) not scraped successfully: {', '.join(sorted(failed)[:5])}"
     if garbled:
@@ -507,7 +541,7 @@ def reduce_signals(
         waiting_requests=waiting,
         kv_cache_fraction=kv,
         source_notes=sources,
-        requests_per_s=total(f"{backend}:requests"),
+        requests_per_s=requests_per_s,
         prompt_tokens_per_s=prompt,
         generation_tokens_per_s=generation,
         step_s=step,

@@ -132,6 +132,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     ):
         pod = kube.add_pod(rs, suffix, created, ready, restarts=restarts)
         _serving(fleet, PROD, pod.name, running=1, gpu_util_percent=())
+    # A scale-down just now: the API lists two pods of spec 2; the third is gone from it, but its series
+    # are still in Prometheus (a deleted pod's stay in a rate window's range; a terminating pod is scraped
+    # while it drains). 100 generated tokens/s each, 4 running each.
+    shrunk = kube.add_deployment(PROD, "shrunk", 2)
+    for suffix in ("h4mnd", "r9tvc"):
+        pod = kube.add_pod(shrunk.replicasets[0], suffix, now - 900, now - 800)
+        _serving(fleet, PROD, pod.name, running=4, generation_tokens_per_s=100.0, gpu_util_percent=())
+    gone = generated_pod_name(shrunk.replicasets[0].name, "k5ljs")
+    _serving(fleet, PROD, gone, running=4, generation_tokens_per_s=100.0, gpu_util_percent=())
     # A StatefulSet named as the ScaledObject's deployment key.
     kube.pods.append(FakeKubePod(PROD, "canary-0", now - 900, now - 800, owner=("StatefulSet", "canary")))
     _serving(fleet, PROD, "canary-0", running=1, gpu_util_percent=())
@@ -297,6 +306,26 @@ def test_a_ready_pod_whose_scrape_fails_is_still_unreadable(
     assert _value(with_kube, keda_pb, ref) == 2
     out = _explain(world, PROD, "broken", "--kubernetes", str(world.kubeconfig))
     assert out["reason"] == "hold-missing-data"
+
+
+# -- a scale-down's deleted pod -----------------------------------------------------------------------------
+
+
+def test_a_pod_just_deleted_still_counts_in_rates_not_in_gauges(world: World) -> None:
+    # The API lists 2 pods; the third's served tokens are still in the rate window. Its rate counts (300
+    # tokens/s at 100 per replica asks 3; the live pods alone read 200 and asked 2, and the next refresh
+    # would shrink again on the reading the first shrink made low), its 4 running requests do not (8 at 4).
+    # First a whole rate window of the three pods' counters, read straight from Prometheus.
+    each = f'rate(vllm:generation_tokens_total{{namespace="{PROD}", pod=~"shrunk-.*"}}[{RATE_WINDOW}])'
+    world.prometheus.wait_until(f"count({each} > 95) == 3", bool)
+    out = _explain(
+        world, PROD, "shrunk", "--kubernetes", str(world.kubeconfig),
+        targetQueuePerReplica="4", targetTokensPerSecondPerReplica="100",
+    )  # fmt: skip
+    assert out["signals"]["tokens"]["value"] == pytest.approx(300.0, rel=0.05)
+    assert out["signals"]["queue"]["value"] == 8
+    assert (out["current_replicas"], out["ready_replicas"]) == (2, 2)
+    assert "1 pod(s) gone within the rate window: shrunk-" in out["details"]["notes"]["departed"]
 
 
 # -- the same pods scraped twice ---------------------------------------------------------------------------

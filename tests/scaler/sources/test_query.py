@@ -192,6 +192,49 @@ def test_reduce_signals_sums_only_this_deployments_pods() -> None:
     assert "not scraped" in s.notes["pods"]
 
 
+def test_rates_count_the_pods_a_scale_down_just_deleted_and_gauges_do_not() -> None:
+    """A pod deleted by a scale-down is no longer owned, but what it served in the rate window is still in
+    its counters. Worked example: 3 pods served 15 requests/s; one was deleted 20 s ago, 40 s into the 60 s
+    window. Its rate reads 5 x 40 / 60 = 3.3, the two left read 5 + 2.5 x 20 / 60 = 5.8 each: 15 together,
+    where the live pods alone read 11.7, which asks for fewer replicas still. Its queue gauge is gone with
+    it; a pod of another Deployment's ReplicaSet never counts."""
+    live, gone, other = "llama-bc4d5-hhhhh", "llama-bc4d5-xxxxx", "llama-8b-bc4d5-kkkkk"
+    old_rs = "llama-5d4f8-qqqqq"  # a pod of the ReplicaSet a rollout replaced, gone too
+
+    def per(values: dict[str, float], **labels: str) -> list[Sample]:
+        return [_s(v, namespace="ns", pod=p, model_name="m", **labels) for p, v in values.items()]
+
+    results = {
+        "up": [_s(1, namespace="ns", pod=p) for p in (live, "llama-bc4d5-bbbbb")],
+        "vllm:presence": per({live: 1, "llama-bc4d5-bbbbb": 1}),
+        "vllm:queue": per({live: 2, "llama-bc4d5-bbbbb": 3, gone: 40, other: 50}),
+        "vllm:requests": per({live: 35 / 6, "llama-bc4d5-bbbbb": 35 / 6, gone: 10 / 3, other: 9, old_rs: 1}),
+        "vllm:throughput:0": per({live: 100, "llama-bc4d5-bbbbb": 100, gone: 60, other: 70}),
+        "vllm:latency:e2e:0": [
+            *per({live: 0, gone: 0}, le="1.0"),
+            *per({live: 4, gone: 6}, le="2.0"),
+            *per({live: 4, gone: 6}, le="+Inf"),
+        ],
+    }
+    members = frozenset({live, "llama-bc4d5-bbbbb"})
+    prefixes = frozenset({"llama-bc4d5-", "llama-5d4f8-"})
+    pods = PodStates(2, 2, (), (), pods=members, ready_pods=members, prefixes=prefixes)
+    t = _target("ns", "llama", latencySloSeconds="5")
+    s = reduce_signals(t, results, pods)
+    assert s.requests_per_s == pytest.approx(35 / 6 * 2 + 10 / 3 + 1)  # 16: the old ReplicaSet's pod too
+    assert s.tokens_per_s == 260.0  # 100 + 100 + 60; llama-8b's 70 is not this Deployment's
+    assert s.queue_requests == 5  # the live pods' queue only
+    assert (s.current_replicas, s.ready_replicas, s.unreadable_pods) == (2, 2, 0)
+    # buckets over the live pod and the gone one: {1: 0, 2: 10, +Inf: 10}: p99 = 1.99 s
+    assert s.latency_s == pytest.approx(1.99)
+    note = s.source_notes["departed"]
+    assert note == f"rates include 2 pod(s) gone within the rate window: {old_rs}, {gone}"
+    # without the ReplicaSets' prefixes (an owner reader that lists none) only the live pods count
+    bare = reduce_signals(t, results, PodStates(2, 2, (), (), pods=members, ready_pods=members))
+    assert bare.requests_per_s == pytest.approx(35 / 3) and "departed" not in bare.source_notes
+    assert reduce_signals(t, index_instant(results).samples_for(t, pods), pods) == s
+
+
 def test_the_deployments_entry_of_the_instant_index_gives_the_same_signals() -> None:
     index = index_instant(RESULTS)
     for deployment in ("llama", "llama-8b"):
