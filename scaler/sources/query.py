@@ -370,10 +370,12 @@ def reduce_signals(
     # A pod deleted by a scale-down is no longer listed by ownership, yet what it served in the rate window
     # is still in its counters (a range keeps a series' samples until they age out). Counting only the live
     # pods read the served rate low for a rate window after each scale-down, which asked for the next one:
-    # the conversation trace at 3x ([300, 1200) s, seed 2, with the ramp hold lifted) went 3 -> 2 replicas
-    # at 676 s, read 8.2 requests/s at 692 s where about 12.5 arrived, went to 1 and missed 662 requests in
-    # the next minute. So rates (the served requests, tokens, latency) also read the pods the Deployment's
-    # ReplicaSets had and no longer have; gauges (queue, running, KV cache) are the live pods' alone.
+    # the conversation trace at 3.5x ([0, 1020) s, seed 3) went 3 -> 2 replicas at 844 s on 17.8 requests/s,
+    # read 10.6/s at 856 s and 4.8/s at 872 s, by then on 1 replica, and ended at 0.9263 @ 3.94 GPU-h;
+    # reading the gone pods' rates too, 0.9981 @ 3.72 (`python -m simulations run --trace azure-conv
+    # --speedup 3.5 --slice 0:1020 --seed 3 --policy scaler`, before and after c47d7d0). So rates (served
+    # requests, tokens, latency) also read the pods the Deployment's ReplicaSets had and no longer have;
+    # gauges (queue, running, KV cache) are the live pods' alone.
     gone = owned_pod_pattern(pods.prefixes) if pods is not None else None
     departed: set[str] = set()
 
