@@ -141,6 +141,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         _serving(fleet, PROD, pod.name, running=4, generation_tokens_per_s=100.0, gpu_util_percent=())
     gone = generated_pod_name(shrunk.replicasets[0].name, "k5ljs")
     _serving(fleet, PROD, gone, running=4, generation_tokens_per_s=100.0, gpu_util_percent=())
+    # The same, and the third pod will stop being scraped during the test, as a deleted pod does.
+    dropped = kube.add_deployment(PROD, "dropped", 2)
+    for suffix in ("h4mnd", "r9tvc"):
+        pod = kube.add_pod(dropped.replicasets[0], suffix, now - 900, now - 800)
+        _serving(fleet, PROD, pod.name, running=4, generation_tokens_per_s=100.0, gpu_util_percent=())
+    gone = generated_pod_name(dropped.replicasets[0].name, "k5ljs")
+    _serving(fleet, PROD, gone, running=4, generation_tokens_per_s=100.0, gpu_util_percent=())
     # A StatefulSet named as the ScaledObject's deployment key.
     kube.pods.append(FakeKubePod(PROD, "canary-0", now - 900, now - 800, owner=("StatefulSet", "canary")))
     _serving(fleet, PROD, "canary-0", running=1, gpu_util_percent=())
@@ -326,6 +333,25 @@ def test_a_pod_just_deleted_still_counts_in_rates_not_in_gauges(world: World) ->
     assert out["signals"]["queue"]["value"] == 8
     assert (out["current_replicas"], out["ready_replicas"]) == (2, 2)
     assert "1 pod(s) gone within the rate window: shrunk-" in out["details"]["notes"]["departed"]
+
+
+def test_a_deleted_pods_rate_still_counts_after_its_last_scrape_within_the_window(world: World) -> None:
+    # Prometheus itself: once the pod is no longer scraped (staleness-marked, gone from `up`), a range over
+    # the rate window still holds its samples, so its rate is still returned until they age out. Read
+    # with a 30 s window: its share falls from 100 to 0 tokens/s over the 30 s after its last scrape.
+    pod = generated_pod_name("dropped-5d4f8b7c9", "k5ljs")
+    each = f'rate(vllm:generation_tokens_total{{namespace="{PROD}", pod=~"dropped-.*"}}[30s])'
+    world.prometheus.wait_until(f"count({each} > 95) == 3", bool, timeout_s=60.0)
+    world.fleet.remove(PROD, pod)
+    world.prometheus.wait_until(f'absent(up{{namespace="{PROD}", pod="{pod}"}})', bool)
+    out = _explain(
+        world, PROD, "dropped", "--kubernetes", str(world.kubeconfig), "--rate-window", "30s",
+        targetQueuePerReplica="4", targetTokensPerSecondPerReplica="100",
+    )  # fmt: skip
+    # the two live pods' 200, and what is left of the gone one's 100 (most of it, read seconds after)
+    assert 215.0 < out["signals"]["tokens"]["value"] < 310.0
+    assert out["signals"]["queue"]["value"] == 8
+    assert f"1 pod(s) gone within the rate window: {pod}" in out["details"]["notes"]["departed"]
 
 
 # -- the same pods scraped twice ---------------------------------------------------------------------------
