@@ -134,20 +134,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         _serving(fleet, PROD, pod.name, running=1, gpu_util_percent=())
     # A scale-down just now: the API lists two pods of spec 2; the third is gone from it, but its series
     # are still in Prometheus (a deleted pod's stay in a rate window's range; a terminating pod is scraped
-    # while it drains). 100 generated tokens/s each, 4 running each.
-    shrunk = kube.add_deployment(PROD, "shrunk", 2)
-    for suffix in ("h4mnd", "r9tvc"):
-        pod = kube.add_pod(shrunk.replicasets[0], suffix, now - 900, now - 800)
-        _serving(fleet, PROD, pod.name, running=4, generation_tokens_per_s=100.0, gpu_util_percent=())
-    gone = generated_pod_name(shrunk.replicasets[0].name, "k5ljs")
-    _serving(fleet, PROD, gone, running=4, generation_tokens_per_s=100.0, gpu_util_percent=())
-    # The same, and the third pod will stop being scraped during the test, as a deleted pod does.
-    dropped = kube.add_deployment(PROD, "dropped", 2)
-    for suffix in ("h4mnd", "r9tvc"):
-        pod = kube.add_pod(dropped.replicasets[0], suffix, now - 900, now - 800)
-        _serving(fleet, PROD, pod.name, running=4, generation_tokens_per_s=100.0, gpu_util_percent=())
-    gone = generated_pod_name(dropped.replicasets[0].name, "k5ljs")
-    _serving(fleet, PROD, gone, running=4, generation_tokens_per_s=100.0, gpu_util_percent=())
+    # while it drains). 100 generated tokens/s each, 4 running each. In "dropped" the third pod will stop
+    # being scraped during the test, as a deleted pod does.
+    for name in ("shrunk", "dropped"):
+        rs = kube.add_deployment(PROD, name, 2).replicasets[0]
+        for suffix in ("h4mnd", "r9tvc", "k5ljs"):
+            pod_name = generated_pod_name(rs.name, suffix)
+            if suffix != "k5ljs":
+                pod_name = kube.add_pod(rs, suffix, now - 900, now - 800).name
+            _serving(fleet, PROD, pod_name, running=4, generation_tokens_per_s=100.0, gpu_util_percent=())
     # A StatefulSet named as the ScaledObject's deployment key.
     kube.pods.append(FakeKubePod(PROD, "canary-0", now - 900, now - 800, owner=("StatefulSet", "canary")))
     _serving(fleet, PROD, "canary-0", running=1, gpu_util_percent=())
