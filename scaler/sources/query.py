@@ -330,12 +330,13 @@ def index_instant(results: Mapping[str, Sequence[Sample]]) -> InstantIndex:
             if not ns or not pod:
                 continue
             by_pod[(ns, pod)][kind].append(s)
-            if len(pod) > SUFFIX_LEN:
-                by_prefix[(ns, pod[:-SUFFIX_LEN])].add(pod)
             if len(pod) >= _CUT_POD_CHARS:
                 cut[ns][kind].append(s)
             elif pod.count("-") >= 2:
                 by_name[(ns, pod.rsplit("-", 2)[0])][kind].append(s)
+    for ns, pod in by_pod:  # once per pod, not per sample (a set add per sample cost the index a third)
+        if len(pod) > SUFFIX_LEN:
+            by_prefix[(ns, pod[:-SUFFIX_LEN])].add(pod)
     return InstantIndex(
         by_name={k: dict(v) for k, v in by_name.items()},
         cut={k: dict(v) for k, v in cut.items()},
