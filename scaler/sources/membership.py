@@ -81,16 +81,6 @@ def prefix_pattern(deployment: str) -> re.Pattern[str]:
     return re.compile(replicaset_prefix_regex(deployment))
 
 
-@functools.lru_cache(maxsize=8192)
-def owned_pod_pattern(prefixes: frozenset[str]) -> re.Pattern[str] | None:
-    """Names the pods of these ReplicaSets (their ``generated_prefix``es, by ownership) had or will have,
-    live or gone (use with ``fullmatch``); None without a prefix."""
-    if not prefixes:
-        return None
-    heads = "|".join(re.escape(p) for p in sorted(prefixes))
-    return re.compile(f"(?:{heads}){SUFFIX_CHARS}{{{SUFFIX_LEN}}}")
-
-
 def deployment_key(deployment: str) -> str:
     """The key ``deployment_keys`` files a Deployment's prefixes under: its name, cut to 58 characters."""
     return deployment[:MAX_GENERATED_BASE]

@@ -40,7 +40,6 @@ from scaler.sources.membership import (
     deployment_keys,
     generated_prefix,
     not_a_deployment,
-    owned_pod_pattern,
     pod_pattern,
     prefix_pattern,
 )
@@ -334,7 +333,7 @@ def index_instant(results: Mapping[str, Sequence[Sample]]) -> InstantIndex:
                 cut[ns][kind].append(s)
             elif pod.count("-") >= 2:
                 by_name[(ns, pod.rsplit("-", 2)[0])][kind].append(s)
-    for ns, pod in by_pod:  # once per pod, not per sample (a set add per sample cost the index a third)
+    for ns, pod in by_pod:  # once per pod, not once per sample
         if len(pod) > SUFFIX_LEN:
             by_prefix[(ns, pod[:-SUFFIX_LEN])].add(pod)
     return InstantIndex(
@@ -376,8 +375,9 @@ def reduce_signals(
     # reading the gone pods' rates too, 0.9981 @ 3.72 (`python -m simulations run --trace azure-conv
     # --speedup 3.5 --slice 0:1020 --seed 3 --policy scaler`, before and after c47d7d0). So rates (served
     # requests, tokens, latency) also read the pods the Deployment's ReplicaSets had and no longer have;
-    # gauges (queue, running, KV cache) are the live pods' alone.
-    gone = owned_pod_pattern(pods.prefixes) if pods is not None else None
+    # gauges (queue, running, KV cache) are the live pods' alone. A pod's ReplicaSet is its name less the
+    # random suffix, as the history groups it (``reduce_history``).
+    owned = pods.prefixes if pods is not None else frozenset()
     departed: set[str] = set()
 
     def member(pod: str, rate: bool) -> bool:
@@ -385,7 +385,7 @@ def reduce_signals(
             return pattern.fullmatch(pod) is not None
         if pod in members:
             return True
-        if rate and gone is not None and gone.fullmatch(pod) is not None:
+        if rate and len(pod) > SUFFIX_LEN and pod[:-SUFFIX_LEN] in owned:
             departed.add(pod)
             return True
         return False
