@@ -49,6 +49,16 @@ generated kinds):
   [900, 1800) s replayed.
 - ``multi10.csv``: the conversation trace's [0, 1800) s and the code trace at 1.6x, [450, 2250) s
   replayed.
+
+The eighth held-aside set (stop 31, written before anything was run on it, once the seventh had judged two
+changes; with the code trace's [2100, 3600) s, the code trace at 2x ([200, 1700) s) and at 3.5x
+([0, 1000) s), the conversation trace at 2x ([600, 1800) s) and at 5.5x ([0, 650) s), and seed 12 of the
+generated kinds):
+
+- ``multi11.csv``: the conversation trace at 1.5x, [600, 2400) s replayed, and the code trace at 1.4x,
+  [0, 1800) s replayed.
+- ``multi12.csv``: the conversation trace at 5x, [0, 700) s replayed, and the code trace at 2x,
+  [300, 1000) s replayed.
 """
 
 import sys
@@ -103,6 +113,14 @@ def main(out: Path) -> None:
     )
     write_trace(
         overlay("multi10", conv.slice(0, 1800), code.sped_up(1.6).slice(450, 2250)), out / "multi10.csv"
+    )
+    write_trace(
+        overlay("multi11", conv.sped_up(1.5).slice(600, 2400), code.sped_up(1.4).slice(0, 1800)),
+        out / "multi11.csv",
+    )
+    write_trace(
+        overlay("multi12", conv.sped_up(5.0).slice(0, 700), code.sped_up(2.0).slice(300, 1000)),
+        out / "multi12.csv",
     )
     base3 = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=15)
     crowds3 = flash_crowd(0.5, 2400, factor=8, every_s=1200, first_s=700, crowd_len_s=120, seed=16)
