@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from scaler.core.capacity import Capacity, estimate_capacity
+from scaler.core.capacity import Capacity, CapacitySource, estimate_capacity
 from scaler.core.coldstart import ColdStart, estimate_cold_start
 from scaler.core.config import ScalerConfig
 from scaler.core.headroom import AGE_SCALE_S, Headroom, WindowLoad, attainment_at, headroom_floor
@@ -36,6 +36,7 @@ from scaler.core.keepwarm import keep_warm_floor
 from scaler.core.projection import (
     CONTROL_DELAY_S,
     Projection,
+    ceil_replicas,
     project,
     reactive_needs,
 )
@@ -67,6 +68,18 @@ SATURATED_UTILISATION = 0.95
 # -> 10.08 GPU-h at 1.0 (static fleet 10.33); held out, flash-crowd-s2 10.22 -> 10.08 and seed 3 10.38 ->
 # 10.08; bursts-s3/s4 and diurnal-s3 unchanged, and no other scorecard trace moved.
 MARGINAL_REPLICAS = 0.5
+# While the learned capacity rests on few busy steps, a scale-down loads each replica left at most this much
+# beyond what a past minute showed one replica serves within the SLO (``Capacity.demonstrated_per_s``).
+# When the prior gives way to the first learned fit, the estimate can double in one step, and every level
+# of the fleet's need history is recomputed at it: on the conversation trace at 6x ([0, 600) s, seed 3), at
+# 150 s the estimate went from 4.5 to 9.2 requests/s a replica and 7 replicas went to 4 at 31.4
+# requests/s, where a minute had shown 4.87 per replica; the load doubled, the backlog held 21 replicas
+# after it (0.919 @ 15.08 GPU-h). At most 31.4 / (1.25 x 4.87) = 5.2, so 6: 1.0 @ 5.22. Applied to every
+# scale-down it slowed the descents of dense traces and lost on a held-aside set (stop 30); on a thin fit
+# only, it stops acting once the fit has THIN_FIT_SAMPLES steps or a minute has shown the load.
+DEMONSTRATED_STEP = 1.25
+# 16 busy steps of 15 s: four minutes of load the learned costs rest on.
+THIN_FIT_SAMPLES = 16
 ROOM_FRACTION = 0.95
 # Pods loading for longer than this many cold starts are stuck (unschedulable, crash-looping): they no
 # longer hold the fleet or count as capacity coming.
@@ -106,6 +119,7 @@ class Reason(StrEnum):
     HOLD_MISSING = "hold-missing-data"
     LATENCY_GUARD = "latency-guard"
     KV_CACHE = "kv-cache"  # the KV cache is nearly full: no scale-down
+    DEMONSTRATED = "demonstrated"  # no scale-down onto a load per replica far beyond any minute's shown
     LOADING = "loading"  # pods of a recent scale-up still loading: no scale-down on top of it
     FROM_ZERO = "from-zero"  # demand at zero (or while the first step loads): the right-sized first step
     AT_ZERO = "at-zero-no-demand"
@@ -120,6 +134,7 @@ class FloorKind(StrEnum):
     LOADING = "loading"
     KEEP_WARM = "keep-warm"
     KV_CACHE = "kv-cache"
+    DEMONSTRATED = "demonstrated"
 
 
 @dataclass(frozen=True)
@@ -434,6 +449,29 @@ def _latency_has_room(
         and signals.latency_attainment >= config.latency_quantile
         and signals.latency_s <= ROOM_FRACTION * slo_s
     )
+
+
+def _demonstrated_floor(
+    projection: Projection | None, capacity: Capacity, desired: int, current: int
+) -> Floor | None:
+    """While the learned capacity rests on fewer than ``THIN_FIT_SAMPLES`` busy steps: the fewest replicas
+    (up to ``current``) that keep each one's load within ``DEMONSTRATED_STEP`` times what a past minute
+    showed one replica serves within the SLO; None when the fit is the prior's or well grounded, nothing was
+    shown, or that holds nothing above ``desired``. Worked example (``DEMONSTRATED_STEP``): 31.4
+    requests/s, 4.87 shown: 31.4 / 6.09 = 5.2, so 6 of the 7 stay where the model asked for 4."""
+    shown = capacity.demonstrated_per_s
+    thin = capacity.cost.source == CapacitySource.LEARNED and capacity.cost.samples < THIN_FIT_SAMPLES
+    if projection is None or not shown or not thin:
+        return None
+    lowest = ceil_replicas(projection.forecast_per_s / (DEMONSTRATED_STEP * shown))
+    if lowest <= desired:
+        return None
+    why = (
+        f"{projection.forecast_per_s:.1f} requests/s on {lowest - 1} replica(s) would be more than "
+        f"{DEMONSTRATED_STEP:g} x the {shown:.2f}/s a minute showed one serves within the SLO, and the "
+        f"learned capacity rests on {capacity.cost.samples} busy steps (fewer than {THIN_FIT_SAMPLES})"
+    )
+    return Floor(FloorKind.DEMONSTRATED, min(lowest, current), why)
 
 
 def _signal_asks(verdicts: tuple[SignalVerdict, ...]) -> list[tuple[int, Reason]]:
@@ -790,6 +828,9 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
                 f"KV cache {kv:.0%} full (at least {KV_CACHE_FULL_FRACTION:.0%}): the replicas are saturated"
             )
             floors.append(Floor(FloorKind.KV_CACHE, floor, why))
+        shown = _demonstrated_floor(projection, capacity, desired, floor)
+        if shown is not None:
+            floors.append(shown)
         # the idle lag of a windowed rate holds only for asks read from one (the served requests)
         rate_window_s = state.rate_window_s if capacity is not None and projection is not None else None
         kept = keep_warm_floor(
@@ -812,6 +853,7 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
                 FloorKind.KV_CACHE: Reason.KV_CACHE,
                 FloorKind.LOADING: Reason.LOADING,
                 FloorKind.KEEP_WARM: Reason.KEEP_WARM,
+                FloorKind.DEMONSTRATED: Reason.DEMONSTRATED,
             }[top.kind]
     if desired == 0 and floor > 0:
         # The last replica goes: only when nothing holds it and scaling to zero is allowed.

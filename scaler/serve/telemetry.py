@@ -157,7 +157,8 @@ _GAUGES = (
     ("headroom_replicas", "Warm replicas held for bursts shorter than the reaction horizon.", None),
     (
         "floor_replicas",
-        "Each floor under the answer (headroom, missing-data, latency-guard, loading, keep-warm).",
+        "Each floor under the answer (headroom, missing-data, latency-guard, loading, keep-warm, kv-cache, "
+        "demonstrated).",
         "floor",
     ),
     ("idle_seconds", "Time since demand was last seen, when the Deployment is idle.", None),

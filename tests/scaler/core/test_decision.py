@@ -414,6 +414,38 @@ def test_latency_asks_beyond_the_ready_fleet_only_when_the_projection_falls_shor
         assert "drain the backlog" in out.note and "75 s horizon" in out.note
 
 
+@pytest.mark.parametrize(
+    ("samples", "shown", "forecast", "desired", "want"),
+    [
+        # the conversation trace at 6x, seed 3, at 150 s: the first learned fit (8 busy steps) asked 4 of 7
+        # at 31.4/s; a minute had shown 4.87 per replica, so at most 6.09 each: 31.4 / 6.09 = 5.2 -> 6
+        (8, 4.87, 31.4, 4, 6),
+        (16, 4.87, 31.4, 4, None),  # four minutes of busy steps: the fit alone
+        (0, 4.87, 31.4, 4, None),  # the prior's costs (slow on purpose): nothing to bound
+        (8, 4.87, 31.4, 6, None),  # the model's own ask already keeps each replica within it
+        (8, 4.87, 60.0, 4, 7),  # never above the fleet there is (10 would be a scale-up)
+        (8, 10.0, 31.4, 4, None),  # 31.4 / 12.5 = 2.5 -> 3: the model's 4 is within what was shown
+        (8, None, 31.4, 4, None),  # nothing shown yet: the model alone
+    ],
+)
+def test_a_thin_fit_scales_down_no_replica_far_beyond_what_a_minute_showed(
+    samples: int, shown: float | None, forecast: float, desired: int, want: int | None
+) -> None:
+    from scaler.core.capacity import CapacitySource, CostModel
+    from scaler.core.decision import _demonstrated_floor
+    from scaler.core.projection import Projection
+
+    source = CapacitySource.LEARNED if samples else CapacitySource.PRIOR
+    cost = CostModel(0.02, 0.00014, 0.000044, source, samples, 15.0 * samples)
+    capacity = Capacity(cost, 1000.0, 200.0, True, 0.1, 0.65, 9.2, "", shown, 7 if shown else 0)
+    projection = Projection(90.0, forecast, forecast, 0.0, "engine", forecast / 9.2)
+    got = _demonstrated_floor(projection, capacity, desired, 7)
+    assert (got.replicas if got is not None else None) == want
+    if got is not None:
+        assert got.kind == FloorKind.DEMONSTRATED and f"rests on {samples} busy steps" in got.why
+    assert _demonstrated_floor(None, capacity, desired, 7) is None
+
+
 class _PerReplica:
     """What reactive_needs reads of a Capacity: requests per second one replica serves."""
 
