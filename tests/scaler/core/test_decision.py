@@ -446,6 +446,75 @@ def test_a_thin_fit_scales_down_no_replica_far_beyond_what_a_minute_showed(
     assert _demonstrated_floor(None, capacity, desired, 7) is None
 
 
+def _steady_engine(steps: int, ready: float = 7.0) -> dict[Measure, Series]:
+    """A settled fleet of ``ready`` replicas on the FP8 profile's costs (a = 20 ms, b = 0.14 ms, c = 44 us)
+    at the conversation mix (1,155 prompt and 211 output tokens: 0.080 s of work a request), its load
+    rising from utilisation 0.30 to 0.36, the iterations following T = a / (1 - rho) exactly."""
+    a, b, c, prompt, output = 0.02, 0.00014, 44e-6, 1155.0, 211.0
+    times = tuple(NOW_S - (steps - 1 - i) * 15.0 for i in range(steps))
+    rho = np.linspace(0.30, 0.36, steps)
+    lam = rho / (c * prompt + b * output)  # requests/s a replica
+    step = a / (1.0 - rho)
+    return {
+        Measure.READY: Series(times, (ready,) * steps),
+        Measure.RUNNING: Series(times, tuple(lam * output * step * ready)),  # Little's law
+        Measure.REQUESTS: Series(times, tuple(lam * ready)),
+        Measure.PROMPT_TOKENS: Series(times, tuple(lam * prompt * ready)),
+        Measure.GENERATION_TOKENS: Series(times, tuple(lam * output * ready)),
+        Measure.STEP_S: Series(times, tuple(step)),
+    }
+
+
+@pytest.mark.parametrize(
+    ("steps", "samples", "desired", "reason"),
+    [
+        # 12 steps, the first 4 not yet settled: the fit rests on 8. The model serves 7.6 requests/s a
+        # replica, a minute showed 4.48 (31.4/s on 7); the forecast 33.5/s is 4.4 replicas by the model,
+        # and 33.5 / (1.25 x 4.48) = 6.0 by what was shown: 7 -> 6, not 7 -> 5
+        (12, 8, 6, Reason.DEMONSTRATED),
+        # 20 steps: 16 samples, four minutes of load under the fit: the model alone, 33.5 / 7.9 = 4.2 -> 5
+        (20, 16, 5, Reason.DEMAND),
+    ],
+)
+def test_a_scale_down_on_a_thin_fit_stops_near_what_a_minute_showed(
+    steps: int, samples: int, desired: int, reason: Reason
+) -> None:
+    history = _steady_engine(steps)
+    served = history[Measure.REQUESTS]
+    # every request of every minute within the SLO (the first minute of history has no full window yet)
+    windows = tuple(
+        LatencyWindow(t, 7.0, v * 60.0, (0.25, 1.0, float("inf")), (v * 60.0,) * 3)
+        for t, v in zip(served.times_s, served.values, strict=True)
+        if t >= served.times_s[0] + 60.0
+    )
+    now = {m: float(v.values[-1]) for m, v in history.items()}
+    signals = Signals(
+        current_replicas=7,
+        ready_replicas=7,
+        queue_requests=now[Measure.RUNNING],
+        latency_s=0.2,
+        running_requests=now[Measure.RUNNING],
+        waiting_requests=0.0,
+        requests_per_s=now[Measure.REQUESTS],
+        prompt_tokens_per_s=now[Measure.PROMPT_TOKENS],
+        generation_tokens_per_s=now[Measure.GENERATION_TOKENS],
+        step_s=now[Measure.STEP_S],
+    )
+    meta = {
+        "backend": "vllm",
+        "deployment": "llama",
+        "latencySloSeconds": "1",
+        "latencyMetric": "ttft",
+        "coldStartSeconds": "60",
+    }
+    state = State(history=history, latency_windows=windows, replica_source=ReplicaSource.KUBERNETES)
+    d = decide(signals, state, parse_metadata(meta), NOW_S)
+    assert d.capacity is not None and d.capacity.cost.samples == samples
+    assert d.capacity.demonstrated_per_s == pytest.approx(4.48, abs=0.01)
+    assert (d.desired_replicas, d.reason) == (desired, reason), d.to_dict()
+    assert (d.floor(FloorKind.DEMONSTRATED) is not None) == (reason == Reason.DEMONSTRATED)
+
+
 class _PerReplica:
     """What reactive_needs reads of a Capacity: requests per second one replica serves."""
 
