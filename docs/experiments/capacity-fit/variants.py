@@ -59,6 +59,16 @@ generated kinds):
   [0, 1800) s replayed.
 - ``multi12.csv``: the conversation trace at 5x, [0, 700) s replayed, and the code trace at 2x,
   [300, 1000) s replayed.
+
+The ninth held-aside set (stop 31, written before anything was run on it, once the eighth had judged three
+rules; with the code trace's [600, 2400) s, the code trace at 1.8x ([100, 2000) s) and at 2.8x
+([200, 1400) s), the conversation trace at 3.2x ([100, 1100) s) and at 7x ([0, 500) s), and seed 13 of
+the generated kinds):
+
+- ``multi13.csv``: the conversation trace at 2.2x, [200, 1600) s replayed, and the code trace at 1.3x,
+  [1500, 2900) s replayed.
+- ``multi14.csv``: the conversation trace at 3.5x, [200, 1000) s replayed, and the code trace at 1.7x,
+  [0, 800) s replayed.
 """
 
 import sys
@@ -121,6 +131,14 @@ def main(out: Path) -> None:
     write_trace(
         overlay("multi12", conv.sped_up(5.0).slice(0, 700), code.sped_up(2.0).slice(300, 1000)),
         out / "multi12.csv",
+    )
+    write_trace(
+        overlay("multi13", conv.sped_up(2.2).slice(200, 1600), code.sped_up(1.3).slice(1500, 2900)),
+        out / "multi13.csv",
+    )
+    write_trace(
+        overlay("multi14", conv.sped_up(3.5).slice(200, 1000), code.sped_up(1.7).slice(0, 800)),
+        out / "multi14.csv",
     )
     base3 = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=15)
     crowds3 = flash_crowd(0.5, 2400, factor=8, every_s=1200, first_s=700, crowd_len_s=120, seed=16)
