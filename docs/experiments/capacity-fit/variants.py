@@ -90,59 +90,47 @@ def overlay(name: str, *traces: Trace) -> Trace:
     )
 
 
+# Each multi-client overlay: (conversation speed-up, its slice in s), (code speed-up, its slice in s), the
+# slice taken of the sped-up trace (the docstring says which set wrote which).
+OVERLAYS: dict[str, tuple[tuple[float, int, int], tuple[float, int, int]]] = {
+    "multi": ((1.0, 600, 2400), (1.0, 1200, 3000)),
+    "multi2": ((1.0, 2400, 3600), (1.0, 0, 1200)),
+    "multi3": ((1.0, 0, 1200), (1.0, 2400, 3600)),
+    "multi4": ((2.0, 0, 1800), (1.0, 1800, 3600)),
+    "multi5": ((1.0, 1200, 3000), (1.5, 0, 1800)),
+    "multi6": ((3.0, 0, 1200), (1.0, 600, 1800)),
+    "multi7": ((1.0, 1800, 3600), (1.2, 1200, 3000)),
+    "multi8": ((4.0, 0, 900), (1.0, 2700, 3600)),
+    "multi9": ((2.5, 300, 1200), (1.1, 900, 1800)),
+    "multi10": ((1.0, 0, 1800), (1.6, 450, 2250)),
+    "multi11": ((1.5, 600, 2400), (1.4, 0, 1800)),
+    "multi12": ((5.0, 0, 700), (2.0, 300, 1000)),
+    "multi13": ((2.2, 200, 1600), (1.3, 1500, 2900)),
+    "multi14": ((3.5, 200, 1000), (1.7, 0, 800)),
+}
+# Each diurnal day-part with flash crowds: (diurnal seed, crowds seed, first crowd at s).
+DIURNAL_FLASH = {
+    "diurnal-flash": (11, 12, 500),
+    "diurnal-flash2": (13, 14, 300),
+    "diurnal-flash3": (15, 16, 700),
+}
+
+
+def _part(trace: Trace, speed: float, start_s: int, end_s: int) -> Trace:
+    return (trace if speed == 1.0 else trace.sped_up(speed)).slice(start_s, end_s)
+
+
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     conv, code = load_trace("azure-conv"), load_trace("azure-code")
-    base = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=11)
-    crowds = flash_crowd(0.5, 2400, factor=8, every_s=1200, first_s=500, crowd_len_s=120, seed=12)
-    write_trace(overlay("multi", conv.slice(600, 2400), code.slice(1200, 3000)), out / "multi.csv")
-    write_trace(overlay("diurnal-flash", base, crowds), out / "diurnal-flash.csv")
-    write_trace(overlay("multi2", conv.slice(2400, 3600), code.slice(0, 1200)), out / "multi2.csv")
-    base2 = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=13)
-    crowds2 = flash_crowd(0.5, 2400, factor=8, every_s=1200, first_s=300, crowd_len_s=120, seed=14)
-    write_trace(overlay("diurnal-flash2", base2, crowds2), out / "diurnal-flash2.csv")
-    write_trace(overlay("multi3", conv.slice(0, 1200), code.slice(2400, 3600)), out / "multi3.csv")
-    write_trace(
-        overlay("multi4", conv.sped_up(2.0).slice(0, 1800), code.slice(1800, 3600)), out / "multi4.csv"
-    )
-    write_trace(
-        overlay("multi5", conv.slice(1200, 3000), code.sped_up(1.5).slice(0, 1800)), out / "multi5.csv"
-    )
-    write_trace(
-        overlay("multi6", conv.sped_up(3.0).slice(0, 1200), code.slice(600, 1800)), out / "multi6.csv"
-    )
-    write_trace(
-        overlay("multi7", conv.slice(1800, 3600), code.sped_up(1.2).slice(1200, 3000)), out / "multi7.csv"
-    )
-    write_trace(
-        overlay("multi8", conv.sped_up(4.0).slice(0, 900), code.slice(2700, 3600)), out / "multi8.csv"
-    )
-    write_trace(
-        overlay("multi9", conv.sped_up(2.5).slice(300, 1200), code.sped_up(1.1).slice(900, 1800)),
-        out / "multi9.csv",
-    )
-    write_trace(
-        overlay("multi10", conv.slice(0, 1800), code.sped_up(1.6).slice(450, 2250)), out / "multi10.csv"
-    )
-    write_trace(
-        overlay("multi11", conv.sped_up(1.5).slice(600, 2400), code.sped_up(1.4).slice(0, 1800)),
-        out / "multi11.csv",
-    )
-    write_trace(
-        overlay("multi12", conv.sped_up(5.0).slice(0, 700), code.sped_up(2.0).slice(300, 1000)),
-        out / "multi12.csv",
-    )
-    write_trace(
-        overlay("multi13", conv.sped_up(2.2).slice(200, 1600), code.sped_up(1.3).slice(1500, 2900)),
-        out / "multi13.csv",
-    )
-    write_trace(
-        overlay("multi14", conv.sped_up(3.5).slice(200, 1000), code.sped_up(1.7).slice(0, 800)),
-        out / "multi14.csv",
-    )
-    base3 = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=15)
-    crowds3 = flash_crowd(0.5, 2400, factor=8, every_s=1200, first_s=700, crowd_len_s=120, seed=16)
-    write_trace(overlay("diurnal-flash3", base3, crowds3), out / "diurnal-flash3.csv")
+    for name, (conv_part, code_part) in OVERLAYS.items():
+        write_trace(overlay(name, _part(conv, *conv_part), _part(code, *code_part)), out / f"{name}.csv")
+    for name, (base_seed, crowd_seed, first_s) in DIURNAL_FLASH.items():
+        base = diurnal(1.5, 2400, period_s=4800, amplitude=0.6, seed=base_seed)
+        crowds = flash_crowd(
+            0.5, 2400, factor=8, every_s=1200, first_s=first_s, crowd_len_s=120, seed=crowd_seed
+        )
+        write_trace(overlay(name, base, crowds), out / f"{name}.csv")
 
 
 if __name__ == "__main__":
