@@ -828,9 +828,9 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
                 f"KV cache {kv:.0%} full (at least {KV_CACHE_FULL_FRACTION:.0%}): the replicas are saturated"
             )
             floors.append(Floor(FloorKind.KV_CACHE, floor, why))
-        shown = _demonstrated_floor(projection, capacity, desired, floor)
-        if shown is not None:
-            floors.append(shown)
+        demonstrated = _demonstrated_floor(projection, capacity, desired, floor)
+        if demonstrated is not None:
+            floors.append(demonstrated)
         # the idle lag of a windowed rate holds only for asks read from one (the served requests)
         rate_window_s = state.rate_window_s if capacity is not None and projection is not None else None
         kept = keep_warm_floor(
