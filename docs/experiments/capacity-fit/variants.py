@@ -69,6 +69,16 @@ the generated kinds):
   [1500, 2900) s replayed.
 - ``multi14.csv``: the conversation trace at 3.5x, [200, 1000) s replayed, and the code trace at 1.7x,
   [0, 800) s replayed.
+
+The tenth held-aside set (stop 32, written before anything was run on it, before the ninth's worst row
+was read; with the code trace's [1500, 3300) s, the code trace at 1.6x ([0, 1900) s) and at 3x
+([100, 1100) s), the conversation trace at 2.5x ([200, 1400) s), 4.5x ([0, 780) s) and 6.5x ([0, 540) s),
+and seed 14 of the generated kinds):
+
+- ``multi15.csv``: the conversation trace at 2.8x, [100, 1100) s replayed, and the code trace at 1.5x,
+  [1200, 2200) s replayed.
+- ``multi16.csv``: the conversation trace at 1.2x, [300, 2300) s replayed, and the code trace at 1.1x,
+  [1000, 3000) s replayed.
 """
 
 import sys
@@ -107,6 +117,8 @@ OVERLAYS: dict[str, tuple[tuple[float, int, int], tuple[float, int, int]]] = {
     "multi12": ((5.0, 0, 700), (2.0, 300, 1000)),
     "multi13": ((2.2, 200, 1600), (1.3, 1500, 2900)),
     "multi14": ((3.5, 200, 1000), (1.7, 0, 800)),
+    "multi15": ((2.8, 100, 1100), (1.5, 1200, 2200)),
+    "multi16": ((1.2, 300, 2300), (1.1, 1000, 3000)),
 }
 # Each diurnal day-part with flash crowds: (diurnal seed, crowds seed, first crowd at s).
 DIURNAL_FLASH = {
