@@ -9,9 +9,10 @@ RUN_ARGS are `python -m simulations run`'s (without `--out`), e.g.
 
 For each decision at those times (within a second) it prints the floor and its reason, then one line per
 window the floor weighed: its end, age weight, requests, Ready replicas, the reactive ask that served it,
-whether it read as saturated, its need and utilisation, and the requests it would have served late on
-1..12 replicas (the floor's own reading, `_served_fraction`). Windows late on none of them are left out.
-It wraps `headroom_floor` as the decision core calls it; nothing in the run changes.
+whether it read as saturated, its need and utilisation, the requests waiting when it began (carried),
+and the requests it would have served late on 1..12 replicas (the floor's own reading,
+`_served_fraction`). Windows late on none of them are left out. It wraps `headroom_floor` as the
+decision core calls it; nothing in the run changes.
 """
 
 import math
@@ -52,8 +53,8 @@ def main(argv: list[str]) -> None:
                 f"end {w.end_s:7.0f} weight {math.exp(-(now_s - w.end_s) / headroom.AGE_SCALE_S):.2f} "
                 f"requests {w.requests:5.0f} ready {w.ready:4.1f} reactive {react:4.1f} "
                 f"saturated {load.saturated if load else '-'} need {load.need if load else 0:5.2f} "
-                f"u {load.utilisation if load else 0:.2f} late on 1..12: "
-                + " ".join(f"{x:.0f}" for x in late[1:])
+                f"u {load.utilisation if load else 0:.2f} carried {load.carried if load else 0:5.0f} "
+                "late on 1..12: " + " ".join(f"{x:.0f}" for x in late[1:])
             )
         return result
 
