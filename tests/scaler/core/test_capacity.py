@@ -27,6 +27,7 @@ from scaler.core.capacity import (
 from scaler.core.config import LatencyMetric
 from scaler.core.signals import Measure, Signals
 from scaler.core.state import LatencyWindow, Series
+from tests.scaler.core.engines import engine_series
 
 NOW_S = 1_700_000_000.0
 STEP_S = 15.0
@@ -43,19 +44,10 @@ def engine_history(
     times = tuple(NOW_S - (n_steps - 1 - i) * STEP_S for i in range(n_steps))
     prompt = rng.uniform(300, 3000, n_steps)  # tokens per request
     output = rng.uniform(50, 500, n_steps)
-    work = TRUE_C * prompt + TRUE_B * output
     rho = rng.uniform(*rho_range, n_steps)
-    lam = rho / work  # requests/s per replica
-    step = TRUE_A / (1.0 - rho)
-    running = lam * output * step  # Little's law, sequences per replica
-    return {
-        Measure.READY: Series(times, (ready,) * n_steps),
-        Measure.RUNNING: Series(times, tuple(np.maximum(running, 1.0) * ready)),
-        Measure.REQUESTS: Series(times, tuple(lam * ready)),
-        Measure.PROMPT_TOKENS: Series(times, tuple(lam * prompt * ready)),
-        Measure.GENERATION_TOKENS: Series(times, tuple(lam * output * ready)),
-        Measure.STEP_S: Series(times, tuple(step)),
-    }
+    return engine_series(
+        times, rho, prompt, output, ready, (TRUE_A, TRUE_B, TRUE_C), min_running_per_replica=1.0
+    )
 
 
 def test_no_history_is_the_prior() -> None:

@@ -24,6 +24,7 @@ from scaler.core.decision import (
 )
 from scaler.core.signals import Measure, SignalName, Signals
 from scaler.core.state import LatencyWindow, ReplicaSource, Series, State
+from tests.scaler.core.engines import engine_series
 
 NOW_S = 1_700_000_000.0
 ALL = {
@@ -450,19 +451,9 @@ def _steady_engine(steps: int, ready: float = 7.0) -> dict[Measure, Series]:
     """A settled fleet of ``ready`` replicas on the FP8 profile's costs (a = 20 ms, b = 0.14 ms, c = 44 us)
     at the conversation mix (1,155 prompt and 211 output tokens: 0.080 s of work a request), its load
     rising from utilisation 0.30 to 0.36, the iterations following T = a / (1 - rho) exactly."""
-    a, b, c, prompt, output = 0.02, 0.00014, 44e-6, 1155.0, 211.0
     times = tuple(NOW_S - (steps - 1 - i) * 15.0 for i in range(steps))
     rho = np.linspace(0.30, 0.36, steps)
-    lam = rho / (c * prompt + b * output)  # requests/s a replica
-    step = a / (1.0 - rho)
-    return {
-        Measure.READY: Series(times, (ready,) * steps),
-        Measure.RUNNING: Series(times, tuple(lam * output * step * ready)),  # Little's law
-        Measure.REQUESTS: Series(times, tuple(lam * ready)),
-        Measure.PROMPT_TOKENS: Series(times, tuple(lam * prompt * ready)),
-        Measure.GENERATION_TOKENS: Series(times, tuple(lam * output * ready)),
-        Measure.STEP_S: Series(times, tuple(step)),
-    }
+    return engine_series(times, rho, 1155.0, 211.0, ready, (0.02, 0.00014, 44e-6))
 
 
 @pytest.mark.parametrize(
