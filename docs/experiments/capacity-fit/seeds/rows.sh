@@ -5,6 +5,9 @@
 # .venv), two at a time, and prints "name attainment | gpu_hours | cold_starts | max_replicas".
 # The output, sorted, goes to stdout; save it as $OUT/TAG.out for judge.py.
 set -e
+# Results are keyed by row name (here, static.py, judge.py): two sets' rows may not share one.
+taken=$(cat "$(dirname "$0")"/*.txt | grep -v '^#' | awk 'NF {print $1}' | sort | uniq -d)
+if [ -n "$taken" ]; then echo "rows.sh: row names used by two sets: $taken" >&2; exit 2; fi
 TREE=$(cd "$1" && pwd); TAG=$2; OUT=$(mkdir -p "${OUT:-out/seeds}" && cd "${OUT:-out/seeds}" && pwd)
 run1() {
   name=$1; shift
