@@ -1,13 +1,14 @@
 """Each row and seed against the cheapest baseline at the scaler's attainment, side by side for tags.
 
-    python docs/experiments/capacity-fit/seeds/judge.py OUT TAG [TAG...]
+    python docs/experiments/capacity-fit/seeds/judge.py OUT TAG [TAG...] [--rows ROW,ROW...]
 
 Reads OUT/TAG.out (rows.sh), OUT/static*.json (static.py) and, where present, OUT/cmp-ROW/summary.json
 (`python -m simulations compare ... --frontier --out OUT/cmp-ROW`, seed 0: every swept point of KEDA,
 KPA and the HPA). A cell is `attainment @ GPU-h / cheapest GPU-h at that attainment and its setting, W, T or
 L, ratio (hindsight: the hindsight reference's GPU-h at that attainment, where compare ran)`,
 by the scorecard's own rule (`simulations.scorecard.outcome`: within 0.05 % is a tie); the sums at the
-end count wins, ties and losses and add the ratios (the lower, the less GPU a row costs against its best
+end (over the rows named by ``--rows``, when given: a set's fresh rows apart from its near-repeats) count
+wins, ties and losses and add the ratios (the lower, the less GPU a row costs against its best
 baseline; a row no point reaches counts as a win and adds nothing), and how many rows end below the 0.99
 attainment target.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 from simulations.scorecard import outcome
 
 
-def main(out: str, tags: list[str]) -> None:
+def main(out: str, tags: list[str], only: set[str] | None = None) -> None:
     static: dict = {}
     for f in glob.glob(os.path.join(out, "static*.json")):
         static.update(json.loads(Path(f).read_text()))
@@ -45,7 +46,8 @@ def main(out: str, tags: list[str]) -> None:
     for tag in tags:
         for line in Path(out, f"{tag}.out").read_text().splitlines():
             p = line.split()
-            rows.setdefault(p[0], {})[tag] = (float(p[1]), float(p[3]))
+            if only is None or p[0].rsplit("-s", 1)[0] in only:
+                rows.setdefault(p[0], {})[tag] = (float(p[1]), float(p[3]))
     score = {t: {"win": 0, "tie": 0, "loss": 0, "ratios": 0.0, "below": 0} for t in tags}
     for name in sorted(rows):
         row = name.rsplit("-s", 1)[0]
@@ -85,4 +87,10 @@ def main(out: str, tags: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    args = sys.argv[2:]
+    only = None
+    if "--rows" in args:
+        i = args.index("--rows")
+        only = set(args[i + 1].split(","))
+        args = args[:i] + args[i + 2 :]
+    main(sys.argv[1], args, only)
