@@ -10,6 +10,7 @@ import pytest
 from scaler.core import headroom
 from scaler.core.headroom import (
     MAX_SCALE_CREDIT,
+    OUTPACE_EXPONENT,
     PEAK_TO_MEAN,
     WindowLoad,
     _served_fraction,
@@ -203,11 +204,11 @@ def test_fewer_replicas_stretch_queueing_by_the_iteration_model_or_linearly_whic
 @pytest.mark.parametrize(
     ("replicas", "carried", "want"),
     [
-        # linear: latencies halve, 50 of 100 within 1 s; a (5.4 - 4) / (5.4 - 2) = 0.41 share of the other
-        # 50 stays late: 1 - 0.5 x 0.41 = 0.794
-        (4.0, 0.0, 1.0 - 0.5 * 1.4 / 3.4),
-        # linear 0.375 (those under 1.5 s); a 2.4 / 3.4 share of the 0.625 late stays: 0.559
-        (3.0, 0.0, 1.0 - 0.625 * 2.4 / 3.4),
+        # linear: latencies halve, 50 of 100 within 1 s; a ((5.4 - 4) / (5.4 - 2))^2 = 0.17 share of the
+        # other 50 stays late: 1 - 0.5 x 0.17 = 0.915
+        (4.0, 0.0, 1.0 - 0.5 * (1.4 / 3.4) ** 2),
+        # linear 0.375 (those under 1.5 s); a (2.4 / 3.4)^2 = 0.50 share of the 0.625 late stays: 0.689
+        (3.0, 0.0, 1.0 - 0.625 * (2.4 / 3.4) ** 2),
         (6.0, 0.0, 1.0),  # past 5.4: none late
         (2.0, 0.0, 0.25),  # as many as served it: what it saw
         # 20 requests waiting when the window began (more than a tenth of its 100): its latencies were a
@@ -215,10 +216,10 @@ def test_fewer_replicas_stretch_queueing_by_the_iteration_model_or_linearly_whic
         (4.0, 20.0, 0.5),
     ],
 )
-def test_more_replicas_outpace_a_burst_at_peak_to_mean_times_its_utilisation(
+def test_more_replicas_outpace_a_burst_at_peak_to_mean_times_its_utilisation_as_the_square_of_the_shortfall(
     replicas: float, carried: float, want: float
 ) -> None:
-    assert PEAK_TO_MEAN == 3.0
+    assert (PEAK_TO_MEAN, OUTPACE_EXPONENT) == (3.0, 2.0)
     load = WindowLoad(2.0, False, 0.9, carried)
     met = _served_fraction(window(NOW_S, 2, BURST), load, np.array([replicas]), 1.0, 0.0)
     assert met[0] == pytest.approx(want)
@@ -237,9 +238,9 @@ def test_requests_no_replica_serves_in_time_stay_missed_past_the_burst() -> None
     ("burst_load", "floor"),
     [
         # the module's worked example, the burst at u 0.9 on its 2 replicas. On 5 the linear reading meets
-        # those under 2.5 s (62.5), and a (5.4 - 5) / (5.4 - 2) = 0.118 share of the 37.5 late stays: 4.4,
-        # more than the 2 allowed; 6 leave none (the linear reading alone needs 8)
-        (WindowLoad(2.0, False, 0.9), 6),
+        # those under 2.5 s (62.5), and a ((5.4 - 5) / (5.4 - 2))^2 = 0.014 share of the 37.5 late stays:
+        # 0.5, within the 2 allowed; on 4 a 0.17 share of 50: 8.5 (the linear reading alone needs 8)
+        (WindowLoad(2.0, False, 0.9), 5),
         (WindowLoad(2.0, False, 0.9, carried=20.0), 8),  # a backlog's latencies: the linear reading's 8
         (WindowLoad(2.0, False, 0.0), 8),  # utilisation unknown: the linear reading's 8
         (None, 8),
