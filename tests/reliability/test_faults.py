@@ -351,9 +351,8 @@ def test_kubernetes_api_unreachable_decisions_continue(
             scaler = ScalerThread(_options(prom.url, kubernetes=str(kubeconfig))).start()
             keda = Keda(scaler.address, keda_pb)
             try:
-                started = time.monotonic()
+                # Within the RPC's deadline: a hanging API server must not hold the decision past it.
                 value = keda.metrics(f"kube-{label}", timeout_s=20)
-                results[label] = time.monotonic() - started
                 assert value == 4.0
                 assert keda.active(f"kube-{label}") is True
                 decision = scaler.server.refresher.entries[(NS, f"kube-{label}", "llama")].decision
@@ -361,12 +360,15 @@ def test_kubernetes_api_unreachable_decisions_continue(
                 doc = decision.to_dict()
                 text = json.dumps(doc)
                 assert "Kubernetes API unreadable" in text, doc
+                results[label] = text
                 assert _gauge(scaler, "replica_source_info", f"kube-{label}", source="metrics") == 1.0
             finally:
                 keda.close()
                 scaler.stop()
-        # refused: at once; hanging: bounded by the query timeout (plus the kube client's own retries)
-        assert results["refused"] < 5.0 and results["hanging"] < 10.0, results
+        # refused: the connection fails at once; hanging: the read is cut by the client's timeout (not the
+        # RPC's deadline), which is what bounds it. No wall-clock bound here: timings belong to `make bench`.
+        assert "NewConnectionError" in results["refused"], results["refused"]
+        assert "ReadTimeoutError" in results["hanging"], results["hanging"]
     finally:
         hang.close()
     # explain says the same
