@@ -62,8 +62,9 @@ PEAK_TO_MEAN = 3.0
 # queue grows. On the code trace's largest burst (632 requests in a minute), static fleets of 4, 5, 6 and
 # 7 leave 179, 42, 11 and 0 late (`late_by_minute.py 4,5,6,7,8 0.21 --trace azure-code --slice 0:1800`):
 # steeper still, so the square stays on the side of too many warm replicas. In proportion, the floor that
-# followed such a burst held 9 replicas for ten minutes where 5 served it (the code trace's [0:1800] at
-# seed 1: 0.968 @ 13.80 GPU-h; 12.45 with the square, the same attainment).
+# followed that burst held 8-9 replicas for ten minutes, where 5 would have left 42 of it late: the code
+# trace's [0:1800] at seed 1 ran 0.968 @ 13.80 GPU-h, and 0.968 @ 12.45 with the square (`python -m
+# simulations run --trace azure-code --slice 0:1800 --seed 1 --policy scaler`, before and after).
 OUTPACE_EXPONENT = 2.0
 # A window that began with more requests waiting than this fraction of those it served inherited its
 # latency from a backlog, which no number of replicas in the window would have removed.
