@@ -79,6 +79,18 @@ and seed 14 of the generated kinds):
   [1200, 2200) s replayed.
 - ``multi16.csv``: the conversation trace at 1.2x, [300, 2300) s replayed, and the code trace at 1.1x,
   [1000, 3000) s replayed.
+
+The eleventh held-aside set (stop 33, written before anything was run on it, once the tenth had judged two
+rules; with the code trace at 1.2x ([1000, 3000) s) and at 2.2x ([100, 1600) s), the conversation trace
+at 3.8x ([50, 940) s) and at 4.8x ([0, 740) s), seed 15 of the generated kinds and seed 16 of the bursts
+at 3 requests/s). Every part of the two Azure traces has now been replayed by some earlier set at some
+speed-up: what is fresh here is the speed-ups, the pairings and the generated traces.
+
+- ``multi17.csv``: the conversation trace at 4.2x, [0, 850) s replayed, and the code trace at 1.9x,
+  [100, 1000) s replayed.
+- ``multi18.csv``: the conversation trace at 1.8x, [800, 2000) s replayed, and the code trace's
+  [300, 1500) s.
+- ``diurnal-flash4.csv``: as ``diurnal-flash`` with seeds 17 and 18, the first crowd at 400 s.
 """
 
 import sys
@@ -119,12 +131,15 @@ OVERLAYS: dict[str, tuple[tuple[float, int, int], tuple[float, int, int]]] = {
     "multi14": ((3.5, 200, 1000), (1.7, 0, 800)),
     "multi15": ((2.8, 100, 1100), (1.5, 1200, 2200)),
     "multi16": ((1.2, 300, 2300), (1.1, 1000, 3000)),
+    "multi17": ((4.2, 0, 850), (1.9, 100, 1000)),
+    "multi18": ((1.8, 800, 2000), (1.0, 300, 1500)),
 }
 # Each diurnal day-part with flash crowds: (diurnal seed, crowds seed, first crowd at s).
 DIURNAL_FLASH = {
     "diurnal-flash": (11, 12, 500),
     "diurnal-flash2": (13, 14, 300),
     "diurnal-flash3": (15, 16, 700),
+    "diurnal-flash4": (17, 18, 400),
 }
 
 
