@@ -257,8 +257,16 @@ def headroom_floor(
     priced = int(np.argmin(floors[: top + 1] + fleet * costs / max(budget, 1e-9)))
     floor = min(int(met_idx[0]), priced) if len(met_idx) else priced
     at_floor = float(costs[floor])
-    if floor == 0:
+    if floor == 0 and reactive_only <= budget:
         why = f"reactive scaling alone meets {target:g} ({reactive_only:.0f} of {requests:.0f} would miss)"
+    elif floor == 0:
+        # The priced optimum is no floor: the misses are ones warm replicas would not remove (it used to
+        # say "meets" here too, beside a count over the budget).
+        why = (
+            f"no warm replicas: reactive scaling alone would miss {reactive_only:.0f} of {requests:.0f} "
+            f"recent requests (target {target:g}: {budget:.0f} allowed), and warm replicas would not pay "
+            "for the misses they remove"
+        )
     else:
         why = (
             f"{floor} warm replica(s): reactive scaling alone would miss {reactive_only:.0f} of "

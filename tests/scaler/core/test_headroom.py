@@ -139,6 +139,18 @@ def test_misses_more_replicas_do_not_remove_buy_nothing() -> None:
     assert "would not pay" in h.why
 
 
+def test_no_floor_over_the_budget_says_the_target_is_missed() -> None:
+    """Every window had 10 % of its requests past the last bucket, which no fleet serves in time: no warm
+    replica removes a miss, the priced floor is 0, and the reason says the target is missed, not met."""
+    hopeless = (90.0, 90.0, 90.0, 90.0, 90.0, 100.0)
+    windows = [window(NOW_S - 60 * i, 2, hopeless) for i in range(10)]
+    h = headroom_floor(windows, Series((NOW_S - 3600,), (2.0,)), 1.0, 0.99, 90.0, NOW_S)
+    assert h.replicas == 0
+    assert h.misses_reactive == pytest.approx(0.1 * h.requests)  # ten times the 1 % budget
+    assert h.why.startswith("no warm replicas: reactive scaling alone would miss ")
+    assert "meets" not in h.why and "would not pay" in h.why
+
+
 def test_too_few_requests_is_no_floor() -> None:
     h = headroom_floor([window(NOW_S, 1, (1.0, 1.0, 1.0, 1.0, 2.0, 2.0))], Series(), 1.0, 0.99, 90.0, NOW_S)
     assert (h.replicas, h.why) == (0, "too few requests to learn from")
