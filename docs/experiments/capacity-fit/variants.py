@@ -91,6 +91,17 @@ speed-up: what is fresh here is the speed-ups, the pairings and the generated tr
 - ``multi18.csv``: the conversation trace at 1.8x, [800, 2000) s replayed, and the code trace's
   [300, 1500) s.
 - ``diurnal-flash4.csv``: as ``diurnal-flash`` with seeds 17 and 18, the first crowd at 400 s.
+
+The twelfth held-aside set (stop 34, written before anything was run on it, once the eleventh had judged
+two rules; with the code trace at 2.4x ([200, 1400) s) and at 1.45x ([300, 2300) s), the conversation
+trace at 2.1x ([100, 1500) s) and at 5.2x ([0, 690) s), seed 18 of the generated kinds and seed 19 of the
+bursts at 2.5 requests/s):
+
+- ``multi19.csv``: the conversation trace at 2.3x, [200, 1400) s replayed, and the code trace at 2.4x,
+  [0, 1200) s replayed.
+- ``multi20.csv``: the conversation trace at 5.2x, [0, 690) s replayed, and the code trace at 1.45x,
+  [800, 1490) s replayed.
+- ``diurnal-flash5.csv``: as ``diurnal-flash`` with seeds 19 and 20, the first crowd at 600 s.
 """
 
 import sys
@@ -133,6 +144,8 @@ OVERLAYS: dict[str, tuple[tuple[float, int, int], tuple[float, int, int]]] = {
     "multi16": ((1.2, 300, 2300), (1.1, 1000, 3000)),
     "multi17": ((4.2, 0, 850), (1.9, 100, 1000)),
     "multi18": ((1.8, 800, 2000), (1.0, 300, 1500)),
+    "multi19": ((2.3, 200, 1400), (2.4, 0, 1200)),
+    "multi20": ((5.2, 0, 690), (1.45, 800, 1490)),
 }
 # Each diurnal day-part with flash crowds: (diurnal seed, crowds seed, first crowd at s).
 DIURNAL_FLASH = {
@@ -140,6 +153,7 @@ DIURNAL_FLASH = {
     "diurnal-flash2": (13, 14, 300),
     "diurnal-flash3": (15, 16, 700),
     "diurnal-flash4": (17, 18, 400),
+    "diurnal-flash5": (19, 20, 600),
 }
 
 
