@@ -100,27 +100,36 @@ def keep_warm_floor(
     been idle at least ``now - t + W - step``, and each gap between demand was as much longer. Worked
     example: a 1 m rate on a 15 s history, the last request at 3,600 s: the rate reads it until 3,660 s,
     and at 3,720 s the replica has been idle 105 s, not the 60 s the rate alone shows."""
-    times = np.asarray(asks.times_s)
-    values = np.asarray(asks.values)
-    step_s = float(np.diff(times).min()) if len(times) >= 2 else 0.0
     last: tuple[int, Release] | None = None
     for level in range(current, desired, -1):
-        # Any demand at all needs the first replica (a need of 0.3 is one replica, not none); above it a
-        # level is needed where the need reached it (a need of 1.3 on 1 replica is what the latency-room
-        # rule holds at 1, so level 2 was not needed).
-        busy = times[values > 1e-9] if level == 1 else times[values >= level - 1e-9]
-        idle_s: float | None = (now_s - float(times[0])) if len(times) else None
-        lag_s = max(0.0, rate_window_s - step_s) if level == 1 and rate_window_s and step_s > 0 else 0.0
-        if busy.size:
-            idle_s = max(0.0, now_s - float(busy.max()))
-            if float(times[-1]) > float(busy.max()):  # a later step read nothing: the lag has started
-                idle_s += lag_s
-        gaps = tuple(g + lag_s for g in gaps_between(busy, step_s)) if step_s > 0 else ()
+        idle_s, gaps = level_idle(asks, level, now_s, rate_window_s)
         verdict = decide_release(idle_s, gaps, cold_start_s, min_idle_s if level == 1 else 0.0)
         if not verdict.release:
             return KeepWarm(level, True, level, verdict)
         last = (level, verdict)
     return KeepWarm(desired, False, last[0] if last else 0, last[1] if last else None)
+
+
+def level_idle(
+    asks: Series, level: int, now_s: float, rate_window_s: float | None = None
+) -> tuple[float | None, tuple[float, ...]]:
+    """How long replica ``level`` has not been needed (None: no history to tell), and the idle gaps
+    between the times it was. See keep_warm_floor for ``rate_window_s``."""
+    times = np.asarray(asks.times_s)
+    values = np.asarray(asks.values)
+    step_s = float(np.diff(times).min()) if len(times) >= 2 else 0.0
+    # Any demand at all needs the first replica (a need of 0.3 is one replica, not none); above it a
+    # level is needed where the need reached it (a need of 1.3 on 1 replica is what the latency-room
+    # rule holds at 1, so level 2 was not needed).
+    busy = times[values > 1e-9] if level == 1 else times[values >= level - 1e-9]
+    idle_s: float | None = (now_s - float(times[0])) if len(times) else None
+    lag_s = max(0.0, rate_window_s - step_s) if level == 1 and rate_window_s and step_s > 0 else 0.0
+    if busy.size:
+        idle_s = max(0.0, now_s - float(busy.max()))
+        if float(times[-1]) > float(busy.max()):  # a later step read nothing: the lag has started
+            idle_s += lag_s
+    gaps = tuple(g + lag_s for g in gaps_between(busy, step_s)) if step_s > 0 else ()
+    return idle_s, gaps
 
 
 def gaps_between(busy_times_s: np.ndarray, step_s: float) -> tuple[float, ...]:

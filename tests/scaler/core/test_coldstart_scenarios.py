@@ -398,3 +398,59 @@ def test_the_last_replica_stays_until_the_history_can_price_its_release(
         assert "too little to price releasing the last one" in d.headroom.why
     else:
         assert d.headroom.replicas == 0 and d.idle is not None and d.idle.release
+
+
+@pytest.mark.parametrize(
+    ("lull_steps", "idle_steps", "rate_window_s", "held"),
+    [
+        (0, 2, None, 3),  # 30 s without a request: under a cold start, 3 hold
+        (0, 4, None, 1),  # 60 s >= the 60 s cold start, and no lull before: the bursts stopped, 1 stays
+        (0, 12, None, 1),  # 180 s
+        # a lull of 9 silent steps in the history: a gap of 150 s between requests 15 s apart
+        (9, 8, None, 3),  # 120 s idle: no longer than that lull, so the bursts may still come back
+        # 165 s: longer than the lull, not 2 x (300 s): lulls lengthen (the code trace's do)
+        (9, 11, None, 3),
+        (9, 21, None, 1),  # 315 s > 2 x 150 s
+        # read from a 1 m rate, a lull under 60 s never shows: the longest is taken as at least 60 s. The
+        # last nonzero step is 45 s after the last request (lag 60 - 15), so 5 silent steps are 120 s idle.
+        (0, 5, 60.0, 3),  # 120 s, not over 2 x 60 s
+        (0, 6, 60.0, 1),  # 135 s
+    ],
+)
+def test_headroom_for_bursts_lapses_once_the_demand_stops(
+    lull_steps: int, idle_steps: int, rate_window_s: float | None, held: int
+) -> None:
+    """SLO-only metadata, 2 Ready replicas that served 1 request/s for 17 minutes, each minute's 60
+    requests spread evenly up to 4 s (half over the 1 s SLO: bursts 2 replicas could not drain), then
+    nothing. The windows price a warm floor of several replicas; while nothing arrives they age together
+    and price the same floor for an hour (40,000 requests x e^(-s / 600) fall under 50 only after 67
+    minutes). The floor: reactive scaling alone (1 replica for 1 request/s) misses 246 of the 466
+    age-weighted requests, 3 warm replicas none (target 0.99: 5 allowed). Once the silence is longer than
+    a cold start and than twice every lull between requests the history shows, the floor keeps 1 (the
+    code trace's bursts come back after lulls of 60-217 s: a lull is not the end of them)."""
+    config = parse_metadata(SLO_ONLY)
+    served = series([1.0] * 30 + [0.0] * lull_steps + [1.0] * 38 + [0.0] * idle_steps)
+    windows = tuple(
+        LatencyWindow(NOW_S - 60.0 * i, 2.0, 60.0, (0.25, 1.0, 4.0, math.inf), (15.0, 30.0, 60.0, 60.0))
+        for i in range(1, 18)
+    )
+    signals = Signals(
+        current_replicas=2,
+        ready_replicas=2,
+        queue_requests=0.0,
+        requests_per_s=0.0,
+        no_traffic=frozenset({SignalName.LATENCY}),
+    )
+    state = State(
+        history={Measure.REQUESTS: served},
+        latency_windows=windows,
+        activation_value=0.0,
+        replica_source=ReplicaSource.KUBERNETES,
+        rate_window_s=rate_window_s,
+    )
+    d = decide(signals, state, config, NOW_S)
+    assert d.headroom is not None
+    assert (d.desired_replicas, d.headroom.replicas, d.reason) == (held, held, Reason.HEADROOM)
+    if not lull_steps:
+        assert d.headroom.misses_reactive == pytest.approx(246, abs=1)
+    assert ("the bursts stopped" in d.headroom.why) == (held == 1)
