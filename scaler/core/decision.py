@@ -627,7 +627,7 @@ def _silenced(
     MIN_REQUESTS. Worked example: 40,000 recent requests held 10 warm for their bursts, then none came:
     40,000 x e^(-s / 600) < 50 only at s = 600 ln 800 = 4,011 s, 67 minutes of 10 idle replicas. On the
     multi-client overlay of the conversation trace at 4.2x and the code trace at 1.9x (seed 0), the 10 held
-    through the 300 s after the last request: 0.9846 @ 12.82 GPU-h, and 0.9846 @ 10.69 with this rule.
+    through the 300 s after the last request: 0.9846 @ 12.82 GPU-h, and 0.9846 @ 11.29 with this rule.
     Not the keep-warm break-even: its price is GPU time alone, and the code trace's lulls of 60-170 s
     between bursts each released the floor its next burst needed (the trace's [0:1800], seed 0: 0.968 ->
     0.477 attainment)."""
