@@ -20,6 +20,9 @@ _REASONS = {
     Reason.GPU: "the GPU utilisation target",
     Reason.LATENCY: "latency above its SLO",
     Reason.HEADROOM: "warm headroom for bursts",
+    Reason.SHORT_BURST: "a burst too short for a cold start: no scale-up",
+    Reason.KV_CACHE: "KV cache nearly full: no scale-down",
+    Reason.DEMONSTRATED: "no scale-down far beyond the load a minute showed",
     Reason.KEEP_WARM: "keep-warm: releasing does not pay yet",
     Reason.HOLD_MISSING: "missing data: holding, never shrinking",
     Reason.LATENCY_GUARD: "latency near its SLO: no scale-down",
@@ -103,6 +106,8 @@ def describe(decision: Decision, header: Iterable[str] = ()) -> str:
             f"{_num(p.arrivals_per_s)} requests/s arriving (forecast {_num(p.forecast_per_s)}), "
             f"{p.backlog_requests:.0f} waiting (from {p.source})"
         )
+    if d.burst is not None:
+        lines.append(f"Burst:       {d.burst.why}")
     if d.headroom is not None:
         lines.append(f"Headroom:    {d.headroom.why}")
     holding = [f for f in d.floors if f.kind != FloorKind.HEADROOM]

@@ -58,7 +58,7 @@ class ProgressBar:
 
 
 # What each row of a run's decisions.jsonl carries besides the replicas and the reason.
-DECISION_EVIDENCE = ("capacity", "projection", "headroom", "floors")
+DECISION_EVIDENCE = ("capacity", "projection", "burst", "headroom", "floors")
 PLOTS_HINT = "plots skipped: matplotlib is not installed; pip install 'llm-keda-scaler[sim]' for them"
 WATCHES = {
     "keda-queue": "KEDA on vllm:num_requests_waiting",

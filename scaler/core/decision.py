@@ -22,12 +22,13 @@ answer is a typed field of the Decision, so explain, the metrics, the logs and t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
+from scaler.core.bursts import BurstCap, short_burst_cap
 from scaler.core.capacity import Capacity, CapacitySource, estimate_capacity
 from scaler.core.coldstart import ColdStart, estimate_cold_start
 from scaler.core.config import ScalerConfig
@@ -124,6 +125,8 @@ class Reason(StrEnum):
     GPU = "gpu"
     LATENCY = "latency"
     HEADROOM = "headroom"  # warm replicas for bursts shorter than the reaction horizon
+    # an ask held back: the levels above were only ever reached in bursts over before a replica is Ready
+    SHORT_BURST = "short-burst"
     KEEP_WARM = "keep-warm"  # a scale-down (or the release of the last replica) does not pay yet
     HOLD_MISSING = "hold-missing-data"
     LATENCY_GUARD = "latency-guard"
@@ -197,6 +200,7 @@ class Decision:
     capacity: Capacity | None = None
     projection: Projection | None = None
     headroom: Headroom | None = None
+    burst: BurstCap | None = None
     floors: tuple[Floor, ...] = ()
     idle: Idle | None = None
     reason_note: str = ""  # e.g. which signals are missing
@@ -287,6 +291,8 @@ class Decision:
                 "replicas": p.replicas,
                 "source": p.source,
             }
+        if self.burst is not None:
+            out["burst"] = asdict(self.burst)  # its fields are all plain values
         if self.headroom is not None:
             h = self.headroom
             out["headroom"] = {
@@ -723,6 +729,7 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
         active: bool | None = None,
         projection: Projection | None = None,
         headroom: Headroom | None = None,
+        burst: BurstCap | None = None,
         floors: tuple[Floor, ...] = (),
         idle: Idle | None = None,
         note: str = "",
@@ -745,6 +752,7 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
             capacity=capacity,
             projection=projection,
             headroom=headroom,
+            burst=burst,
             floors=floors,
             idle=idle,
             reason_note=note,
@@ -826,6 +834,13 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
         note = f"{', '.join(missing)} missing" if missing else "no engine metrics"
         return make(False, current or 0, Reason.NO_DATA, projection=projection, note=note)
     desired, reason = max(asks, key=lambda a: a[0]) if asks else (0, Reason.DEMAND)
+    burst = (
+        short_burst_cap(desired, ready, reactive_needs(state, capacity), horizon_s)
+        if projection is not None and ready
+        else None
+    )
+    if burst is not None:
+        desired, reason = burst.replicas, Reason.SHORT_BURST
     floors: list[Floor] = []
 
     history_asks = ask_history(verdicts, state, capacity if projection is not None else None)
@@ -904,5 +919,12 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
             return make(True, 1, Reason.KEEP_WARM, note="scaleToZero is false", **done)  # type: ignore[arg-type]
         return make(True, 0, Reason.RELEASE, active=False, **done)  # type: ignore[arg-type]
     return make(
-        True, desired, reason, projection=projection, headroom=headroom, floors=tuple(floors), idle=idle
+        True,
+        desired,
+        reason,
+        projection=projection,
+        headroom=headroom,
+        burst=burst,
+        floors=tuple(floors),
+        idle=idle,
     )

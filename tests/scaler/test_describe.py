@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from scaler.core.config import parse_metadata
-from scaler.core.decision import decide
+from scaler.core.decision import Reason, decide
 from scaler.core.signals import Measure, SignalName, Signals
 from scaler.core.state import ReplicaSource, Series, State
 from scaler.describe import describe
@@ -101,3 +103,24 @@ def test_no_decision_says_what_keda_does() -> None:
     d = decide(Signals(3, 3), State(), parse_metadata({**SLO, "latencyMetric": "e2e"}), NOW_S)
     got = lines(describe(d))
     assert got["Decision"].startswith("no decision (no usable data: KEDA's fallback applies)")
+
+
+@pytest.mark.parametrize("reason", list(Reason))
+def test_every_reason_reads_as_words(reason: Reason) -> None:
+    """A decision for any reason renders (a reason missing from the table raised KeyError in explain)."""
+    d = replace(decide(Signals(1, 1, requests_per_s=1.0), State(), parse_metadata(SLO), NOW_S), reason=reason)
+    got = lines(describe(d))["Decision"]
+    assert got.startswith("1 replica(s), active: ") and len(got) > len("1 replica(s), active: ") + 10
+
+
+def test_short_burst() -> None:
+    """Two past bursts of 7 requests/s (1.58 replicas at the prior's 4.44 each), 30 s each; 7/s again."""
+    calm, spike = [1.0] * 20, [7.0] * 2
+    state = State(history={Measure.REQUESTS: series(calm + spike + calm + spike + calm)})
+    signals = Signals(1, 1, queue_requests=0.0, requests_per_s=7.0)
+    got = lines(describe(decide(signals, state, parse_metadata(SLO), NOW_S)))
+    assert got["Decision"] == "1 replica(s), active: a burst too short for a cold start: no scale-up"
+    assert got["Burst"] == (
+        "asked 2, held at 1: the demand went above 1 replica(s) in 2 past burst(s), the longest 30 s, each "
+        "over before a replica asked at its start was Ready (75 s); this one has lasted 0 s"
+    )

@@ -454,3 +454,32 @@ def test_headroom_for_bursts_lapses_once_the_demand_stops(
     if not lull_steps:
         assert d.headroom.misses_reactive == pytest.approx(246, abs=1)
     assert ("the bursts stopped" in d.headroom.why) == (held == 1)
+
+
+@pytest.mark.parametrize(
+    ("current_steps", "desired", "reason"),
+    [
+        (0, 1, Reason.SHORT_BURST),  # the burst's first scrape: no second replica
+        (2, 1, Reason.SHORT_BURST),  # 30 s in: no longer than the past two
+        (3, 2, Reason.DEMAND),  # 45 s in: longer than any past one, a surge: the replica is asked
+    ],
+)
+def test_a_level_reached_only_in_bursts_over_before_a_cold_start_is_not_asked_for(
+    current_steps: int, desired: int, reason: Reason
+) -> None:
+    """SLO-only metadata, the prior's 4.44 requests/s a replica (0.18 s of work at utilisation 0.8), 1 Ready
+    replica. The served requests show two past bursts of 7 requests/s (1.58 replicas) lasting 30 s each,
+    at 1 request/s between. Now 7 requests/s arrive: the projection asks 2, but a replica asked now is
+    Ready in 75 s (60 s cold start + 15 s), after such a burst is over."""
+    calm, spike = [1.0] * 20, [7.0] * 2
+    served = series(calm + spike + calm + spike + calm + [7.0] * current_steps)
+    signals = Signals(current_replicas=1, ready_replicas=1, queue_requests=0.0, requests_per_s=7.0)
+    state = State(history={Measure.REQUESTS: served}, replica_source=ReplicaSource.KUBERNETES)
+    d = decide(signals, state, parse_metadata(SLO_ONLY), NOW_S)
+    assert d.projection is not None and d.projection.replicas == pytest.approx(7.0 / 4.44, rel=0.02)
+    assert (d.desired_replicas, d.reason) == (desired, reason)
+    if reason == Reason.SHORT_BURST:
+        assert d.burst is not None and (d.burst.asked, d.burst.episodes, d.burst.longest_s) == (2, 2, 30.0)
+        assert d.to_dict()["burst"]["replicas"] == 1
+    else:
+        assert d.burst is None and "burst" not in d.to_dict()
