@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 # scorecard trace -> the row's name in key.txt
+KINDS = (("bursts", "bursts"), ("diurnal", "diurnal"), ("idle-gaps", "idle"), ("flash-crowd", "flash"))
 NAMES = {
     "azure-code[0:1800]": "code1",
     "azure-code[1800:3600]": "code2",
@@ -16,6 +17,9 @@ NAMES = {
     "azure-conv x2[0:1800]": "convx2",
     "azure-conv x4[0:900]": "convx4",
     "azure-code x2[0:1800]": "codex2",
+    # the generated rows and the conversation trace's held-out half (gen.txt, and conv2 by hand: genc)
+    "azure-conv[1800:3600]": "conv2",
+    **{f"{kind}-s{s}": f"{short}{s}" for kind, short in KINDS for s in (1, 2)},
 }
 
 
