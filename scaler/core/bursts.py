@@ -15,7 +15,7 @@ length and is not counted; it takes ``MIN_EPISODES`` finished ones to call a lev
 
 Worked example (bursts at 2.5 requests/s, trace seed 19: a minute of ~740 requests every 10 minutes on 1
 Ready replica, which serves each with about 10 late; 2 replicas would serve them all): the 1 m rate's
-demand asked for a second replica 45-55 s into each burst (658 s, 1,258 s), Ready after the burst, and
+demand asked for a second replica 40-60 s into each burst (658 s, 1,258 s), Ready after the burst, and
 released a minute or two later. The need history shows each burst above 1 replica for at most 45 s, under
 the 75 s horizon; once two have passed, no second replica starts: 2.44 -> 2.21 GPU-h at the same 0.99696
 attainment (simulator seed 0; 2.40-2.44 -> 2.20-2.21 at seeds 0-3; a static fleet of 1: 2.33).
