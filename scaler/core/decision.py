@@ -834,9 +834,11 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
         note = f"{', '.join(missing)} missing" if missing else "no engine metrics"
         return make(False, current or 0, Reason.NO_DATA, projection=projection, note=note)
     desired, reason = max(asks, key=lambda a: a[0]) if asks else (0, Reason.DEMAND)
+    # The needs history is read only for an ask beyond the Ready fleet (ask_history reads it again below,
+    # with the target signals' asks; most refreshes ask no more than is Ready and pay for neither read).
     burst = (
         short_burst_cap(desired, ready, reactive_needs(state, capacity), horizon_s)
-        if projection is not None and ready
+        if projection is not None and ready and desired > ready
         else None
     )
     if burst is not None:

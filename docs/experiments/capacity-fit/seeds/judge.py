@@ -10,7 +10,8 @@ by the scorecard's own rule (`simulations.scorecard.outcome`: within 0.05 % is a
 end (over the rows named by ``--rows``, when given: a set's fresh rows apart from its near-repeats) count
 wins, ties and losses and add the ratios (the lower, the less GPU a row costs against its best
 baseline; a row no point reaches counts as a win and adds nothing), and how many rows end below the 0.99
-attainment target.
+attainment target, with each tag's GPU-hours summed over its runs and how many of its runs (attainment
+or GPU-hours) differ from the first tag's.
 """
 
 import glob
@@ -48,7 +49,9 @@ def main(out: str, tags: list[str], only: set[str] | None = None) -> None:
             p = line.split()
             if only is None or p[0].rsplit("-s", 1)[0] in only:
                 rows.setdefault(p[0], {})[tag] = (float(p[1]), float(p[3]))
-    score = {t: {"win": 0, "tie": 0, "loss": 0, "ratios": 0.0, "below": 0} for t in tags}
+    score = {t: {"win": 0, "tie": 0, "loss": 0, "ratios": 0.0, "below": 0, "gpu": 0.0} for t in tags}
+    first = [r for r in rows.values() if tags[0] in r]
+    changed = {t: sum(r.get(t, r[tags[0]]) != r[tags[0]] for r in first) for t in tags}
     for name in sorted(rows):
         row = name.rsplit("-s", 1)[0]
         cells = []
@@ -67,6 +70,7 @@ def main(out: str, tags: list[str], only: set[str] | None = None) -> None:
             score[t][verdict] += 1
             score[t]["ratios"] += ratio
             score[t]["below"] += a < 0.99
+            score[t]["gpu"] += g
         print(f"{name:13s} " + " | ".join(cells))
     for t in tags:
         s = score[t]
@@ -83,6 +87,10 @@ def main(out: str, tags: list[str], only: set[str] | None = None) -> None:
             ratios,
             "below 0.99",
             s["below"],
+            "GPU-h",
+            round(s["gpu"], 2),
+            "runs changed",
+            changed[t],
         )
 
 
