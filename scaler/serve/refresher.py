@@ -154,6 +154,15 @@ class Refresher:
             if not batch.done.done():  # also on cancellation at shutdown: waiters then see "no data yet"
                 batch.done.set_result(None)
 
+    async def aclose(self) -> None:
+        """Cancel the first fetches still running and wait for them (their waiters then see "no data
+        yet"). Left pending, a stop during a first fetch -- a SIGTERM while 2,000 ScaledObjects register --
+        closed the loop over them: "Task was destroyed but it is pending!" at every such shutdown."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def answer(self, entry: Entry) -> Decision:
         """The current decision; Unavailable if it is missing, invalid or older than the staleness bound."""
         now = self._clock()

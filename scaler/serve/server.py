@@ -169,6 +169,7 @@ class ScalerServer:
                 await self._task
         if self.server is not None:
             await self.server.stop(grace_s)
+        await self.refresher.aclose()  # no RPC is left to join a first fetch
         self.refresher.collector.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()  # type: ignore[attr-defined]

@@ -6,12 +6,13 @@ import asyncio
 import threading
 from collections.abc import Mapping, Sequence
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from scaler.core.signals import Signals
 from scaler.core.state import Observation, State
 from scaler.core.target import Target, target_from_ref
-from scaler.serve.refresher import Refresher
+from scaler.serve.refresher import Entry, Refresher, Unavailable
 from scaler.serve.telemetry import Telemetry
 from scaler.sources.source import Key
 
@@ -91,3 +92,23 @@ def test_same_scaledobject_asked_twice_at_once_is_fetched_once() -> None:
 
     asyncio.run(go())
     assert source.batches == [1]
+
+
+def test_closing_during_a_first_fetch_answers_its_waiters_and_leaves_no_task() -> None:
+    source = CountingSource(hold_first=True)
+    refresher = _refresher(source)
+
+    async def go() -> tuple[Entry, int]:
+        waiter = asyncio.create_task(refresher.ensure(_target(0)))
+        assert await asyncio.to_thread(source.started.wait, 10)
+        await refresher.aclose()
+        entry = await asyncio.wait_for(waiter, 5)  # answered, not left hanging on the cancelled fetch
+        return entry, len([t for t in asyncio.all_tasks() if t is not asyncio.current_task()])
+
+    try:
+        entry, pending = asyncio.run(go())
+    finally:
+        source.release.set()  # the collect's worker thread may end now
+    assert pending == 0
+    with pytest.raises(Unavailable, match=r"no data yet for ns/so-0 \(d0\): first read pending"):
+        refresher.answer(entry)
