@@ -156,8 +156,8 @@ class Refresher:
 
     async def aclose(self) -> None:
         """Cancel the first fetches still running and wait for them (their waiters then see "no data
-        yet"). Left pending, a stop during a first fetch -- a SIGTERM while 2,000 ScaledObjects register --
-        closed the loop over them: "Task was destroyed but it is pending!" at every such shutdown."""
+        yet"). Left pending, a stop during a first fetch (a SIGTERM while ScaledObjects register) closed
+        the loop over it: "Task was destroyed but it is pending!", seen when a test's server stopped so."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

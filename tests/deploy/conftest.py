@@ -24,10 +24,9 @@ from tests.harness.prometheus import PrometheusProcess, free_port, require_prome
 
 NS = "dash"
 RATE_WINDOW = "10s"
-# The first poll registers every ScaledObject and waits for its first read of Prometheus. On an idle
-# machine that takes well under a second; on two cores shared with other jobs one took more than the 5 s
-# this used to allow (DEADLINE_EXCEEDED at setup failed all 54 dashboard tests). Bounded, and the tests
-# assert the answers, not the time.
+# The first poll registers every ScaledObject and waits for its first read of Prometheus. On two cores
+# shared with two simulation workers one took more than the 5 s this used to allow (DEADLINE_EXCEEDED at
+# setup errored all 54 dashboard tests). Bounded, and the tests assert the answers, not the time.
 FIRST_CONTACT_S = 30.0
 
 
