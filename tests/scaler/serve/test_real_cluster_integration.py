@@ -36,8 +36,9 @@ RATE_WINDOW = "10s"
 LONG = "llama-3-1-70b-instruct-fp8-tp4-prod-europe-west4b"
 # Each RPC's deadline. A ScaledObject's first call waits for its first fetch, run in the refresh child at
 # niceness 10 (ServeOptions.refresh_nice), which also imports the Kubernetes client: 1.5 s on an idle
-# 2-core machine, and over 20 s while two simulations shared it (the child gets about a tenth of a core
-# against processes at niceness 0). What these tests check is the answer, not how fast it came.
+# 2-core machine, and over 20 s while simulations shared it (by the kernel's weights, 110 at niceness 10
+# against 1024 at 0, the child gets about a tenth of a contended core). What these tests check is the
+# answer, not how fast it came.
 RPC_DEADLINE_S = 60
 # No forecast: the history starts with the test, pods appearing a scrape apart would read as a trend.
 BASE = {
