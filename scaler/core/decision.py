@@ -893,7 +893,14 @@ def decide(signals: Signals, state: State, config: ScalerConfig, now_s: float) -
         if demonstrated is not None:
             floors.append(demonstrated)
         kept = keep_warm_floor(
-            history_asks, floor, desired, now_s, cold.seconds, config.min_idle_s, rate_window_s
+            history_asks,
+            floor,
+            desired,
+            now_s,
+            cold.seconds,
+            config.min_idle_s,
+            rate_window_s,
+            marginal_replicas=MARGINAL_REPLICAS,
         )
         if kept.held and kept.verdict is not None:
             floors.append(

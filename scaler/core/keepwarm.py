@@ -89,10 +89,17 @@ def keep_warm_floor(
     cold_start_s: float,
     min_idle_s: float = 0.0,
     rate_window_s: float | None = None,
+    marginal_replicas: float = 0.0,
 ) -> KeepWarm:
     """Walk down from ``current`` to ``desired``: the first replica level whose release does not pay holds
     the fleet there. A level is needed at the history steps where the ask reached it; one never needed in
     the history has been idle at least as long as the history (unknown without one: it stays).
+
+    ``marginal_replicas``: how far past ``level - 1`` an ask must go to have needed ``level``: the part of
+    a replica the decision would not have scaled up for (its latency-room band). An ask is a fraction of
+    a replica, and one of 1.6 on 2 Ready replicas keeps the second; reading level 2 as needed only at 2.0
+    made that replica look idle for the whole history, so it went the moment the ask dipped below 1, with
+    no cold start's worth of keep-warm (see ``level_idle``).
 
     ``rate_window_s``: the window of the rate the asks were read from. The first replica is needed while
     any request came, and a rate over a window W still reads one W after it: if step t was the last to
@@ -102,7 +109,7 @@ def keep_warm_floor(
     and at 3,720 s the replica has been idle 105 s, not the 60 s the rate alone shows."""
     last: tuple[int, Release] | None = None
     for level in range(current, desired, -1):
-        idle_s, gaps = level_idle(asks, level, now_s, rate_window_s)
+        idle_s, gaps = level_idle(asks, level, now_s, rate_window_s, marginal_replicas)
         verdict = decide_release(idle_s, gaps, cold_start_s, min_idle_s if level == 1 else 0.0)
         if not verdict.release:
             return KeepWarm(level, True, level, verdict)
@@ -111,17 +118,23 @@ def keep_warm_floor(
 
 
 def level_idle(
-    asks: Series, level: int, now_s: float, rate_window_s: float | None = None
+    asks: Series,
+    level: int,
+    now_s: float,
+    rate_window_s: float | None = None,
+    marginal_replicas: float = 0.0,
 ) -> tuple[float | None, tuple[float, ...]]:
     """How long replica ``level`` has not been needed (None: no history to tell), and the idle gaps
-    between the times it was. See keep_warm_floor for ``rate_window_s``."""
+    between the times it was. See keep_warm_floor for ``rate_window_s`` and ``marginal_replicas``."""
     times = np.asarray(asks.times_s)
     values = np.asarray(asks.values)
     step_s = float(np.diff(times).min()) if len(times) >= 2 else 0.0
     # Any demand at all needs the first replica (a need of 0.3 is one replica, not none); above it a
-    # level is needed where the need reached it (a need of 1.3 on 1 replica is what the latency-room
-    # rule holds at 1, so level 2 was not needed).
-    busy = times[values > 1e-9] if level == 1 else times[values >= level - 1e-9]
+    # level is needed where the need passed the band the decision does not scale up for (with a band of
+    # 0.5, a need of 1.3 on 1 replica is what the latency-room rule holds at 1, so level 2 was not
+    # needed; 1.6 was).
+    above = level - 1 + marginal_replicas + 1e-9
+    busy = times[values > 1e-9] if level == 1 else times[values > above]
     idle_s: float | None = (now_s - float(times[0])) if len(times) else None
     lag_s = max(0.0, rate_window_s - step_s) if level == 1 and rate_window_s and step_s > 0 else 0.0
     if busy.size:

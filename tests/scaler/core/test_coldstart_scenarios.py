@@ -312,6 +312,26 @@ def test_levels_whose_bursts_recur_stay_the_others_go() -> None:
 
 
 @pytest.mark.parametrize(
+    ("requests_per_s", "desired", "reason"),
+    [
+        # 7.1 requests/s for ten minutes at the prior's 0.8 / 0.18 = 4.44 a replica: an ask of 1.6, past
+        # the half-replica band the latency-room rule holds, so 2 replicas were asked for and the second
+        # was needed 15 s ago. The dip to 4 requests/s (0.9) keeps it a cold start: idle 15 s < 60 s.
+        (7.1, 2, Reason.KEEP_WARM),
+        # 5.8 requests/s is an ask of 1.3, inside the band: level 2 was never needed and goes at once.
+        (5.8, 1, Reason.DEMAND),
+    ],
+)
+def test_a_fraction_of_a_replica_past_the_band_needed_it(
+    requests_per_s: float, desired: int, reason: Reason
+) -> None:
+    state = State(history={Measure.REQUESTS: series([requests_per_s] * 40 + [4.0])})
+    d = decide(_serving(4.0, 0.0, 2), state, parse_metadata(SLO_ONLY), NOW_S)
+    assert d.projection is not None and d.projection.replicas == pytest.approx(0.9)
+    assert (d.desired_replicas, d.reason) == (desired, reason)
+
+
+@pytest.mark.parametrize(
     ("age_s", "desired", "reason"), [(30.0, 8, Reason.LOADING), (200.0, 1, Reason.QUEUE)]
 )
 def test_no_scale_down_while_a_recent_scale_up_is_still_warming(

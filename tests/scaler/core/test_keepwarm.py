@@ -36,11 +36,36 @@ def test_any_demand_needs_the_first_replica(history: list[float], held: bool, id
     assert kept.replicas == (1 if held else 0)
 
 
-def test_a_fraction_above_a_level_does_not_hold_the_next_one() -> None:
-    """Needs of 1.3 for an hour on 2 replicas, dropping to 0.5: level 2 was never reached (1.3 < 2; the
-    latency-room rule holds such a fleet at 1), so it goes; level 1 was needed now and stays."""
-    kept = keep_warm_floor(asks([1.3] * 240 + [0.5]), current=2, desired=1, now_s=NOW_S, cold_start_s=60.0)
-    assert (kept.replicas, kept.held) == (1, False)
+@pytest.mark.parametrize(
+    ("need", "marginal", "replicas", "held"),
+    [
+        # Needs of 1.3 for an hour on 2 replicas, dropping to 0.5: with the decision's latency-room band
+        # of 0.5 replica, 1.3 is what it holds at 1 replica, so level 2 was never needed: it goes, and
+        # level 1, needed now, is where the fleet stops.
+        (1.3, 0.5, 1, False),
+        # 1.6 is past the band: the decision asked for 2, so the second replica was needed 15 s ago
+        # (idle 15 s < the 60 s cold start) and stays. Read as needed only at 2.0, it had looked idle
+        # for the whole hour and went at once (the conversation trace at 2x, seed 3: 2 -> 1 replica on a
+        # dip to 7.3 requests/s, and the next minute's 682 requests left 230 late).
+        (1.6, 0.5, 2, True),
+        # With no band, any fraction past a level needs the next one (the ceiling of the ask).
+        (1.3, 0.0, 2, True),
+    ],
+)
+def test_a_level_is_needed_where_the_ask_passed_the_band(
+    need: float, marginal: float, replicas: int, held: bool
+) -> None:
+    kept = keep_warm_floor(
+        asks([need] * 240 + [0.5]),
+        current=2,
+        desired=1,
+        now_s=NOW_S,
+        cold_start_s=60.0,
+        marginal_replicas=marginal,
+    )
+    assert (kept.replicas, kept.held) == (replicas, held)
+    if held:
+        assert kept.verdict is not None and kept.verdict.idle_s == pytest.approx(STEP_S)
 
 
 @pytest.mark.parametrize(
