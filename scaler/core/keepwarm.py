@@ -92,7 +92,8 @@ def keep_warm_floor(
     marginal_replicas: float = 0.0,
 ) -> KeepWarm:
     """Walk down from ``current`` to ``desired``: the first replica level whose release does not pay holds
-    the fleet there. A level is needed at the history steps where the ask reached it; one never needed in
+    the fleet there. A level is needed at the history steps where the ask passed ``level - 1 +
+    marginal_replicas`` (the first, wherever there was any demand); one never needed in
     the history has been idle at least as long as the history (unknown without one: it stays).
 
     ``marginal_replicas``: how far past ``level - 1`` an ask must go to have needed ``level``: the part of
